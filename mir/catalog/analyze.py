@@ -1,0 +1,181 @@
+"""`mir analyze`: compute every missing analysis stage for every track, in worker processes.
+
+Each file is decoded once per run (streamed in bounded memory) and feeds all of its missing
+stages at the same time. Results are flushed as atomic part files every few dozen tracks, so a
+killed run loses at most the unflushed ones and the next run computes only what is missing.
+One bad file is recorded in the failures table and never stops the batch.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..config import AnalysisConfig, get_config
+from ..errors import MirError
+from .library import Library
+from .stages import stage_versions
+
+
+@dataclass
+class AnalyzeReport:
+    todo: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped_failed: int = 0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    failures: list[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        rt = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+        s = f"{self.done} tracks analysed, {self.failed} failed, {self.todo - self.done - self.failed} left"
+        if self.skipped_failed:
+            s += f", {self.skipped_failed} skipped after earlier failures (--retry-failed to retry)"
+        if self.done:
+            s += f" ({self.audio_seconds / 60:.1f} min of audio at {rt:.0f}x realtime)"
+        return s
+
+
+def analyze_file(path: str, content_hash: str, stages: dict[str, str], lib_root: str | None,
+                 cfg: AnalysisConfig) -> dict:
+    """Decode ``path`` once and compute the requested ``stages`` ({name: version}).
+
+    Returns ``{"rows": {stage: row}, "failure": None | {...}}``; the log-mel array is written to
+    the library's array store (atomically) when requested. Runs in a worker process.
+    """
+    from .. import audio
+    from ..features import TrackAnalyzer
+
+    frames: list[np.ndarray] = []
+    want_logmel = "logmel" in stages
+    try:
+        analyzer = TrackAnalyzer(sr=cfg.sample_rate, on_frames=frames.append if want_logmel else None)
+        for block in audio.stream(path, sr=cfg.sample_rate, block_seconds=cfg.stream_block_seconds):
+            analyzer.update(block)
+        desc = analyzer.finalize()
+        rows: dict[str, dict] = {}
+        if "descriptors" in stages:
+            rows["descriptors"] = {"hash": content_hash, **{k: desc[k] for k in sorted(desc)}}
+        if want_logmel:
+            mel = np.concatenate(frames, axis=-1) if frames else np.zeros((cfg.n_mels, 0), np.float32)
+            from .store import ArrayStore
+
+            ArrayStore(os.path.join(lib_root, "arrays")).save("logmel", stages["logmel"], content_hash, mel)
+            rows["logmel"] = {"hash": content_hash, "frames": int(mel.shape[-1])}
+        return {"rows": rows, "failure": None, "duration": float(desc.get("duration", 0.0))}
+    except MirError as exc:
+        return {"rows": {}, "failure": {"error": type(exc).__name__, "message": str(exc)}, "duration": 0.0}
+    except Exception as exc:  # a bug or a library crash on one file must not stop the batch
+        return {"rows": {}, "failure": {"error": type(exc).__name__, "message": f"{path}: unexpected error: {exc}"},
+                "duration": 0.0}
+
+
+def plan(lib: Library, versions: dict[str, str], *, retry_failed: bool = False) -> tuple[list[tuple], int]:
+    """Tracks that still miss a stage: ``[(track_id, hash, path, {stage: version}), ...]``."""
+    tracks = lib.tracks(include_missing=False)
+    done = {s: lib.stages.table(s, v).keys() for s, v in versions.items()}
+    failed: dict[str, set] = {s: set() for s in versions}
+    if not retry_failed:
+        for row in lib.failures().itertuples(index=False):
+            if row.stage in versions and row.version == versions[row.stage]:
+                failed[row.stage].add(row.hash)
+    todo, skipped = [], 0
+    for t in tracks.sort_values("track_id").itertuples(index=False):
+        missing = {s: v for s, v in versions.items() if t.hash not in done[s]}
+        blocked = {s for s in missing if t.hash in failed[s]}
+        if blocked:
+            skipped += 1
+            missing = {s: v for s, v in missing.items() if s not in blocked}
+        if missing:
+            todo.append((t.track_id, t.hash, t.path, missing))
+    return todo, skipped
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["mir.catalog.analyze", "mir.features", "mir.audio"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def analyze(lib: Library, *, workers: int | None = None, progress: bool = False, retry_failed: bool = False,
+            cfg: AnalysisConfig | None = None, flush_every: int | None = None,
+            flush_seconds: float | None = None) -> AnalyzeReport:
+    """Compute every missing stage for every present track of ``lib``."""
+    from tqdm import tqdm
+
+    conf = get_config()
+    cfg = cfg or conf.analysis
+    workers = workers or conf.runtime.workers or os.cpu_count() or 1
+    flush_every = flush_every or conf.runtime.flush_every
+    flush_seconds = conf.runtime.flush_seconds if flush_seconds is None else flush_seconds
+    versions = stage_versions(cfg)
+    report = AnalyzeReport()
+    start = time.monotonic()
+    with lib.lock():
+        todo, report.skipped_failed = plan(lib, versions, retry_failed=retry_failed)
+        report.todo = len(todo)
+        pending_rows: dict[str, list[dict]] = {s: [] for s in versions}
+        pending_fail: list[dict] = []
+        last_flush = time.monotonic()
+
+        def flush():
+            nonlocal last_flush
+            for s, rows in pending_rows.items():
+                if rows:
+                    lib.stages.table(s, versions[s]).append(pd.DataFrame(rows))
+                    rows.clear()
+            lib.record_failures(pending_fail)
+            pending_fail.clear()
+            last_flush = time.monotonic()
+
+        def collect(item, result, bar):
+            track_id, h, path, stages = item
+            for s, row in result["rows"].items():
+                pending_rows[s].append(row)
+            if result["failure"]:
+                report.failed += 1
+                for s in stages:
+                    f = {"hash": h, "track_id": track_id, "path": path, "stage": s, "version": stages[s],
+                         **result["failure"]}
+                    pending_fail.append(f)
+                report.failures.append({"path": path, **result["failure"]})
+            else:
+                report.done += 1
+                report.audio_seconds += result["duration"]
+            bar.update(1)
+            n_pending = sum(map(len, pending_rows.values())) + len(pending_fail)
+            if n_pending >= flush_every or time.monotonic() - last_flush > flush_seconds:
+                flush()
+
+        with tqdm(total=len(todo), desc="analyze", unit="track", disable=not progress) as bar:
+            try:
+                if workers <= 1 or len(todo) <= 1:
+                    for item in todo:
+                        collect(item, analyze_file(item[2], item[1], item[3], str(lib.root), cfg), bar)
+                else:
+                    with _pool(min(workers, len(todo))) as pool:
+                        queue = iter(todo)
+                        running = {}
+                        for item in queue:  # keep a bounded window of tasks in flight
+                            running[pool.submit(analyze_file, item[2], item[1], item[3], str(lib.root), cfg)] = item
+                            if len(running) >= 2 * workers:
+                                break
+                        while running:
+                            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                            for fut in finished:
+                                collect(running.pop(fut), fut.result(), bar)
+                                nxt = next(queue, None)
+                                if nxt is not None:
+                                    running[pool.submit(analyze_file, nxt[2], nxt[1], nxt[3], str(lib.root), cfg)] = nxt
+            finally:
+                flush()  # whatever finished is kept, also on Ctrl-C
+        for s, v in versions.items():
+            lib.stages.table(s, v).compact()
+    report.wall_seconds = time.monotonic() - start
+    return report

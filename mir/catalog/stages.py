@@ -1,0 +1,13 @@
+"""Names and versions of the analysis stages the catalogue caches."""
+from __future__ import annotations
+
+from ..config import AnalysisConfig, get_config
+
+DESCRIPTORS_CODE_VERSION = "1"  # bump when the descriptor code changes its results
+DESCRIPTOR_COLUMNS = ["duration", "tempo", "key", "mode", "key_confidence", "loudness"]
+
+
+def stage_versions(cfg: AnalysisConfig | None = None) -> dict[str, str]:
+    """Current version of each analysis stage: code version + fingerprint of the feature settings."""
+    fp = (cfg or get_config().analysis).fingerprint()
+    return {"descriptors": f"{DESCRIPTORS_CODE_VERSION}-{fp}", "logmel": fp}

@@ -1,0 +1,121 @@
+"""Library sub-commands: scan, analyze, failures, info, export, show."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+
+from ..catalog import Library, analyze
+
+
+def _progress(args) -> bool:
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def cmd_scan(args) -> int:
+    lib = Library.open_or_create(args.library)
+    report = lib.scan(args.paths, progress=_progress(args))
+    print(f"scan: {report.summary()}")
+    for path, msg in report.failures[:20]:
+        print(f"  unreadable: {msg}", file=sys.stderr)
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    lib = Library(args.library)
+    report = analyze(lib, workers=args.workers, progress=_progress(args), retry_failed=args.retry_failed)
+    print(f"analyze: {report.summary()}")
+    for f in report.failures[:20]:
+        print(f"  failed: {f['message']}", file=sys.stderr)
+    if len(report.failures) > 20:
+        print(f"  … {len(report.failures) - 20} more; see `mir failures {args.library}`", file=sys.stderr)
+    return 0
+
+
+def cmd_failures(args) -> int:
+    frame = Library(args.library).failures()
+    if args.json:
+        print(frame.to_json(orient="records", indent=1))
+    elif frame.empty:
+        print("no failures")
+    else:
+        with pd.option_context("display.max_colwidth", 120, "display.width", 200):
+            print(frame[["track_id", "stage", "error", "message"]].to_string(index=False))
+    return 0
+
+
+def cmd_info(args) -> int:
+    info = Library(args.library).info()
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(f"library   {info['library']}")
+    print(f"tracks    {info['tracks']} present, {info['missing']} missing, {info['files']} files")
+    print(f"duration  {info['duration_hours']:.2f} h")
+    print("formats   " + (", ".join(f"{k}: {v}" for k, v in info["formats"].items()) or "-"))
+    print("analysed  " + ", ".join(f"{k}: {v}/{info['tracks']}" for k, v in info["analysed"].items()))
+    print(f"failures  {info['failures']}" + (f" (see `mir failures {args.library}`)" if info["failures"] else ""))
+    return 0
+
+
+def cmd_export(args) -> int:
+    out = args.out or f"{Library(args.library).root.name}-tracks.{args.format}"
+    path = Library(args.library).export(out, fmt=args.format)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    lib = Library(args.library)
+    t = lib.track(args.track)
+    d = lib.descriptors()
+    row = d[d["hash"] == t["hash"]].iloc[0]
+    fields = ["track_id", "path", "status", "title", "artist", "album", "genre", "year", "format", "duration",
+              "tempo", "key", "mode", "loudness"]
+    if args.json:
+        print(row[fields].to_json(indent=1))
+        return 0
+    for f in fields:
+        v = row[f]
+        if isinstance(v, float):
+            v = f"{v:.2f}"
+        print(f"{f:10s} {'' if v is None or (isinstance(v, str) and v == 'nan') else v}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("scan", help="add audio files under PATH… to library LIB (created if needed)")
+    p.add_argument("library", metavar="LIB")
+    p.add_argument("paths", metavar="PATH", nargs="+")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("analyze", help="compute descriptors and log-mels for every track not yet done")
+    p.add_argument("library", metavar="LIB")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--retry-failed", action="store_true", help="retry tracks that failed before")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("failures", help="list files that failed a stage (file, stage, error)")
+    p.add_argument("library", metavar="LIB")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_failures)
+
+    p = sub.add_parser("info", help="counts, durations, formats, analysis progress, failures")
+    p.add_argument("library", metavar="LIB")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", help="export tracks with descriptors")
+    p.add_argument("library", metavar="LIB")
+    p.add_argument("--format", choices=["csv", "parquet", "json"], default="csv")
+    p.add_argument("--out", "-o", default=None, help="output file (default: <library>-tracks.<format>)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("show", help="one track's metadata and descriptors")
+    p.add_argument("library", metavar="LIB")
+    p.add_argument("track", metavar="TRACK", help="track id (or prefix), content hash or file path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)

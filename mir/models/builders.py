@@ -1,0 +1,151 @@
+"""Model configuration, presets, and the one place that turns a config into a model.
+
+Only this module reads :class:`ModelConfig`; model constructors take plain keyword arguments.
+A checkpoint stores ``config.to_dict()`` so :func:`build_model` rebuilds the model exactly.
+
+Presets (``n_tags`` / ``n_genres`` come from the training vocabularies)::
+
+    short_chunk   ≈ 2.5 M params  Won et al. 2020 ShortChunkCNN_Res: 7 blocks, 64→128…→256
+    fast          ≈ 0.6 M params  5 narrower blocks (16→128), ~20× fewer FLOPs per chunk
+    debug         ≈ 3 k params    3 tiny blocks, for tests only
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from torch import nn
+
+from ..errors import ModelError, ParameterError
+from .tagger import ShortChunkCNN
+
+ARCHS = ("short_chunk_res",)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a tagger (stored in every checkpoint).
+
+    ``widths`` lists the output channels of each residual block, so ``n_blocks == len(widths)``.
+    ``chunk_frames`` is the training chunk length in frames (the model itself pools globally
+    and accepts any length); ``n_mels`` must match the analysis the model is fed.
+    """
+
+    n_tags: int
+    n_genres: int
+    arch: str = "short_chunk_res"
+    n_mels: int = 128
+    chunk_frames: int = 160
+    widths: tuple[int, ...] = (64, 128, 128, 128, 128, 128, 256)
+    embed_dim: int = 256
+    dropout: float = 0.5
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(self.widths))
+        if self.arch not in ARCHS:
+            raise ParameterError(f"arch={self.arch!r} is unknown; known: {list(ARCHS)}")
+        for name in ("n_tags", "n_genres", "n_mels", "chunk_frames", "embed_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParameterError(f"{name} must be a positive int, got {value!r}")
+        if not self.widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.widths):
+            raise ParameterError(f"widths must be a non-empty sequence of positive ints, got {self.widths!r}")
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+            raise ParameterError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.widths)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python form (lists, not tuples) for checkpoints and JSON."""
+        d = dataclasses.asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`; raises :class:`ModelError` on unknown or bad fields."""
+        if not isinstance(data, Mapping):
+            raise ModelError(f"model config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ModelError(f"model config has unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        try:
+            return cls(**data)
+        except (TypeError, ParameterError) as exc:
+            raise ModelError(f"invalid model config {dict(data)!r}: {exc}") from None
+
+
+def short_chunk(*, n_tags: int, n_genres: int, **overrides) -> ModelConfig:
+    """Won et al. 2020 short-chunk residual CNN (≈ 2.5 M params, ~10 MB checkpoint)."""
+    return ModelConfig(n_tags=n_tags, n_genres=n_genres, **overrides)
+
+
+def fast(*, n_tags: int, n_genres: int, **overrides) -> ModelConfig:
+    """Narrow, shallow variant for fast CPU inference (≈ 0.6 M params)."""
+    params = dict(widths=(16, 32, 64, 128, 128), embed_dim=256, dropout=0.3)
+    params.update(overrides)
+    return ModelConfig(n_tags=n_tags, n_genres=n_genres, **params)
+
+
+def debug(*, n_tags: int = 8, n_genres: int = 4, **overrides) -> ModelConfig:
+    """Tiny variant (a few thousand params) for tests; same code path as the real presets."""
+    params = dict(widths=(4, 8, 8), embed_dim=16, dropout=0.1)
+    params.update(overrides)
+    return ModelConfig(n_tags=n_tags, n_genres=n_genres, **params)
+
+
+PRESETS = {"short_chunk": short_chunk, "fast": fast, "debug": debug}
+
+
+def preset(name: str, *, n_tags: int, n_genres: int, **overrides) -> ModelConfig:
+    """Config of the preset called ``name`` (``short_chunk``, ``fast`` or ``debug``)."""
+    try:
+        factory = PRESETS[name]
+    except KeyError:
+        raise ParameterError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}") from None
+    return factory(n_tags=n_tags, n_genres=n_genres, **overrides)
+
+
+def build_model(config: ModelConfig) -> ShortChunkCNN:
+    """Build the (untrained, train-mode) model described by ``config``."""
+    if not isinstance(config, ModelConfig):
+        raise ParameterError(f"config must be a ModelConfig, got {type(config).__name__}")
+    if config.arch == "short_chunk_res":
+        return ShortChunkCNN(
+            n_mels=config.n_mels,
+            widths=config.widths,
+            embed_dim=config.embed_dim,
+            dropout=config.dropout,
+            n_tags=config.n_tags,
+            n_genres=config.n_genres,
+        )
+    raise ParameterError(f"arch={config.arch!r} is unknown; known: {list(ARCHS)}")  # pragma: no cover
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters (elements) in ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def conv_macs_per_chunk(config: ModelConfig, *, frames: int | None = None) -> int:
+    """Multiply-accumulates of one forward pass on one chunk, counted analytically.
+
+    Counts conv and linear layers (batch-norm, pooling and activations are negligible and
+    omitted). ``frames`` defaults to ``config.chunk_frames``. FLOPs ≈ 2 × MACs.
+    """
+    f, t = config.n_mels, frames if frames is not None else config.chunk_frames
+    macs, c_in = 0, 1
+    for w in config.widths:
+        f, t = math.ceil(f / 2), math.ceil(t / 2)
+        pos = f * t
+        macs += pos * (9 * c_in * w + 9 * w * w)
+        if c_in != w:
+            macs += pos * c_in * w  # 1×1 shortcut
+        c_in = w
+    macs += c_in * config.embed_dim + config.embed_dim * (config.n_tags + config.n_genres)
+    return macs

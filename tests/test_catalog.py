@@ -1,0 +1,254 @@
+"""Catalogue: scanning by content hash, analysis cache, failures, kill-and-resume."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from mir.catalog import Library, analyze, stage_versions
+from mir.catalog import stages as stages_mod
+from mir.errors import CatalogError, TrackNotFoundError
+
+SR = 22050
+
+
+def write_clip(path: Path, seed: int, seconds: float = 2.0, sr: int = SR, channels: int = 1) -> Path:
+    """A distinct little piece of audio: a few tones plus noise, different for every seed."""
+    g = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(0.1 * np.sin(2 * np.pi * f * t) for f in g.uniform(110, 1760, size=3)) + 0.01 * g.standard_normal(t.size)
+    y = np.stack([y] * channels, axis=1) if channels > 1 else y
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, y.astype(np.float32), sr)
+    return path
+
+
+@pytest.fixture
+def music(tmp_path) -> Path:
+    root = tmp_path / "music"
+    write_clip(root / "a" / "one.wav", 1)
+    write_clip(root / "a" / "two.flac", 2, channels=2)
+    write_clip(root / "b" / "three.ogg", 3, sr=44100)
+    write_clip(root / "b" / "four.wav", 4, seconds=3.0)
+    (root / "b" / "notes.txt").write_text("not audio")
+    return root
+
+
+def snapshot(lib: Library) -> dict[str, pd.DataFrame]:
+    v = stage_versions()
+    return {
+        "tracks": lib.tracks(),
+        "files": lib.files().drop(columns=["mtime_ns"]),
+        "descriptors": lib.stage_table("descriptors", v["descriptors"]).sort_values("hash").reset_index(drop=True),
+        "logmel": lib.stage_table("logmel", v["logmel"]).sort_values("hash").reset_index(drop=True),
+    }
+
+
+def test_scan_reads_metadata_and_skips_non_audio(tmp_path, music):
+    import mutagen
+
+    f = mutagen.File(music / "a" / "two.flac")
+    f["title"], f["artist"], f["album"], f["genre"], f["date"] = "Two", "Tester", "Demo", "Reel", "1999"
+    f.save()
+    lib = Library.open_or_create(tmp_path / "lib")
+    report = lib.scan([music])
+    assert (report.files, report.new_tracks, report.hashed) == (4, 4, 4)
+    tracks = lib.tracks().set_index("path")
+    row = tracks.loc[str((music / "a" / "two.flac").resolve())]
+    assert (row["title"], row["artist"], row["album"], row["genre"], row["year"]) == ("Two", "Tester", "Demo", "Reel", 1999)
+    assert (row["format"], row["channels"], row["sample_rate"]) == ("flac", 2, SR)
+    assert row["duration"] == pytest.approx(2.0, abs=1e-3)
+    assert tracks["track_id"].str.len().eq(16).all() and tracks["track_id"].is_unique
+
+
+def test_rescan_and_reanalyze_are_idempotent(tmp_path, music):
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([music])
+    first = analyze(lib, workers=1)
+    assert (first.done, first.failed) == (4, 0)
+    before = snapshot(lib)
+    again = lib.scan([music])
+    assert (again.hashed, again.new_tracks, again.moved, again.missing) == (0, 0, 0, 0)
+    second = analyze(lib, workers=1)
+    assert second.todo == 0 and second.done == 0  # nothing decoded again
+    after = snapshot(lib)
+    for name in before:
+        pd.testing.assert_frame_equal(before[name], after[name])
+
+
+def test_renamed_and_moved_file_keeps_track_and_analysis(tmp_path, music):
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([music])
+    analyze(lib, workers=1)
+    old = lib.track(str(music / "a" / "one.wav"))
+    target = music / "moved" / "renamed.wav"
+    target.parent.mkdir()
+    shutil.move(music / "a" / "one.wav", target)
+    report = lib.scan([music])
+    assert (report.moved, report.new_tracks, report.missing) == (1, 0, 0)
+    new = lib.track(str(target))
+    assert new["track_id"] == old["track_id"] and new["path"] == str(target.resolve())
+    assert analyze(lib, workers=1).todo == 0
+    assert lib.logmel(new["track_id"]).shape[0] == 128
+
+
+def test_deleted_file_is_marked_missing_then_restored(tmp_path, music):
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([music])
+    src = music / "b" / "four.wav"
+    keep = tmp_path / "four.wav"
+    shutil.move(src, keep)
+    report = lib.scan([music])
+    assert report.missing == 1
+    tracks = lib.tracks()
+    assert len(tracks) == 4 and (tracks["status"] == "missing").sum() == 1
+    assert lib.info()["tracks"] == 3 and lib.info()["missing"] == 1
+    shutil.move(keep, src)
+    report = lib.scan([music])
+    assert report.restored == 1 and (lib.tracks()["status"] == "ok").all()
+
+
+def test_duplicate_content_is_one_track(tmp_path, music):
+    shutil.copy(music / "a" / "one.wav", music / "b" / "copy-of-one.wav")
+    lib = Library.open_or_create(tmp_path / "lib")
+    report = lib.scan([music])
+    assert report.new_tracks == 4 and report.duplicates == 1
+    assert lib.tracks()["n_files"].max() == 2 and len(lib.files()) == 5
+
+
+def test_changed_stage_version_recomputes_only_that_stage(tmp_path, music, monkeypatch):
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([music])
+    analyze(lib, workers=1)
+    logmel_parts = sorted(lib.stages.table("logmel", stage_versions()["logmel"]).parts())
+    monkeypatch.setattr(stages_mod, "DESCRIPTORS_CODE_VERSION", "2")
+    from mir.catalog import analyze as analyze_mod
+
+    calls = []
+    real = analyze_mod.analyze_file
+    monkeypatch.setattr(analyze_mod, "analyze_file", lambda *a: calls.append(a[2]) or real(*a))
+    report = analyze(lib, workers=1)
+    assert report.done == 4
+    assert all(set(stages) == {"descriptors"} for stages in calls)
+    assert sorted(lib.stages.table("logmel", stage_versions()["logmel"]).parts()) == logmel_parts
+
+
+def test_bad_files_are_recorded_and_do_not_stop_the_batch(tmp_path, music):
+    (music / "b" / "empty.wav").write_bytes(b"")
+    (music / "b" / "text.mp3").write_text("this is not an mp3 file\n" * 50)
+    write_clip(music / "b" / "silent-but-valid.wav", 9)
+    sf.write(music / "b" / "silent.wav", np.zeros(SR * 2, np.float32), SR)
+    lib = Library.open_or_create(tmp_path / "lib")
+    report = lib.scan([music])
+    bad_scan = {Path(p).name for p, _ in report.failures}
+    assert bad_scan == {"empty.wav", "text.mp3"}
+    result = analyze(lib, workers=1)
+    assert result.failed == 1 and result.done == 5
+    failures = lib.failures()
+    assert set(failures["stage"]) >= {"scan"}
+    by_file = {Path(p).name: (s, e) for p, s, e in zip(failures["path"], failures["stage"], failures["error"])}
+    assert by_file["silent.wav"][1] == "SilentAudioError"
+    assert "empty.wav" in by_file and "text.mp3" in by_file
+    assert all(str(p) in m for p, m in zip(failures["path"], failures["message"]))
+    # known failures are not retried by default, but are with retry_failed
+    assert analyze(lib, workers=1).skipped_failed == 1
+    assert analyze(lib, workers=1, retry_failed=True).failed == 1
+
+
+def test_parallel_workers_equal_single_process(tmp_path, music):
+    a = Library.open_or_create(tmp_path / "a")
+    b = Library.open_or_create(tmp_path / "b")
+    a.scan([music]), b.scan([music])
+    analyze(a, workers=1)
+    analyze(b, workers=2)
+    sa, sb = snapshot(a), snapshot(b)
+    for name in ("descriptors", "logmel"):
+        pd.testing.assert_frame_equal(sa[name], sb[name])
+    for t in a.tracks()["track_id"]:
+        np.testing.assert_array_equal(a.logmel(t), b.logmel(t))
+
+
+def test_errors_name_the_library_and_track(tmp_path, music):
+    with pytest.raises(CatalogError, match="does not exist"):
+        Library(tmp_path / "nowhere")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("x")
+    with pytest.raises(CatalogError, match="not empty"):
+        Library.open_or_create(tmp_path / "full")
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([music])
+    with pytest.raises(TrackNotFoundError, match="no track 'zzzz'"):
+        lib.track("zzzz")
+    with pytest.raises(CatalogError, match="does not exist"):
+        lib.scan([tmp_path / "missing-folder"])
+
+
+def test_export_formats(tmp_path, music):
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([music])
+    analyze(lib, workers=1)
+    for fmt in ("csv", "parquet", "json"):
+        out = lib.export(tmp_path / f"out.{fmt}")
+        frame = {"csv": pd.read_csv, "parquet": pd.read_parquet, "json": pd.read_json}[fmt](out)
+        assert len(frame) == 4 and {"track_id", "tempo", "key", "loudness"} <= set(frame.columns)
+
+
+# --- kill -9 at random moments, then resume: identical to an uninterrupted run ---------------------
+def _run_mir(args, env):
+    return subprocess.Popen([sys.executable, "-m", "mir", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill_until_done(args, env, rng, window=(0.3, 4.0), max_rounds=40) -> int:
+    kills = 0
+    for _ in range(max_rounds):
+        proc = _run_mir(args, env)
+        try:
+            proc.wait(timeout=rng.uniform(*window))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        assert proc.returncode == 0, proc.stderr.read().decode()
+        return kills
+    raise AssertionError(f"`mir {' '.join(args)}` never finished in {max_rounds} rounds")
+
+
+def test_kill_and_resume_scan_and_analyze(tmp_path, rng):
+    music = tmp_path / "music"
+    for i in range(24):
+        write_clip(music / f"d{i % 3}" / f"clip{i:02d}.{('wav', 'flac', 'ogg')[i % 3]}", 100 + i, seconds=4.0)
+    cfg = tmp_path / "mir.toml"
+    cfg.write_text("[runtime]\nflush_every = 1\nflush_seconds = 0.0\n")
+    env = {**os.environ, "MIR_CONFIG": str(cfg)}
+
+    reference = Library.open_or_create(tmp_path / "ref")
+    reference.scan([music])
+    analyze(reference, workers=1)
+
+    killed = tmp_path / "killed"
+    kills = _kill_until_done(["scan", str(killed), str(music)], env, rng, window=(0.5, 3.0))
+    kills += _kill_until_done(["analyze", str(killed), "--workers", "1"], env, rng, window=(1.0, 4.0))
+    assert kills >= 1, "the test never interrupted a run; widen the windows"
+    got, want = snapshot(Library(killed)), snapshot(reference)
+    for name in want:
+        pd.testing.assert_frame_equal(got[name], want[name], obj=name)
+        assert not got[name].duplicated(subset=[c for c in got[name].columns if c in ("hash", "path")]).any()
+    for t in want["tracks"]["track_id"]:
+        np.testing.assert_array_equal(Library(killed).logmel(t), reference.logmel(t))
+    # raw storage too: after the final run's compaction each stage is one part without duplicates
+    lib = Library(killed)
+    for stage, version in stage_versions().items():
+        parts = lib.stages.table(stage, version).parts()
+        assert len(parts) == 1
+        assert not pd.read_parquet(parts[0])["hash"].duplicated().any()
