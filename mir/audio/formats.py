@@ -1,7 +1,9 @@
-"""Audio file extensions and format names: which files mir treats as audio, and who decodes them."""
+"""Audio file extensions and format names (which files mir treats as audio, who decodes them),
+and :class:`AudioInfo`, the header summary :func:`mir.audio.probe` returns."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 # decoded by libsndfile (through soundfile) with no external program
 NATIVE_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif"})
@@ -44,3 +46,22 @@ def format_from_soundfile(sf_format: str, subtype: str) -> str:
         return "opus"
     name = sf_format.lower()
     return _SOUNDFILE_ALIASES.get(name, name)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What an audio file's header says, read without decoding the samples.
+
+    ``format`` is a mir format name (``"wav"``, ``"flac"``, ``"ogg"``, ``"opus"``, ``"mp3"``, ...),
+    ``subtype`` the codec or sample encoding (``"PCM_16"``, ``"VORBIS"``, ...), ``frames`` the number
+    of samples per channel and ``duration`` = ``frames / sample_rate`` seconds. MP3 lengths are the
+    decoder's estimate when the file has no Xing/LAME header.
+    """
+
+    path: str
+    format: str
+    subtype: str
+    sample_rate: int
+    channels: int
+    frames: int
+    duration: float

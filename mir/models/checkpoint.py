@@ -166,6 +166,16 @@ def _thresholds(values, n_tags: int) -> list[float]:
 
 
 # --- save / load ------------------------------------------------------------------------------
+def _load_failure(exc: Exception) -> str:
+    text = str(exc)
+    if "Weights only load failed" in text:
+        detail = next((ln.strip() for ln in text.splitlines() if "Unsupported" in ln), "")
+        detail = detail.split(". Please use")[0].replace("WeightsUnpickler error: ", "")
+        return "it holds objects a safe weights_only load refuses to run" + (f": {detail}" if detail else "")
+    first = text.splitlines()[0] if text else ""
+    return f"corrupt, truncated, or not a torch.save file: {type(exc).__name__}: {first}"
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
@@ -237,10 +247,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, truncated file, foreign pickle, unsafe globals …
-        raise ModelError(
-            f"{path}: cannot read model checkpoint (corrupt, truncated, or not a safe torch.save "
-            f"file): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from None
+        raise ModelError(f"{path}: cannot read model checkpoint ({_load_failure(exc)})") from None
 
     def bad(problem: str) -> ModelError:
         return ModelError(f"{path}: {problem}")

@@ -1,0 +1,33 @@
+"""mir.audio: the only code in mir that opens audio files.
+
+Decoding goes through libsndfile (wav, flac, ogg/vorbis, opus, mp3, aiff) and falls back to an
+ffmpeg subprocess for other containers (m4a, aac, wma, ...). Every function returns or takes
+float32 mono waveforms ``y`` [shape=(n,)] at a sample rate ``sr`` (default: the configured
+analysis rate) and raises :class:`~mir.errors.AudioError` subclasses that name the file.
+
+- :func:`load`, :func:`stream`: decode a whole file, or in bounded-memory blocks
+- :func:`probe`: header summary (:class:`AudioInfo`) without decoding
+- :func:`check_samples`: validate a decoded signal
+- :func:`save`: write audio atomically
+- :func:`read_tags`, :func:`write_tags`: text tags through mutagen
+"""
+from .formats import SUPPORTED_EXTENSIONS, AudioInfo, is_audio_path
+from .load import load
+from .probe import probe
+from .save import save
+from .stream import stream
+from .tags import read_tags, write_tags
+from .validate import check_samples
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "AudioInfo",
+    "check_samples",
+    "is_audio_path",
+    "load",
+    "probe",
+    "read_tags",
+    "save",
+    "stream",
+    "write_tags",
+]

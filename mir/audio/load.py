@@ -1,0 +1,88 @@
+"""Whole-file decoding: :func:`load` returns the float32 mono waveform at the analysis rate."""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import soxr
+
+from ..config import get_config
+from ..errors import ParameterError
+from . import ffmpeg, native
+from .validate import check_file, check_samples
+
+RESAMPLE_QUALITY = "HQ"  # soxr "HQ" = librosa.load's default res_type "soxr_hq"
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    sr: int | None = None,
+    offset: float = 0.0,
+    duration: float | None = None,
+    check: bool = True,
+) -> np.ndarray:
+    """Decode ``path`` to a float32 mono waveform at ``sr``.
+
+    Channels are averaged, then resampled with soxr HQ, so the result matches
+    ``librosa.load(path, sr=sr, mono=True, offset=offset, duration=duration)[0]``.
+    Only the frames in ``[offset, offset + duration)`` seconds are read. Formats libsndfile
+    cannot read (m4a, aac, wma, ...) go through ffmpeg when it is installed.
+
+    Parameters
+    ----------
+    path : audio file
+    sr : target sample rate in Hz; ``None`` = ``get_config().analysis.sample_rate``
+    offset : seconds to skip at the start
+    duration : seconds to read; ``None`` = to the end
+    check : validate the result with :func:`check_samples` (config ``min_duration``, ``silence_peak``)
+
+    Returns
+    -------
+    y : np.ndarray [shape=(n,), dtype=float32], n = ceil(frames read * sr / file rate)
+
+    Raises
+    ------
+    AudioError subclass naming the file (not found, empty, undecodable, truncated, missing decoder,
+    absurd header, and with ``check`` NaN/inf, too short, silent); ParameterError for bad arguments.
+    """
+    sr = target_rate(sr)
+    native.check_span(offset, duration)
+    path = check_file(path)
+    with native.open_soundfile(path) as f:
+        if f is None:
+            y = ffmpeg.decode(path, sr=sr, offset=offset, duration=duration)
+        else:
+            y = resample(_read_mono(f, path, offset, duration), f.samplerate, sr)
+    return check_samples(y, sr=sr, path=path) if check else y
+
+
+def resample(y: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
+    """soxr HQ resampling of ``y`` [shape=(n,)] to exactly ``ceil(n * sr / orig_sr)`` samples (as librosa)."""
+    if orig_sr == sr:
+        return y
+    out = soxr.resample(y, orig_sr, sr, quality=RESAMPLE_QUALITY)
+    return fix_length(out, math.ceil(y.size * sr / orig_sr))
+
+
+def fix_length(y: np.ndarray, n: int) -> np.ndarray:
+    """``y`` trimmed or zero-padded to ``n`` samples."""
+    if y.size >= n:
+        return y[:n]
+    return np.concatenate([y, np.zeros(n - y.size, dtype=y.dtype)])
+
+
+def target_rate(sr: int | None) -> int:
+    """``sr``, or the configured analysis rate when ``None``; rejects non-positive or fractional rates."""
+    sr = get_config().analysis.sample_rate if sr is None else sr
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ParameterError(f"sr must be a positive integer sample rate in Hz, got sr={sr!r}")
+    return int(sr)
+
+
+def _read_mono(f, path: str, offset: float, duration: float | None) -> np.ndarray:
+    count = native.seek_span(f, path, offset, duration)
+    block = native.read(f, path, count)
+    native.check_complete(path, len(block), count)
+    return native.to_mono(block)

@@ -1,0 +1,106 @@
+"""The labels file format shared by the demo collection and ``mir train``.
+
+A UTF-8 CSV with a header row and exactly the columns ``track,genre,tags``:
+
+``track``  path of the audio file, relative to the folder holding the labels file
+``genre``  one genre per track (may be empty when the file only carries tags)
+``tags``   zero or more tags separated by ``|`` (e.g. ``strings|minor|fast``)
+
+Every row needs a track and at least one label. Tracks are unique.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from .. import atomic
+from ..errors import LabelError
+
+COLUMNS = ("track", "genre", "tags")
+TAG_SEPARATOR = "|"
+
+
+def split_tags(text: str) -> tuple[str, ...]:
+    """``"a| b||a"`` -> ``("a", "b")``: stripped, empty items dropped, first occurrence kept."""
+    seen: dict[str, None] = {}
+    for t in (text or "").split(TAG_SEPARATOR):
+        t = t.strip()
+        if t:
+            seen.setdefault(t)
+    return tuple(seen)
+
+
+def load_labels(path: str | os.PathLike, *, check_files: bool = False):
+    """Read a labels file into a DataFrame with columns ``track`` (str), ``genre`` (str, ``""``
+    when absent) and ``tags`` (tuple of str), in file order.
+
+    Raises :class:`~mir.errors.LabelError` naming the file and line for a missing file, wrong
+    header, empty track, duplicate track, a row without any label, or (``check_files=True``)
+    tracks whose audio file does not exist beside the labels file.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise LabelError(f"{path}: labels file does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise LabelError(f"{path}: not UTF-8 text ({exc})") from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise LabelError(f"{path}: empty file; expected a header line '{','.join(COLUMNS)}'") from None
+    header = [h.strip().lower() for h in header]
+    if tuple(header) != COLUMNS:
+        raise LabelError(f"{path} line 1: columns are {header}; expected exactly {list(COLUMNS)} (track,genre,tags)")
+    tracks, genres, tags = [], [], []
+    first_line: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(COLUMNS):
+            raise LabelError(f"{path} line {line}: {len(row)} fields, expected {len(COLUMNS)} (track,genre,tags); "
+                             "quote fields that contain commas")
+        track, genre, tag_text = (c.strip() for c in row)
+        if not track:
+            raise LabelError(f"{path} line {line}: empty track")
+        if track in first_line:
+            raise LabelError(f"{path} line {line}: track {track!r} already listed on line {first_line[track]}")
+        row_tags = split_tags(tag_text)
+        if not genre and not row_tags:
+            raise LabelError(f"{path} line {line}: track {track!r} has neither a genre nor tags")
+        first_line[track] = line
+        tracks.append(track)
+        genres.append(genre)
+        tags.append(row_tags)
+    if not tracks:
+        raise LabelError(f"{path}: no labelled tracks after the header")
+    if check_files:
+        missing = [t for t in tracks if not (path.parent / t).is_file()]
+        if missing:
+            raise LabelError(f"{path}: {len(missing)} track(s) not found relative to {path.parent}, "
+                             f"e.g. line {first_line[missing[0]]}: {missing[0]!r}")
+    return pd.DataFrame({"track": tracks, "genre": genres, "tags": tags})
+
+
+def format_labels(rows) -> str:
+    """CSV text for ``rows`` of ``(track, genre, tags)`` (tags: iterable of str), ``\\n`` line ends."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for track, genre, tags in rows:
+        bad = [t for t in tags if TAG_SEPARATOR in t or not t.strip()]
+        if bad:
+            raise LabelError(f"track {track!r}: tag(s) {bad} are empty or contain {TAG_SEPARATOR!r}")
+        w.writerow([track, genre, TAG_SEPARATOR.join(tags)])
+    return buf.getvalue()
+
+
+def write_labels(path: str | os.PathLike, rows) -> None:
+    """Atomically write a labels file (see :func:`format_labels`)."""
+    atomic.write_text(path, format_labels(rows))

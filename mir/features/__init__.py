@@ -1,0 +1,12 @@
+"""Audio features: log-mel spectrograms (numpy, torch, streaming) and track descriptors.
+
+Functions take arrays (decoding lives in :mod:`mir.audio`) and keyword-only parameters whose ``None``
+default means the value in ``get_config().analysis``.
+"""
+from .descriptors import TrackAnalyzer, describe, key, loudness, tempo
+from .logmel import LogMel, LogMelStream, log_mel, mel_filterbank
+
+__all__ = [
+    "mel_filterbank", "log_mel", "LogMel", "LogMelStream",
+    "tempo", "key", "loudness", "describe", "TrackAnalyzer",
+]

@@ -1,0 +1,1 @@
+"""Training: metrics and threshold calibration (``mir.train.metrics``); the loop comes later."""

@@ -1,0 +1,454 @@
+"""Tagging and genre metrics: small validated pure functions over numpy arrays.
+
+Conventions
+-----------
+- ``y_true`` for tags: ``[n]`` (one tag) or ``[n, n_tags]`` (multi-label), values in {0, 1}
+  (bool or integer or float 0./1.).
+- ``y_score`` / ``y_prob``: same shape, finite. Ranking metrics (ROC-AUC, PR-AUC) accept any
+  real scores; functions named ``*_prob`` / taking ``y_prob`` require probabilities in [0, 1]
+  ("were these logits? apply a sigmoid").
+- genre labels: ``[n]`` integer class indices in ``[0, n_classes)``; ``genre_prob``
+  ``[n, n_classes]`` probabilities (softmax output).
+- Malformed input raises :class:`mir.errors.ParameterError` naming the problem. Degenerate but
+  legal input (a tag with no positives, or no negatives, in the evaluation set) warns with
+  :class:`MetricWarning`; that tag scores NaN and is left out of macro averages.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ParameterError
+
+__all__ = [
+    "MetricWarning",
+    "accuracy",
+    "balanced_accuracy",
+    "calibrate_thresholds",
+    "confusion_matrix",
+    "evaluate_tagging",
+    "f1",
+    "macro_pr_auc",
+    "macro_roc_auc",
+    "pr_auc",
+    "pr_auc_per_tag",
+    "roc_auc",
+    "roc_auc_per_tag",
+]
+
+
+class MetricWarning(UserWarning):
+    """Degenerate but legal metric input (e.g. a tag with no positive examples)."""
+
+
+# --- validation -------------------------------------------------------------------------------
+def _as_binary(y_true, name: str = "y_true") -> np.ndarray:
+    arr = np.asarray(y_true)
+    if arr.dtype == bool:
+        return arr.astype(np.int8)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ParameterError(f"{name} must hold 0/1 labels, got dtype {arr.dtype}")
+    if arr.size and not np.all((arr == 0) | (arr == 1)):
+        bad = np.unique(arr[(arr != 0) & (arr != 1)])[:5]
+        raise ParameterError(f"{name} must hold only 0 and 1, found {bad.tolist()} (are these probabilities?)")
+    return arr.astype(np.int8)
+
+
+def _as_scores(y_score, name: str, *, probabilities: bool) -> np.ndarray:
+    arr = np.asarray(y_score)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        raise ParameterError(f"{name} must be numeric, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ParameterError(f"{name} contains NaN or infinity")
+    if probabilities and arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+        raise ParameterError(
+            f"{name} must be probabilities in [0, 1], found range [{arr.min():.3g}, {arr.max():.3g}] "
+            "(were these logits? apply a sigmoid / softmax first)"
+        )
+    return arr
+
+
+def validate_binary(y_true, y_score, *, probabilities: bool = False, ndim: Sequence[int] = (1, 2)):
+    """Check and convert a label/score pair; return ``(int8 labels, float64 scores)``."""
+    t = _as_binary(y_true)
+    s = _as_scores(y_score, "y_score" if not probabilities else "y_prob", probabilities=probabilities)
+    if t.shape != s.shape:
+        raise ParameterError(f"y_true has shape {t.shape} but the scores have shape {s.shape}; they must match")
+    if t.ndim not in ndim:
+        raise ParameterError(f"labels must be {' or '.join(f'{d}-D' for d in ndim)}, got shape {t.shape}")
+    if t.shape[0] == 0:
+        raise ParameterError("no examples (first axis has length 0)")
+    return t, s
+
+
+def _as_classes(y, name: str, n_classes: int | None) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ParameterError(f"{name} must be 1-D class indices, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ParameterError(f"{name} is empty")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise ParameterError(f"{name} must hold integer class indices (got non-integer floats)")
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise ParameterError(f"{name} must hold integer class indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.min() < 0 or (n_classes is not None and arr.max() >= n_classes):
+        raise ParameterError(
+            f"{name} holds class {arr.min() if arr.min() < 0 else arr.max()}, outside [0, {n_classes})"
+        )
+    return arr
+
+
+def _check_pair(y_true, y_pred, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1):
+        raise ParameterError(f"n_classes must be a positive int, got {n_classes!r}")
+    t = _as_classes(y_true, "y_true", n_classes)
+    p = _as_classes(y_pred, "y_pred", n_classes)
+    if t.shape != p.shape:
+        raise ParameterError(f"y_true has {t.shape[0]} labels but y_pred has {p.shape[0]}")
+    return t, p
+
+
+def _warn_degenerate(mask: np.ndarray, metric: str, why: str) -> None:
+    idx = np.flatnonzero(mask)
+    if idx.size:
+        shown = ", ".join(map(str, idx[:10])) + (" …" if idx.size > 10 else "")
+        warnings.warn(
+            f"{metric}: {idx.size} of {mask.size} tag(s) have {why} (columns {shown}); "
+            "they score NaN and are left out of the macro average",
+            MetricWarning,
+            stacklevel=3,
+        )
+
+
+# --- ranking metrics --------------------------------------------------------------------------
+def _rankdata(x: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based) along the first axis, ties share their mean rank."""
+    n = x.shape[0]
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    new_group = np.r_[True, xs[1:] != xs[:-1]]
+    group = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    ends = np.r_[starts[1:], n]  # exclusive
+    mean_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 … ends
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[order] = mean_rank[group]
+    return ranks
+
+
+def _roc_auc_1d(t: np.ndarray, s: np.ndarray) -> float:
+    n_pos = int(t.sum())
+    n_neg = t.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = _rankdata(s)
+    # Mann–Whitney U of the positives, normalised: P(score_pos > score_neg) + ½ P(tie)
+    return float((ranks[t == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def _pr_auc_1d(t: np.ndarray, s: np.ndarray) -> float:
+    n_pos = int(t.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    ss, ts = s[order], t[order]
+    last = np.r_[ss[1:] != ss[:-1], True]  # last index of each run of tied scores
+    tp = np.cumsum(ts)[last].astype(np.float64)
+    k = (np.flatnonzero(last) + 1).astype(np.float64)  # predicted positives at each threshold
+    precision = tp / k
+    recall = tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def roc_auc(y_true, y_score) -> float:
+    """Area under the ROC curve of one binary problem (rank-based, ties count ½).
+
+    Parameters
+    ----------
+    y_true : np.ndarray [shape=(n,)], values in {0, 1}
+    y_score : np.ndarray [shape=(n,)], any finite real scores (higher = more positive)
+
+    Returns NaN with a :class:`MetricWarning` when only one class is present.
+
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
+    t, s = validate_binary(y_true, y_score, ndim=(1,))
+    _warn_degenerate(np.array([t.sum() in (0, t.size)]), "roc_auc", "a single class only")
+    return _roc_auc_1d(t, s)
+
+
+def pr_auc(y_true, y_score) -> float:
+    """Average precision: ``Σ_k (R_k − R_{k−1}) P_k`` over descending score thresholds.
+
+    Same definition as scikit-learn's ``average_precision_score`` (no interpolation; tied scores
+    form one threshold). Returns NaN with a :class:`MetricWarning` when there is no positive.
+
+    >>> round(pr_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]), 4)
+    0.8333
+    """
+    t, s = validate_binary(y_true, y_score, ndim=(1,))
+    _warn_degenerate(np.array([t.sum() == 0]), "pr_auc", "no positive examples")
+    return _pr_auc_1d(t, s)
+
+
+def roc_auc_per_tag(y_true, y_score) -> np.ndarray:
+    """ROC-AUC of each column of ``[n, n_tags]`` arrays; NaN (with a warning) for one-class tags."""
+    t, s = validate_binary(y_true, y_score, ndim=(2,))
+    pos = t.sum(axis=0)
+    _warn_degenerate((pos == 0) | (pos == t.shape[0]), "roc_auc", "a single class only (no positives or no negatives)")
+    return np.array([_roc_auc_1d(t[:, j], s[:, j]) for j in range(t.shape[1])])
+
+
+def pr_auc_per_tag(y_true, y_score) -> np.ndarray:
+    """Average precision of each column of ``[n, n_tags]`` arrays; NaN (with a warning) for tags without positives."""
+    t, s = validate_binary(y_true, y_score, ndim=(2,))
+    _warn_degenerate(t.sum(axis=0) == 0, "pr_auc", "no positive examples")
+    return np.array([_pr_auc_1d(t[:, j], s[:, j]) for j in range(t.shape[1])])
+
+
+def _nanmean(values: np.ndarray) -> float:
+    valid = values[~np.isnan(values)]
+    return float(valid.mean()) if valid.size else float("nan")
+
+
+def macro_roc_auc(y_true, y_score) -> float:
+    """Mean ROC-AUC over tags that have both classes (NaN if none has)."""
+    return _nanmean(roc_auc_per_tag(y_true, y_score))
+
+
+def macro_pr_auc(y_true, y_score) -> float:
+    """Mean average precision over tags that have at least one positive (NaN if none has)."""
+    return _nanmean(pr_auc_per_tag(y_true, y_score))
+
+
+# --- decisions --------------------------------------------------------------------------------
+def f1(y_true, y_pred, *, average: str | None = "macro"):
+    """F1 score of binary decisions.
+
+    Parameters
+    ----------
+    y_true, y_pred : np.ndarray [shape=(n,) or (n, n_tags)], values in {0, 1}
+    average : {"macro", "micro", None}
+        For 2-D input: ``"macro"`` = mean of per-tag F1 over tags with at least one positive;
+        ``"micro"`` = F1 of all cells pooled; ``None`` = per-tag array. 1-D input gives the
+        binary F1 whatever ``average`` is.
+
+    A tag with no positive in ``y_true`` has no meaningful F1: NaN, a :class:`MetricWarning`,
+    and it is left out of the macro average.
+
+    >>> f1([1, 1, 0, 0], [1, 0, 1, 0])
+    0.5
+    """
+    if average not in ("macro", "micro", None):
+        raise ParameterError(f"average must be 'macro', 'micro' or None, got {average!r}")
+    t = _as_binary(y_true)
+    p = _as_binary(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise ParameterError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}; they must match")
+    if t.ndim not in (1, 2) or t.shape[0] == 0:
+        raise ParameterError(f"labels must be non-empty 1-D or 2-D arrays, got shape {t.shape}")
+    one_d = t.ndim == 1
+    t2, p2 = (t[:, None], p[:, None]) if one_d else (t, p)
+    tp = (t2 & p2).sum(axis=0).astype(np.float64)
+    fp = ((1 - t2) & p2).sum(axis=0).astype(np.float64)
+    fn = (t2 & (1 - p2)).sum(axis=0).astype(np.float64)
+    if average == "micro" and not one_d:
+        denom = 2 * tp.sum() + fp.sum() + fn.sum()
+        return float(2 * tp.sum() / denom) if denom else float("nan")
+    no_pos = (tp + fn) == 0
+    _warn_degenerate(no_pos, "f1", "no positive examples")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_tag = np.where(no_pos, np.nan, 2 * tp / (2 * tp + fp + fn))
+    if one_d:
+        return float(per_tag[0])
+    return per_tag if average is None else _nanmean(per_tag)
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Fraction of examples whose predicted class equals the true class.
+
+    >>> accuracy([0, 1, 2, 2], [0, 2, 2, 2])
+    0.75
+    """
+    t, p = _check_pair(y_true, y_pred)
+    return float(np.mean(t == p))
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Counts ``C[i, j]`` of examples of true class ``i`` predicted as ``j``; ``[n_classes, n_classes]`` int64.
+
+    >>> confusion_matrix([0, 1, 1], [0, 0, 1], 2).tolist()
+    [[1, 0], [1, 1]]
+    """
+    t, p = _check_pair(y_true, y_pred, n_classes)
+    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def balanced_accuracy(y_true, y_pred, n_classes: int | None = None) -> float:
+    """Mean per-class recall over the classes present in ``y_true``.
+
+    Classes absent from ``y_true`` are skipped (their recall is undefined), as in
+    scikit-learn's ``balanced_accuracy_score``.
+
+    >>> balanced_accuracy([0, 0, 0, 1], [0, 0, 0, 0])
+    0.5
+    """
+    t, p = _check_pair(y_true, y_pred, n_classes)
+    k = n_classes if n_classes is not None else int(max(t.max(), p.max())) + 1
+    cm = confusion_matrix(t, p, k)
+    support = cm.sum(axis=1)
+    present = support > 0
+    return float(np.mean(np.diag(cm)[present] / support[present]))
+
+
+# --- thresholds -------------------------------------------------------------------------------
+def calibrate_thresholds(y_true, y_prob, *, default: float = 0.5) -> np.ndarray:
+    """F1-optimal decision threshold of each tag, for the rule ``y_prob >= threshold``.
+
+    Candidates are the unique predicted probabilities of the tag; ties in F1 go to the highest
+    threshold (fewest positive calls). A tag with no positive example gets ``default`` and a
+    :class:`MetricWarning`.
+
+    Parameters
+    ----------
+    y_true : np.ndarray [shape=(n, n_tags)], values in {0, 1}
+    y_prob : np.ndarray [shape=(n, n_tags)], probabilities in [0, 1]
+
+    Returns
+    -------
+    thresholds : np.ndarray [shape=(n_tags,)], float64 in [0, 1]
+
+    >>> calibrate_thresholds([[1], [1], [0], [0]], [[0.9], [0.4], [0.6], [0.1]]).tolist()
+    [0.4]
+    """
+    t, s = validate_binary(y_true, y_prob, probabilities=True, ndim=(2,))
+    if not (0.0 <= default <= 1.0):
+        raise ParameterError(f"default threshold must be in [0, 1], got {default!r}")
+    n_tags = t.shape[1]
+    out = np.full(n_tags, float(default))
+    no_pos = t.sum(axis=0) == 0
+    if no_pos.any():
+        idx = np.flatnonzero(no_pos)
+        warnings.warn(
+            f"calibrate_thresholds: {idx.size} of {n_tags} tag(s) have no positive examples "
+            f"(columns {', '.join(map(str, idx[:10]))}{' …' if idx.size > 10 else ''}); "
+            f"they get the default threshold {default}",
+            MetricWarning,
+            stacklevel=2,
+        )
+    for j in np.flatnonzero(~no_pos):
+        order = np.argsort(-s[:, j], kind="mergesort")
+        ss, ts = s[order, j], t[order, j]
+        last = np.r_[ss[1:] != ss[:-1], True]
+        tp = np.cumsum(ts)[last].astype(np.float64)
+        called = (np.flatnonzero(last) + 1).astype(np.float64)
+        f1s = 2 * tp / (called + ts.sum())  # 2TP / (2TP + FP + FN) = 2TP / (called + positives)
+        best = int(np.argmax(f1s))  # first maximum = highest threshold among ties
+        out[j] = ss[last][best]
+    return out
+
+
+# --- one-call evaluation ----------------------------------------------------------------------
+def evaluate_tagging(
+    y_true,
+    y_prob,
+    genre_true=None,
+    genre_prob=None,
+    tag_names: Sequence[str] | None = None,
+    genre_names: Sequence[str] | None = None,
+    *,
+    thresholds=None,
+) -> dict[str, Any]:
+    """Every tagging and genre score, as a flat dict of plain Python values.
+
+    Parameters
+    ----------
+    y_true, y_prob : np.ndarray [shape=(n, n_tags)]
+        Tag labels in {0, 1} and tag probabilities (sigmoid outputs) in [0, 1].
+    genre_true : np.ndarray [shape=(n,)] int, optional
+    genre_prob : np.ndarray [shape=(n, n_genres)] probabilities, optional (both or neither)
+    tag_names, genre_names : names for per-class entries (default: ``"0"``, ``"1"``, …)
+    thresholds : np.ndarray [shape=(n_tags,)], optional
+        Decision thresholds for the F1 scores (``y_prob >= threshold``); default 0.5.
+
+    Returns
+    -------
+    scores : dict
+        ``tags/roc_auc_macro``, ``tags/pr_auc_macro``, ``tags/f1_macro``, ``tags/f1_micro``,
+        ``tags/n_evaluated`` (tags with both classes), per-tag dicts ``tags/roc_auc``,
+        ``tags/pr_auc``, ``tags/f1`` (NaN for degenerate tags); with genre input also
+        ``genre/accuracy``, ``genre/balanced_accuracy``, ``genre/f1_macro`` (over genres present
+        in ``genre_true``), ``genre/f1``, ``genre/confusion_matrix`` (list of lists, rows = true
+        class) and ``genre/names``.
+    """
+    if (genre_true is None) != (genre_prob is None):
+        raise ParameterError("pass both genre_true and genre_prob, or neither")
+    t, s = validate_binary(y_true, y_prob, probabilities=True, ndim=(2,))
+    n_tags = t.shape[1]
+    tag_names = _names(tag_names, n_tags, "tag_names")
+    if thresholds is None:
+        thr = np.full(n_tags, 0.5)
+    else:
+        thr = np.asarray(thresholds, dtype=np.float64)
+        if thr.shape != (n_tags,):
+            raise ParameterError(f"thresholds must have shape ({n_tags},), got {thr.shape}")
+    roc = roc_auc_per_tag(t, s)
+    ap = pr_auc_per_tag(t, s)
+    pred = (s >= thr).astype(np.int8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)  # already warned by pr_auc_per_tag
+        f1_tags = f1(t, pred, average=None)
+    scores: dict[str, Any] = {
+        "tags/roc_auc_macro": _nanmean(roc),
+        "tags/pr_auc_macro": _nanmean(ap),
+        "tags/f1_macro": _nanmean(f1_tags),
+        "tags/f1_micro": f1(t, pred, average="micro"),
+        "tags/n_evaluated": int(np.sum(~np.isnan(roc))),
+        "tags/roc_auc": dict(zip(tag_names, map(float, roc))),
+        "tags/pr_auc": dict(zip(tag_names, map(float, ap))),
+        "tags/f1": dict(zip(tag_names, map(float, f1_tags))),
+    }
+    if genre_true is not None:
+        gp = _as_scores(genre_prob, "genre_prob", probabilities=True)
+        if gp.ndim != 2:
+            raise ParameterError(f"genre_prob must be [n, n_genres], got shape {gp.shape}")
+        n_genres = gp.shape[1]
+        gt = _as_classes(genre_true, "genre_true", n_genres)
+        if gt.shape[0] != gp.shape[0]:
+            raise ParameterError(f"genre_true has {gt.shape[0]} labels but genre_prob has {gp.shape[0]} rows")
+        if gt.shape[0] != t.shape[0]:
+            raise ParameterError(f"tag arrays have {t.shape[0]} rows but genre arrays have {gt.shape[0]}")
+        genre_names = _names(genre_names, n_genres, "genre_names")
+        gpred = np.argmax(gp, axis=1)
+        cm = confusion_matrix(gt, gpred, n_genres)
+        onehot_t = np.eye(n_genres, dtype=np.int8)[gt]
+        onehot_p = np.eye(n_genres, dtype=np.int8)[gpred]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MetricWarning)  # absent genres: skipped, as in balanced accuracy
+            f1_genre = f1(onehot_t, onehot_p, average=None)
+        scores.update({
+            "genre/accuracy": accuracy(gt, gpred),
+            "genre/balanced_accuracy": balanced_accuracy(gt, gpred, n_genres),
+            "genre/f1_macro": _nanmean(f1_genre),
+            "genre/f1": dict(zip(genre_names, map(float, f1_genre))),
+            "genre/confusion_matrix": cm.tolist(),
+            "genre/names": list(genre_names),
+        })
+    return scores
+
+
+def _names(names, n: int, what: str) -> list[str]:
+    if names is None:
+        return [str(i) for i in range(n)]
+    names = [str(x) for x in names]
+    if len(names) != n:
+        raise ParameterError(f"{what} has {len(names)} names but the arrays have {n} columns")
+    if len(set(names)) != n:
+        raise ParameterError(f"{what} has duplicate names")
+    return names
