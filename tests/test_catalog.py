@@ -131,7 +131,7 @@ def test_changed_stage_version_recomputes_only_that_stage(tmp_path, music, monke
     analyze(lib, workers=1)
     logmel_parts = sorted(lib.stages.table("logmel", stage_versions()["logmel"]).parts())
     monkeypatch.setattr(stages_mod, "DESCRIPTORS_CODE_VERSION", "2")
-    from mir.catalog import analyze as analyze_mod
+    from mir.catalog import analysis as analyze_mod
 
     calls = []
     real = analyze_mod.analyze_file
@@ -208,20 +208,34 @@ def _run_mir(args, env):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _kill_until_done(args, env, rng, window=(0.3, 4.0), max_rounds=40) -> int:
+def _newest_write(folder: Path) -> float:
+    return max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")), default=0.0)
+
+
+def _kill_until_done(args, env, rng, lib_dir: Path, kills_wanted: int = 3, timeout: float = 300.0) -> int:
+    """Run ``mir ARGS``; SIGKILL it at a random moment after it has written something, repeat.
+
+    Killing only after visible progress guarantees each round advances the job, however slow
+    the machine; after ``kills_wanted`` kills the job is left to finish.
+    """
     kills = 0
-    for _ in range(max_rounds):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = _newest_write(lib_dir) if lib_dir.exists() else 0.0
         proc = _run_mir(args, env)
-        try:
-            proc.wait(timeout=rng.uniform(*window))
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
-            continue
+        if kills < kills_wanted:
+            while proc.poll() is None and (not lib_dir.exists() or _newest_write(lib_dir) <= before):
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.5))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                continue
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         assert proc.returncode == 0, proc.stderr.read().decode()
         return kills
-    raise AssertionError(f"`mir {' '.join(args)}` never finished in {max_rounds} rounds")
+    raise AssertionError(f"`mir {' '.join(args)}` did not finish in {timeout} s")
 
 
 def test_kill_and_resume_scan_and_analyze(tmp_path, rng):
@@ -237,9 +251,9 @@ def test_kill_and_resume_scan_and_analyze(tmp_path, rng):
     analyze(reference, workers=1)
 
     killed = tmp_path / "killed"
-    kills = _kill_until_done(["scan", str(killed), str(music)], env, rng, window=(0.5, 3.0))
-    kills += _kill_until_done(["analyze", str(killed), "--workers", "1"], env, rng, window=(1.0, 4.0))
-    assert kills >= 1, "the test never interrupted a run; widen the windows"
+    kills = _kill_until_done(["scan", str(killed), str(music)], env, rng, killed, kills_wanted=2)
+    kills += _kill_until_done(["analyze", str(killed), "--workers", "2"], env, rng, killed, kills_wanted=3)
+    assert kills >= 2, "the test never interrupted a run"
     got, want = snapshot(Library(killed)), snapshot(reference)
     for name in want:
         pd.testing.assert_frame_equal(got[name], want[name], obj=name)

@@ -1,5 +1,5 @@
 """The catalogue: a library directory of tracks known by content hash, and their cached analysis."""
-from .analyze import AnalyzeReport, analyze
+from .analysis import AnalyzeReport, analyze
 from .library import Library, ScanReport
 from .stages import stage_versions
 

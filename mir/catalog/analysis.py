@@ -99,7 +99,7 @@ def plan(lib: Library, versions: dict[str, str], *, retry_failed: bool = False) 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["mir.catalog.analyze", "mir.features", "mir.audio"])
+    ctx.set_forkserver_preload(["mir.catalog.analysis", "mir.features", "mir.audio"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
 
