@@ -4,6 +4,7 @@ subprocesses. ffmpeg downmixes and resamples itself and writes raw float32 mono 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +24,7 @@ def available() -> bool:
 def probe(path: str) -> AudioInfo:
     """Header of the first audio stream of ``path``, read with ffprobe."""
     cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-of", "json",
-           "-show_entries", "stream=codec_name,sample_rate,channels,duration:format=duration", path]
+           "-show_entries", "stream=codec_name,sample_rate,channels,duration:format=duration", _input(path)]
     out = _run(path, cmd)
     try:
         data = json.loads(out)
@@ -31,7 +32,8 @@ def probe(path: str) -> AudioInfo:
         sample_rate, channels = int(stream["sample_rate"]), int(stream["channels"])
         duration = float(stream.get("duration") or data["format"]["duration"])
     except (ValueError, KeyError, IndexError, TypeError):
-        raise DecodeError(path, "ffprobe found no audio stream with a known length", "the file is corrupt or not audio") from None
+        raise DecodeError(path, "ffprobe found no audio stream with a known length",
+                          "the file is corrupt or not audio") from None
     frames = round(duration * sample_rate)
     return AudioInfo(path, format_from_extension(path), str(stream.get("codec_name", "")).upper(),
                      sample_rate, channels, frames, frames / sample_rate)
@@ -60,7 +62,12 @@ def _command(path: str, sr: int, offset: float, duration: float | None) -> list[
         cmd += ["-ss", repr(float(offset))]
     if duration is not None:
         cmd += ["-t", repr(float(duration))]
-    return cmd + ["-i", path, "-vn", "-ac", "1", "-ar", str(int(sr)), "-f", "f32le", "pipe:1"]
+    return cmd + ["-i", _input(path), "-vn", "-ac", "1", "-ar", str(int(sr)), "-f", "f32le", "pipe:1"]
+
+
+def _input(path: str) -> str:
+    """``path`` as an ffmpeg input that cannot read as an option or a protocol (``-x.m4a``, ``a:b.m4a``)."""
+    return "file:" + os.path.abspath(path)
 
 
 def _run(path: str, cmd: list[str]) -> bytes:
@@ -86,7 +93,8 @@ def _floats(raw: bytes) -> np.ndarray:
 
 
 def _missing(path: str, program: str, exc: OSError) -> MissingDecoderError:
-    return MissingDecoderError(path, f"cannot run {program} to decode {format_from_extension(path)} ({exc.strerror})",
+    fmt = format_from_extension(path)
+    return MissingDecoderError(path, f"cannot run {program} to decode {fmt} ({exc.strerror})",
                                "install ffmpeg (it provides ffprobe too)")
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 # decoded by libsndfile (through soundfile) with no external program
 NATIVE_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif"})
 # decoded through an ffmpeg subprocess when ffmpeg is installed
-FFMPEG_EXTENSIONS = frozenset({".m4a", ".aac", ".wma", ".mp4", ".alac", ".ape", ".wv"})
+FFMPEG_EXTENSIONS = frozenset({".m4a", ".aac", ".wma", ".ape", ".wv"})
 SUPPORTED_EXTENSIONS = NATIVE_EXTENSIONS | FFMPEG_EXTENSIONS
 
 # format name (as in AudioInfo.format and save(format=...)) -> (soundfile format, default subtype)

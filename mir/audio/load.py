@@ -5,12 +5,13 @@ import math
 import os
 
 import numpy as np
+import soundfile as sf
 import soxr
 
 from ..config import get_config
 from ..errors import ParameterError
 from . import ffmpeg, native
-from .validate import check_file, check_samples
+from .validate import check_file, check_samples, check_span
 
 RESAMPLE_QUALITY = "HQ"  # soxr "HQ" = librosa.load's default res_type "soxr_hq"
 
@@ -26,8 +27,9 @@ def load(
     """Decode ``path`` to a float32 mono waveform at ``sr``.
 
     Channels are averaged, then resampled with soxr HQ, so the result matches
-    ``librosa.load(path, sr=sr, mono=True, offset=offset, duration=duration)[0]``.
-    Only the frames in ``[offset, offset + duration)`` seconds are read. Formats libsndfile
+    ``librosa.load(path, sr=sr, mono=True, offset=offset, duration=duration)[0]``, except for MP3
+    offsets: libsndfile's MP3 seek is not sample-accurate, so mir decodes up to the offset.
+    Other formats seek and read only ``[offset, offset + duration)`` seconds. Formats libsndfile
     cannot read (m4a, aac, wma, ...) go through ffmpeg when it is installed.
 
     Parameters
@@ -48,7 +50,7 @@ def load(
     absurd header, and with ``check`` NaN/inf, too short, silent); ParameterError for bad arguments.
     """
     sr = target_rate(sr)
-    native.check_span(offset, duration)
+    check_span(offset, duration)
     path = check_file(path)
     with native.open_soundfile(path) as f:
         if f is None:
@@ -81,7 +83,7 @@ def target_rate(sr: int | None) -> int:
     return int(sr)
 
 
-def _read_mono(f, path: str, offset: float, duration: float | None) -> np.ndarray:
+def _read_mono(f: sf.SoundFile, path: str, offset: float, duration: float | None) -> np.ndarray:
     count = native.seek_span(f, path, offset, duration)
     block = native.read(f, path, count)
     native.check_complete(path, len(block), count)

@@ -1,15 +1,20 @@
 """Reading through libsndfile (soundfile): opening with error mapping and header checks, frame spans,
 reads that turn decoder failures and truncation into :class:`~mir.errors.DecodeError`.
 
-Truncated files: a decoder error (FLAC, Opus) or decoding fewer frames than the header declares
-(MP3, Ogg) raises ``DecodeError``. Truncated WAV/AIFF load the frames present: libsndfile trims
-the declared length to the bytes on disk, so the loss cannot be seen from here. A truncated Ogg
-whose length cannot be read at all has no frames and fails as empty audio.
+Reads are strictly sequential: soundfile normally re-seeks after every read to keep its position,
+and libsndfile's MP3 seek (mpg123) is not sample-accurate on some files, which corrupts block reads.
+:class:`SequentialSoundFile` turns that bookkeeping off; MP3 offsets are reached by decoding and
+discarding frames instead of seeking.
+
+Truncated files: FLAC raises ``DecodeError`` (the decoder loses sync), and so does MP3 when it
+decodes clearly fewer frames than its header declares. WAV/AIFF and Ogg (Vorbis, Opus) load the
+frames present: libsndfile takes their length from what is on disk (the WAV data size trimmed to
+the bytes there, the position of Ogg's last complete page), so the loss cannot be seen from here.
+An Ogg cut before any page with a position has no frames and fails as empty audio.
 """
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Iterator
 
 import numpy as np
@@ -24,8 +29,18 @@ from .validate import check_layout
 _CHANNEL_ERRORS = frozenset({32, 33, 34})
 # libsndfile reports MP3 data it cannot sync to as SFE_BAD_FILE, "File does not exist ..."
 _MISREPORTED_UNRECOGNISED = 7
+# formats whose libsndfile seek is not sample-accurate: offsets are decoded through instead
+_DECODE_TO_SEEK = frozenset({"MP3"})
 # MP3 lengths without a Xing header are estimates: only a larger shortfall counts as truncation
 SHORT_READ_TOLERANCE = 0.01
+
+
+class SequentialSoundFile(sf.SoundFile):
+    """A SoundFile read front to back: soundfile skips its tell/seek around each read of a file
+    that is not seekable. Explicit :meth:`seek` calls still work."""
+
+    def seekable(self) -> bool:
+        return False
 
 
 @contextlib.contextmanager
@@ -35,36 +50,31 @@ def open_soundfile(path: str) -> Iterator[sf.SoundFile | None]:
     Raises the matching ``AudioError`` when neither libsndfile nor ffmpeg can take the file.
     """
     try:
-        f = sf.SoundFile(path)
+        f = SequentialSoundFile(path)
     except sf.SoundFileError as exc:
-        f, reason = None, exc
+        _require_ffmpeg(path, exc)
+        f = None
     if f is None:
-        _require_ffmpeg(path, reason)
         yield None
-        return
-    with f:
-        check_layout(path, f.samplerate, f.channels)
-        yield f
-
-
-def check_span(offset: float, duration: float | None) -> None:
-    """Reject a negative or non-finite ``offset`` and a non-positive ``duration`` (seconds)."""
-    if not (math.isfinite(offset) and offset >= 0):
-        raise ParameterError(f"offset must be a finite number of seconds >= 0, got offset={offset!r}")
-    if duration is not None and not (math.isfinite(duration) and duration > 0):
-        raise ParameterError(f"duration must be None or seconds > 0, got duration={duration!r}")
+    else:
+        with f:
+            check_layout(path, f.samplerate, f.channels)
+            yield f
 
 
 def seek_span(f: sf.SoundFile, path: str, offset: float, duration: float | None) -> int:
-    """Seek ``f`` to ``offset`` seconds; return how many frames ``duration`` seconds spans there,
+    """Move ``f`` to ``offset`` seconds; return how many frames ``duration`` seconds spans there,
     clipped to the end of the file."""
     start = int(offset * f.samplerate)
     if start and start >= f.frames:
-        raise ParameterError(f"{path}: offset={offset} s is at or past the end of the audio ({f.frames / f.samplerate:.3f} s)")
+        end = f.frames / f.samplerate
+        raise ParameterError(f"{path}: offset={offset} s is at or past the end of the audio ({end:.3f} s)")
     count = f.frames - start
     if duration is not None:
         count = min(count, int(duration * f.samplerate))
-    if start:
+    if start and f.format in _DECODE_TO_SEEK:
+        _skip(f, path, start)
+    elif start:
         try:
             f.seek(start)
         except sf.SoundFileError as exc:
@@ -77,8 +87,7 @@ def read(f: sf.SoundFile, path: str, frames: int, out: np.ndarray | None = None)
     try:
         return f.read(frames, dtype="float32", always_2d=True, out=None if out is None else out[:frames])
     except sf.SoundFileError as exc:
-        raise DecodeError(path, f"decoding failed after frame {f.tell()} ({_reason(exc)})",
-                          "the file is truncated or corrupt") from None
+        raise DecodeError(path, f"decoding failed ({_reason(exc)})", "the file is truncated or corrupt") from None
 
 
 def check_complete(path: str, got: int, expected: int) -> None:
@@ -93,19 +102,28 @@ def to_mono(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy()
 
 
+def _skip(f: sf.SoundFile, path: str, frames: int) -> None:
+    """Decode and drop ``frames`` frames, in blocks of at most 2**16."""
+    buf = np.empty((min(frames, 2**16), f.channels), dtype=np.float32)
+    while frames > 0 and len(block := read(f, path, min(frames, len(buf)), out=buf)):
+        frames -= len(block)
+
+
 def _require_ffmpeg(path: str, exc: sf.SoundFileError) -> None:
     """Return when ffmpeg should decode a file libsndfile refused; otherwise raise the right error."""
     ext, fmt = extension(path), format_from_extension(path) or "extension-less"
     if getattr(exc, "code", None) in _CHANNEL_ERRORS:
-        raise ChannelLayoutError(path, f"bad channel count in the header ({_reason(exc)})", "the header is corrupt")
+        raise ChannelLayoutError(path, f"bad channel count in the header ({_reason(exc)})",
+                                 "the header is corrupt") from None
     if ext in NATIVE_EXTENSIONS:
         raise DecodeError(path, f"cannot decode as {fmt} ({_reason(exc)})",
-                          f"the file is corrupt, truncated or not really {fmt}")
+                          f"the file is corrupt, truncated or not really {fmt}") from None
     if ffmpeg.available():
         return
     if ext in FFMPEG_EXTENSIONS:
-        raise MissingDecoderError(path, f"no decoder for {fmt} files", "install ffmpeg to decode them")
-    raise DecodeError(path, f"not a recognised audio format ({_reason(exc)})", "install ffmpeg to decode other formats")
+        raise MissingDecoderError(path, f"no decoder for {fmt} files", "install ffmpeg to decode them") from None
+    raise DecodeError(path, f"not a recognised audio format ({_reason(exc)})",
+                      "install ffmpeg to decode other formats") from None
 
 
 def _reason(exc: sf.SoundFileError) -> str:

@@ -29,7 +29,7 @@ def save(
     Parameters
     ----------
     path : target file; its extension picks the format unless ``format`` is given
-    y : np.ndarray [shape=(n,) mono or (channels, n)], finite floats; integer subtypes need ``|y| <= 1``
+    y : np.ndarray [shape=(n,) mono or (channels, n)], finite floats; integer subtypes clip ``|y| > 1``
     sr : sample rate of ``y`` in Hz. Opus only takes 8, 12, 16, 24 or 48 kHz: other rates are
         resampled to 48 kHz. MP3 only takes the MPEG rates (8 kHz to 48 kHz).
     format : ``"wav"``, ``"flac"``, ``"ogg"`` (Vorbis), ``"opus"``, ``"mp3"`` or ``"aiff"``

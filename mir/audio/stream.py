@@ -13,7 +13,7 @@ from ..config import get_config
 from ..errors import ParameterError
 from . import ffmpeg, native
 from .load import RESAMPLE_QUALITY, fix_length, target_rate
-from .validate import check_extent, check_file, check_finite
+from .validate import check_extent, check_file, check_finite, check_span, is_seconds
 
 
 def stream(
@@ -55,15 +55,16 @@ def stream(
     """
     sr = target_rate(sr)
     block_seconds = get_config().analysis.stream_block_seconds if block_seconds is None else block_seconds
-    if not (isinstance(block_seconds, (int, float)) and math.isfinite(block_seconds) and block_seconds > 0):
+    if not (is_seconds(block_seconds) and block_seconds > 0):
         raise ParameterError(f"block_seconds must be a positive number of seconds, got {block_seconds!r}")
-    native.check_span(offset, duration)
+    check_span(offset, duration)
     path = check_file(path)
     blocks = _decode(path, sr, block_seconds, offset, duration)
     return _checked(blocks, sr=sr, path=path) if check else blocks
 
 
-def _decode(path: str, sr: int, block_seconds: float, offset: float, duration: float | None) -> Iterator[np.ndarray]:
+def _decode(path: str, sr: int, block_seconds: float, offset: float,
+            duration: float | None) -> Iterator[np.ndarray]:
     with native.open_soundfile(path) as f:
         if f is None:
             yield from ffmpeg.blocks(path, sr=sr, block_frames=max(1, round(block_seconds * sr)),

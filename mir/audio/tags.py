@@ -41,7 +41,7 @@ def read_tags(path: str | os.PathLike) -> dict:
     from the date tag), then every other text tag under its lower-case key (``date``, ``comment``, ...).
     """
     path = check_file(path)
-    text = _text(_open(path, path))
+    text = _text(_open(path))
     tags = {key: text.get(key) for key in CORE_KEYS}
     tags["year"] = _year(text.get("date") or text.get("year"))
     tags.update((key, value) for key, value in text.items() if key not in tags)
@@ -67,18 +67,20 @@ def write_tags(path: str | os.PathLike, tags: dict, *, dry_run: bool = False) ->
     """
     path = check_file(path)
     wanted = _normalise(path, tags)
-    current = _text(_open(path, path))
+    audio = _open(path)
+    current = _text(audio)
     changes = {key: (current.get(key), new) for key, new in wanted.items() if current.get(key) != new}
     if changes and not dry_run:
-        _rewrite(path, changes)
+        _rewrite(path, type(audio), changes)
     return changes
 
 
-def _rewrite(path: str, changes: dict) -> None:
+def _rewrite(path: str, kind: type, changes: dict) -> None:
+    """Copy ``path`` beside itself, apply ``changes`` to the copy (opened as ``kind``), move it back."""
     with atomic_path(path) as tmp:
         shutil.copyfile(path, tmp)
         shutil.copymode(path, tmp)
-        audio = _open(path, tmp)
+        audio = _mutagen(path, kind, tmp)
         if audio.tags is None:
             _add_tags(path, audio)
         for key, (_, new) in changes.items():
@@ -89,18 +91,21 @@ def _rewrite(path: str, changes: dict) -> None:
             raise AudioError(path, f"writing tags failed ({exc})") from None
 
 
-def _open(path: str, actual: str | os.PathLike):
-    """mutagen file object for ``actual`` (``path`` itself or its temp copy), named ``path`` in errors."""
-    try:
-        audio = mutagen.File(actual)
-        if isinstance(audio, MP4):
-            audio = EasyMP4(actual)
-    except mutagen.MutagenError as exc:
-        raise DecodeError(path, f"cannot read tags ({exc})", "the file is corrupt or not audio") from None
+def _open(path: str):
+    """mutagen file object for ``path``; M4A through EasyMP4 for easy key names."""
+    audio = _mutagen(path, mutagen.File, path)
     if audio is None:
         raise DecodeError(path, "mutagen does not recognise the format",
                           "tags are read from mp3, flac, ogg, opus, wav, aiff and m4a files")
-    return audio
+    return _mutagen(path, EasyMP4, path) if isinstance(audio, MP4) else audio
+
+
+def _mutagen(path: str, opener, target: str | os.PathLike):
+    """``opener(target)`` with mutagen's errors turned into a DecodeError naming ``path``."""
+    try:
+        return opener(target)
+    except mutagen.MutagenError as exc:
+        raise DecodeError(path, f"cannot read tags ({exc})", "the file is corrupt or not audio") from None
 
 
 def _add_tags(path: str, audio) -> None:
@@ -116,7 +121,7 @@ def _text(audio) -> dict[str, str]:
     if tags is None:
         return {}
     if isinstance(tags, ID3):
-        pairs = ((_id3_key(frame), frame.text) for frame in tags.values())
+        pairs = _id3_pairs(tags)
     else:
         pairs = ((key.lower(), tags[key]) for key in tags.keys())
     return {key: "; ".join(map(str, values)) for key, values in pairs if key and key not in _BINARY_KEYS}
@@ -133,6 +138,13 @@ def _set(path: str, tags, key: str, value: str | None) -> None:
             del tags[key]
     except (KeyError, ValueError):  # EasyMP4 only knows a fixed set of keys
         raise ParameterError(f"{path}: {format_from_extension(path)} files cannot hold the tag {key!r}") from None
+
+
+def _id3_pairs(tags: ID3):
+    """``(key, values)`` of the text frames we name; pictures and other binary frames are skipped."""
+    for frame in tags.values():
+        if key := _id3_key(frame):
+            yield key, frame.text
 
 
 def _id3_key(frame) -> str | None:
@@ -164,7 +176,8 @@ def _normalise(path: str, tags: dict) -> dict[str, str | None]:
     for key, value in tags.items():
         stored = "date" if str(key).lower() == "year" else str(key).lower()
         if not (isinstance(key, str) and _KEY.fullmatch(stored)) or stored in _BINARY_KEYS:
-            raise ParameterError(f"{path}: bad tag key {key!r} (use lower-case letters, digits, _ : . - / ( ) or space)")
+            raise ParameterError(f"{path}: bad tag key {key!r} "
+                                 "(use letters, digits, space or _ : . - / ( ))")
         if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
             raise ParameterError(f"{path}: tag {key!r} must be str, int or None, got {type(value).__name__}")
         if stored in out:

@@ -7,6 +7,7 @@ them block by block and at the end.
 """
 from __future__ import annotations
 
+import math
 import os
 import stat
 
@@ -52,11 +53,11 @@ def check_samples(
     if not isinstance(y, np.ndarray) or y.ndim != 1 or not np.issubdtype(y.dtype, np.floating):
         got = f"dtype={y.dtype}, ndim={y.ndim}" if isinstance(y, np.ndarray) else type(y).__name__
         raise ParameterError(f"{where}: samples must be a 1-D floating-point array, got {got}")
-    if not isinstance(sr, (int, float, np.number)) or sr <= 0:
+    if not (is_seconds(sr) and sr > 0):
         raise ParameterError(f"{where}: sample rate must be positive, got sr={sr!r}")
     if y.size:
         check_finite(y, sr=sr, path=path)
-    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    peak = max(float(y.max()), -float(y.min())) if y.size else 0.0
     check_extent(y.size, peak, sr=sr, path=path, min_duration=min_duration, silence_peak=silence_peak)
     return y
 
@@ -71,10 +72,10 @@ def check_finite(y: np.ndarray, *, sr: float, path: str | os.PathLike | None, st
         return
     bad = y.size - int(np.count_nonzero(finite))
     first = (start or 0) + int(np.argmin(finite))
-    scope = f"of {y.size}" if start is None else f"in the block from sample {start}"
+    what = f"{bad} of {y.size} samples" if start is None else f"{bad} samples in the block from sample {start}"
     raise InvalidSamplesError(
         path,
-        f"{bad} samples {scope} are NaN or infinite (first at sample {first}, {first / sr:.3f} s)",
+        f"{what} are NaN or infinite (first at sample {first}, {first / sr:.3f} s)",
         "the file is corrupt or was written from a broken computation",
     )
 
@@ -93,10 +94,12 @@ def check_extent(
     min_duration = cfg.min_duration if min_duration is None else min_duration
     silence_peak = cfg.silence_peak if silence_peak is None else silence_peak
     if n == 0:
-        raise EmptyAudioError(path, "no audio samples", "the file holds only a header or is truncated, or offset/duration selected nothing")
+        raise EmptyAudioError(path, "no audio samples",
+                              "the file holds only a header or is truncated, or offset/duration selected nothing")
     if n / sr < min_duration:
         raise TooShortError(
-            path, f"audio lasts {n / sr:.3f} s ({n} samples at {sr:g} Hz), shorter than the minimum {min_duration:g} s",
+            path,
+            f"audio lasts {n / sr:.3f} s ({n} samples at {sr:g} Hz), shorter than the minimum {min_duration:g} s",
             "min_duration in the [analysis] config sets the minimum",
         )
     if peak <= silence_peak:
@@ -104,6 +107,19 @@ def check_extent(
             path, f"all samples are silent (peak {peak:.3g} <= silence_peak {silence_peak:g})",
             "check the recording; silence_peak in the [analysis] config sets the threshold",
         )
+
+
+def is_seconds(value) -> bool:
+    """True for a finite real number (not a bool)."""
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_span(offset: float, duration: float | None) -> None:
+    """Reject a negative or non-finite ``offset`` and a non-positive ``duration`` (seconds)."""
+    if not (is_seconds(offset) and offset >= 0):
+        raise ParameterError(f"offset must be a finite number of seconds >= 0, got offset={offset!r}")
+    if duration is not None and not (is_seconds(duration) and duration > 0):
+        raise ParameterError(f"duration must be None or seconds > 0, got duration={duration!r}")
 
 
 def check_file(path: str | os.PathLike) -> str:
