@@ -208,6 +208,17 @@ def _run_mir(args, env):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _processes_with_env(marker: str) -> list[int]:
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            pass
+    return found
+
+
 def _newest_write(folder: Path) -> float:
     return max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")), default=0.0)
 
@@ -260,6 +271,11 @@ def test_kill_and_resume_scan_and_analyze(tmp_path, rng):
         assert not got[name].duplicated(subset=[c for c in got[name].columns if c in ("hash", "path")]).any()
     for t in want["tracks"]["track_id"]:
         np.testing.assert_array_equal(Library(killed).logmel(t), reference.logmel(t))
+    # no orphan worker outlives a killed job
+    deadline = time.monotonic() + 10
+    while _processes_with_env(f"MIR_CONFIG={cfg}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_with_env(f"MIR_CONFIG={cfg}")
     # raw storage too: after the final run's compaction each stage is one part without duplicates
     lib = Library(killed)
     for stage, version in stage_versions().items():

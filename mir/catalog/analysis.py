@@ -7,10 +7,9 @@ One bad file is recorded in the failures table and never stops the batch.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +18,10 @@ import pandas as pd
 from ..config import AnalysisConfig, get_config
 from ..errors import MirError
 from .library import Library
+from ..parallel import process_pool
 from .stages import stage_versions
+
+PRELOAD = ["mir.catalog.analysis", "mir.features", "mir.audio"]
 
 
 @dataclass
@@ -97,12 +99,6 @@ def plan(lib: Library, versions: dict[str, str], *, retry_failed: bool = False) 
     return todo, skipped
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["mir.catalog.analysis", "mir.features", "mir.audio"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-
-
 def analyze(lib: Library, *, workers: int | None = None, progress: bool = False, retry_failed: bool = False,
             cfg: AnalysisConfig | None = None, flush_every: int | None = None,
             flush_seconds: float | None = None) -> AnalyzeReport:
@@ -159,7 +155,7 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
                     for item in todo:
                         collect(item, analyze_file(item[2], item[1], item[3], str(lib.root), cfg), bar)
                 else:
-                    with _pool(min(workers, len(todo))) as pool:
+                    with process_pool(min(workers, len(todo)), preload=PRELOAD) as pool:
                         queue = iter(todo)
                         running = {}
                         for item in queue:  # keep a bounded window of tasks in flight

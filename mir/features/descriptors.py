@@ -6,8 +6,9 @@ and the filter/framing carry-over); :func:`describe`, :func:`tempo`, :func:`key`
 run it over a single block. Input is mono float audio at ``sr`` (``None``: ``get_config().analysis``).
 
 Methods
-- tempo: onset envelope = mean positive first difference of the log-mel frames (spectral flux);
-  mean of per-window normalised autocorrelations (8 s Hann windows, as ``librosa.feature.tempo``);
+- tempo: onset envelope = mean positive first difference of the log-mel frames, each frame floored
+  80 dB under its peak (spectral flux); mean of per-window normalised autocorrelations (8 s Hann windows
+  as in ``librosa.feature.tempo``, zero-padded; windows with under 0.5 dB mean flux count as having no onsets);
   period chosen under a log-normal prior (120 BPM, one octave) on a 3-lag-smoothed curve, then refined by
   parabolic interpolation of the peak and its multiples. Beyond ~180 BPM the prior reports half tempo.
 - key: chroma of a 4096-point STFT (at 22.05 kHz; A4 = 440 Hz, no tuning estimate), each frame scaled to
@@ -36,32 +37,38 @@ PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"
 
 
 # --- tempo -------------------------------------------------------------------------------------
-def onset_envelope(S: np.ndarray, *, previous: np.ndarray | None = None) -> np.ndarray:
-    """Spectral flux of log-mel frames S [shape=(n_mels, t)] dB -> [shape=(t,)] float32.
+def onset_envelope(S: np.ndarray, *, previous: np.ndarray | None = None, top_db: float = 80.0) -> np.ndarray:
+    """Spectral flux of log-mel frames S [shape=(n_mels, t)] dB -> [shape=(t,)] float32 (dB per frame).
 
-    Mean over bands of the positive first difference; ``previous`` [shape=(n_mels,)] is the frame before
-    ``S[:, 0]`` (``None``: the first value is 0). Streams by passing the last frame of the previous block.
+    Each frame is floored at its own maximum minus ``top_db`` (so leakage ripple far below the music,
+    which log scaling would amplify, adds no flux), then the positive first differences are averaged over
+    bands. ``previous`` [shape=(n_mels,)] is the frame before ``S[:, 0]`` (``None``: the first value is 0);
+    passing the last frame of the previous block makes the envelope independent of block boundaries.
     """
     if S.shape[1] == 0:
         return np.zeros(0, dtype=np.float32)
-    first = S[:, :1] if previous is None else previous[:, None]
-    diff = np.diff(S, axis=1, prepend=first)
-    return np.maximum(diff, 0).mean(axis=0, dtype=np.float64).astype(np.float32)
+    S = np.concatenate([S[:, :1] if previous is None else previous[:, None], S], axis=1)
+    S = np.maximum(S, S.max(axis=0, keepdims=True) - np.float32(top_db))
+    return np.maximum(np.diff(S, axis=1), 0).mean(axis=0, dtype=np.float64).astype(np.float32)
 
 
-def mean_tempogram(env: np.ndarray, win_length: int, chunk: int = 2048) -> np.ndarray:
+def mean_tempogram(env: np.ndarray, win_length: int, *, min_flux: float = 0.5, chunk: int = 256) -> np.ndarray:
     """Mean over frames of the centred, Hann-windowed, max-normalised autocorrelation of ``env``.
 
-    Same windows as ``librosa.feature.tempogram`` (linear-ramp padding), computed in chunks so a
-    3-hour envelope never needs the full ``(win_length, t)`` matrix. Returns [shape=(win_length,)].
+    Same windows as ``librosa.feature.tempogram`` but zero-padded (its linear ramp from the edge value
+    turns an abrupt ending into a long fake onset), computed in chunks so a 3-hour envelope never needs
+    the full ``(win_length, t)`` matrix. Windows whose mean flux is below ``min_flux`` dB hold no onsets
+    (steady tones, silence) and contribute zero. Returns [shape=(win_length,)].
     """
     pad = win_length // 2
-    padded = np.pad(env.astype(np.float64), pad, mode="linear_ramp", end_values=0)
+    padded = np.pad(env.astype(np.float64), pad)
     frames = sliding_window_view(padded, win_length)[: len(env)]
     window = librosa.filters.get_window("hann", win_length, fftbins=True)
     total = np.zeros(win_length)
     for s in range(0, len(frames), chunk):
-        spec = np.fft.rfft(frames[s : s + chunk] * window, n=2 * win_length, axis=-1)
+        part = frames[s : s + chunk]
+        part = part[part.mean(axis=1) >= min_flux]
+        spec = np.fft.rfft(part * window, n=2 * win_length, axis=-1)
         ac = np.fft.irfft(spec.real**2 + spec.imag**2, n=2 * win_length, axis=-1)[:, :win_length]
         peak = np.abs(ac).max(axis=1, keepdims=True)
         total += (ac / np.where(peak > 1e-20, peak, 1.0)).sum(axis=0)
@@ -69,12 +76,12 @@ def mean_tempogram(env: np.ndarray, win_length: int, chunk: int = 2048) -> np.nd
 
 
 def _parabolic_peak(x: np.ndarray, i: int) -> float:
-    """Sub-sample position of the peak of ``x`` at index ``i``."""
+    """Sub-sample position of a local maximum of ``x`` at index ``i`` (offset clamped to +-0.5)."""
     if 0 < i < len(x) - 1:
         a, b, c = x[i - 1], x[i], x[i + 1]
         curvature = a - 2 * b + c
         if curvature < 0:
-            return i + 0.5 * (a - c) / curvature
+            return i + float(np.clip(0.5 * (a - c) / curvature, -0.5, 0.5))
     return float(i)
 
 
@@ -84,7 +91,7 @@ def tempo_from_onset_envelope(
 ) -> float:
     """Global tempo in BPM of an onset envelope [shape=(t,)] sampled every ``hop_length / sr`` s.
 
-    Returns 0.0 when the envelope has no periodicity at all (silence, a steady tone).
+    Returns 0.0 when no window holds onsets (silence, steady tones).
     """
     win = max(int(round(ac_size * sr / hop_length)), 4)
     tg = mean_tempogram(env, win)
@@ -98,11 +105,11 @@ def tempo_from_onset_envelope(
     logprior[bpm >= max_tempo] = -np.inf
     salience = np.convolve(np.maximum(tg, 0.0), np.ones(3), mode="same")  # split peaks count whole
     best = int(np.argmax(np.log1p(1e6 * salience) + logprior))
-    # refine: interpolated peaks at k * best (k = 1..4), each within k * (best +- 1)
+    # refine the period: interpolated maxima of tg within k * (best +- 1), k = 1..4, weighted by k
     estimates, weights = [], []
     for k in range(1, 5):
-        lo, hi = max(1, k * (best - 1)), min(win - 2, k * (best + 1))
-        if lo > hi:
+        lo, hi = max(1, k * (best - 1)), min(k * (best + 1), win - 1)
+        if k > 1 and hi < k * (best + 1):  # multiple beyond the window
             break
         j = lo + int(np.argmax(tg[lo : hi + 1]))
         estimates.append(_parabolic_peak(tg, j) / k)
@@ -164,16 +171,15 @@ def chroma_fft_size(sr: int) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _chroma_basis_t(sr: int, n_fft: int) -> np.ndarray:
-    fb = librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0, n_chroma=12, dtype=np.float32)
-    return np.ascontiguousarray(fb.T)
+def _chroma_basis(sr: int, n_fft: int) -> np.ndarray:
+    return librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0, n_chroma=12, dtype=np.float64)
 
 
 def chroma_frames(frames: np.ndarray, *, sr: int) -> np.ndarray:
-    """Chroma of float32 frames [shape=(k, n_fft)] -> [shape=(k, 12)], each frame scaled to max 1 (silent: 0)."""
+    """Chroma of frames [shape=(k, n_fft)] -> [shape=(12, k)] (C first), each frame scaled to max 1 (silent: 0)."""
     n_fft = frames.shape[1]
-    C = power_spectrum(frames, hann_window(n_fft)) @ _chroma_basis_t(sr, n_fft)
-    peak = C.max(axis=1, keepdims=True)
+    C = _chroma_basis(sr, n_fft) @ power_spectrum(frames, hann_window(n_fft))
+    peak = C.max(axis=0, keepdims=True)
     return np.where(peak > 1e-10, C / np.maximum(peak, 1e-10), 0.0)
 
 
@@ -190,8 +196,8 @@ class _KeyState:
         self._add(self._frames.push(block))
 
     def _add(self, frames: np.ndarray) -> None:
-        if len(frames):
-            self._sum += chroma_frames(frames, sr=self.sr).sum(axis=0, dtype=np.float64)
+        for s in range(0, len(frames), 64):  # chunks keep the float64 FFT buffers in cache
+            self._sum += chroma_frames(frames[s : s + 64], sr=self.sr).sum(axis=1)
 
     def result(self) -> tuple[str, str, float]:
         self._add(self._frames.close())
@@ -253,6 +259,8 @@ class _LoudnessState:
         self._energy: list[np.ndarray] = []
 
     def update(self, block: np.ndarray) -> None:
+        if not len(block):
+            return
         filtered, self._zi = scipy.signal.sosfilt(self._sos, block.astype(np.float64), zi=self._zi)
         x = np.concatenate([self._carry, filtered])
         n = len(x) // self.step * self.step

@@ -1,6 +1,6 @@
 """Log-mel spectrograms: numpy function, torch module, and a bounded-memory stream.
 
-Conventions (all three agree with librosa 0.11 to float32 precision)::
+Conventions (all three agree with librosa 0.11; see tests/test_features.py for the measured error)::
 
     power_to_db(melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
                                fmin=fmin, fmax=fmax, power=2.0, center=True, pad_mode="constant"),
@@ -10,7 +10,9 @@ Conventions (all three agree with librosa 0.11 to float32 precision)::
   ``t = 1 + (samples + 2 * (n_fft // 2) - n_fft) // hop_length`` frames (``1 + samples // hop`` for even n_fft);
 - Slaney-style mel filterbank (``htk=False``, ``norm="slaney"``);
 - values in dB re 1.0 power, floored at ``10 * log10(amin)``; with ``top_db`` each item is also
-  clipped at its own maximum minus ``top_db`` (librosa clips a whole batch at one maximum).
+  clipped at its own maximum minus ``top_db`` (librosa clips a whole batch at one maximum);
+- numpy path: samples as float32 (the engine's audio type), FFT and mel sums in float64, float32 dB out;
+  torch path: the input's dtype throughout.
 
 Unspecified parameters (``None``) come from ``get_config().analysis``.
 """
@@ -28,7 +30,7 @@ from torch import nn
 from ..errors import ParameterError
 from ._checks import check_audio, mel_params, positive
 
-_CHUNK = 128  # frames per FFT batch: keeps temporaries in cache (measured fastest on 2 cores)
+_CHUNK = 128  # frames per FFT batch: temporaries stay in cache (measured fastest on 2 cores)
 
 
 # --- constants ---------------------------------------------------------------------------------
@@ -52,34 +54,37 @@ def mel_filterbank(*, sr=None, n_fft=None, n_mels=None, fmin=None, fmax=None) ->
 
 @functools.lru_cache(maxsize=16)
 def _mel_sparse(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> scipy.sparse.csr_array:
-    return scipy.sparse.csr_array(_mel_basis(sr, n_fft, n_mels, fmin, fmax))
+    return scipy.sparse.csr_array(_mel_basis(sr, n_fft, n_mels, fmin, fmax).astype(np.float64))
 
 
 @functools.lru_cache(maxsize=16)
 def hann_window(n_fft: int) -> np.ndarray:
-    """Periodic Hann window [shape=(n_fft,)], float32, read-only (librosa's ``get_window("hann")``)."""
-    w = librosa.filters.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    """Periodic Hann window [shape=(n_fft,)], float64, read-only (librosa's ``get_window("hann")``)."""
+    w = librosa.filters.get_window("hann", n_fft, fftbins=True)
     w.flags.writeable = False
     return w
 
 
 # --- numpy kernel ------------------------------------------------------------------------------
 def power_spectrum(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """|rfft(frame * window)|^2 of float32 frames [shape=(k, n_fft)] -> [shape=(k, 1 + n_fft // 2)] float32."""
-    spec = np.fft.rfft(frames * window, axis=-1)
+    """|rfft(frame * window)|^2 of frames [shape=(k, n_fft)] -> [shape=(1 + n_fft // 2, k)] float64.
+
+    A float64 FFT costs little here and keeps bands 100+ dB below a frame's peak exact (float32 does not).
+    Transforming along axis 0 yields the (frequency, time) layout directly, without a transpose copy.
+    """
+    spec = np.fft.rfft(frames.T * window[:, None], axis=0)
     return spec.real**2 + spec.imag**2
 
 
 def _frames_to_db(frames: np.ndarray, *, window: np.ndarray, mel: scipy.sparse.csr_array, amin: float) -> np.ndarray:
-    """Log-mel of float32 frames [shape=(k, n_fft)] -> [shape=(n_mels, k)] float32 dB.
+    """Log-mel of frames [shape=(k, n_fft)] -> [shape=(n_mels, k)] float32 dB.
 
     The sparse product sums each band's bins in a fixed order, so a frame's value does not depend on
-    how frames are batched (BLAS does not promise that), and it is faster than a dense matmul.
+    how frames are batched (BLAS does not promise that), and it is ~50x cheaper than a dense matmul.
     """
     out = np.empty((mel.shape[0], len(frames)), dtype=np.float32)
     for s in range(0, len(frames), _CHUNK):
-        power = power_spectrum(frames[s : s + _CHUNK], window)
-        out[:, s : s + _CHUNK] = mel @ np.ascontiguousarray(power.T)
+        out[:, s : s + _CHUNK] = mel @ power_spectrum(frames[s : s + _CHUNK], window)
     np.maximum(out, np.float32(amin), out=out)
     np.log10(out, out=out)
     out *= np.float32(10.0)
@@ -113,7 +118,7 @@ def log_mel(
     amin: float = 1e-10,
     top_db: float | None = None,
 ) -> np.ndarray:
-    """Log-power mel spectrogram in dB (float32 FFT; see the module docstring for conventions).
+    """Log-power mel spectrogram in dB (see the module docstring for conventions).
 
     Parameters
     ----------
@@ -242,8 +247,13 @@ def log_mel_torch(
 class LogMel(nn.Module):
     """Log-mel front end as a module: ``(batch, samples) -> (batch, n_mels, t)`` dB; a 1-D input gives ``(n_mels, t)``.
 
-    Buffers ``window`` (periodic Hann, [n_fft]) and ``mel_fb`` ([n_mels, 1 + n_fft // 2]) are rebuilt
-    from the constructor arguments; they follow ``.to(device/dtype)``.
+    Buffers ``window`` (periodic Hann, [n_fft]) and ``mel_fb`` ([n_mels, 1 + n_fft // 2]) are built from
+    the constructor arguments, follow ``.to(device)`` and are saved in ``state_dict`` (as in torchaudio).
+    Computation runs in the input's dtype: float32 input is exact to float32 precision; use float64
+    input (``y.double()``) for agreement with librosa in bands more than ~80 dB below an item's peak.
+
+    >>> LogMel(sr=22050)(torch.zeros(2, 22050)).shape
+    torch.Size([2, 128, 44])
     """
 
     def __init__(self, *, sr=None, n_fft=None, hop_length=None, n_mels=None, fmin=None, fmax=None,
@@ -251,7 +261,7 @@ class LogMel(nn.Module):
         super().__init__()
         self.params = p = mel_params(sr, n_fft, hop_length, n_mels, fmin, fmax)
         self.amin, self.top_db = _check_db_args(amin, top_db)
-        self.register_buffer("window", torch.from_numpy(hann_window(p.n_fft).copy()))
+        self.register_buffer("window", torch.from_numpy(hann_window(p.n_fft).astype(np.float32)))
         self.register_buffer("mel_fb", torch.from_numpy(_mel_basis(p.sr, p.n_fft, p.n_mels, p.fmin, p.fmax).copy()))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:

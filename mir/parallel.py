@@ -1,0 +1,43 @@
+"""Worker processes for batch jobs.
+
+Workers are started by a fork server that has already imported the heavy modules, so each
+worker starts in milliseconds. Every worker watches the process that created the pool and exits
+when it disappears: a job killed with SIGKILL leaves no orphan workers behind.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+
+def _watch_parent(pid: int, interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # pid reused by another user's process: the parent is gone
+            os._exit(1)
+
+
+def _init_worker(parent_pid: int, threads: int) -> None:
+    threading.Thread(target=_watch_parent, args=(parent_pid, 0.5), daemon=True).start()
+    if threads:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+
+
+def process_pool(workers: int, *, preload: list[str] = (), threads_per_worker: int = 1) -> ProcessPoolExecutor:
+    """A process pool whose workers die with their parent; ``preload`` modules load once."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(os.getpid(), threads_per_worker))
