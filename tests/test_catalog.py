@@ -282,3 +282,36 @@ def test_kill_and_resume_scan_and_analyze(tmp_path, rng):
         parts = lib.stages.table(stage, version).parts()
         assert len(parts) == 1
         assert not pd.read_parquet(parts[0])["hash"].duplicated().any()
+
+
+def test_long_file_is_analysed_in_bounded_memory(tmp_path):
+    """30 minutes of audio (159 MB as float32, log-mel 40 MB) analysed with a peak under 20 MB."""
+    import dataclasses
+    import tracemalloc
+
+    from mir.config import get_config
+
+    path = tmp_path / "long" / "thirty-minutes.wav"
+    path.parent.mkdir()
+    g = np.random.default_rng(7)
+    with sf.SoundFile(path, "w", samplerate=SR, channels=1, subtype="PCM_16") as f:
+        for i in range(30):  # one minute at a time
+            t = np.arange(60 * SR) / SR
+            f.write((0.2 * np.sin(2 * np.pi * (220 + 5 * i) * t) + 0.02 * g.standard_normal(t.size)).astype(np.float32))
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([path.parent])
+    cfg = dataclasses.replace(get_config().analysis, stream_block_seconds=5.0)
+    warm = Library.open_or_create(tmp_path / "warm")  # first use imports and JIT-compiles: not the job's memory
+    warm.scan([write_clip(tmp_path / "warm-audio" / "short.wav", 1)])
+    analyze(warm, workers=1, cfg=cfg)
+    tracemalloc.start()
+    try:
+        report = analyze(lib, workers=1, cfg=cfg)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.done == 1, report.failures
+    mel = lib.logmel(lib.tracks()["track_id"][0], mmap=True)
+    assert mel.shape == (128, 1 + 30 * 60 * SR // 512)
+    assert mel.nbytes > 39e6 and peak < 20e6, f"peak traced memory {peak / 1e6:.1f} MB"
+    print(f"peak traced memory {peak / 1e6:.1f} MB for a {mel.nbytes / 1e6:.0f} MB log-mel")

@@ -7,6 +7,7 @@ One bad file is recorded in the failures table and never stops the batch.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -18,6 +19,7 @@ import pandas as pd
 from ..config import AnalysisConfig, get_config
 from ..errors import MirError
 from .library import Library
+from .store import ArrayStore
 from ..parallel import process_pool
 from .stages import stage_versions
 
@@ -54,22 +56,29 @@ def analyze_file(path: str, content_hash: str, stages: dict[str, str], lib_root:
     from .. import audio
     from ..features import TrackAnalyzer
 
-    frames: list[np.ndarray] = []
     want_logmel = "logmel" in stages
+    frames = {"n": 0}
     try:
-        analyzer = TrackAnalyzer(sr=cfg.sample_rate, on_frames=frames.append if want_logmel else None)
-        for block in audio.stream(path, sr=cfg.sample_rate, block_seconds=cfg.stream_block_seconds):
-            analyzer.update(block)
-        desc = analyzer.finalize()
+        with contextlib.ExitStack() as stack:
+            on_frames = None
+            if want_logmel:  # frames go straight to disk: memory stays bounded for any length
+                append = stack.enter_context(ArrayStore(os.path.join(lib_root, "arrays")).column_writer(
+                    "logmel", stages["logmel"], content_hash, rows=cfg.n_mels))
+
+                def on_frames(block):
+                    frames["n"] += block.shape[-1]
+                    append(block)
+
+            analyzer = TrackAnalyzer(sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                                     n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, on_frames=on_frames)
+            for block in audio.stream(path, sr=cfg.sample_rate, block_seconds=cfg.stream_block_seconds):
+                analyzer.update(block)
+            desc = analyzer.finalize()
         rows: dict[str, dict] = {}
         if "descriptors" in stages:
             rows["descriptors"] = {"hash": content_hash, **{k: desc[k] for k in sorted(desc)}}
         if want_logmel:
-            mel = np.concatenate(frames, axis=-1) if frames else np.zeros((cfg.n_mels, 0), np.float32)
-            from .store import ArrayStore
-
-            ArrayStore(os.path.join(lib_root, "arrays")).save("logmel", stages["logmel"], content_hash, mel)
-            rows["logmel"] = {"hash": content_hash, "frames": int(mel.shape[-1])}
+            rows["logmel"] = {"hash": content_hash, "frames": int(frames["n"])}
         return {"rows": rows, "failure": None, "duration": float(desc.get("duration", 0.0))}
     except MirError as exc:
         return {"rows": {}, "failure": {"error": type(exc).__name__, "message": str(exc)}, "duration": 0.0}

@@ -8,6 +8,7 @@ part written twice (a crash between compaction and clean-up) never shows twice.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -27,6 +28,19 @@ def _check_name(kind: str, value: str) -> str:
     if not value or not _SAFE.match(value):
         raise CatalogError(f"invalid {kind} {value!r}: use letters, digits and . _ + - only")
     return value
+
+
+_NPY_HEADER_BYTES = 128  # fixed-size .npy v1.0 header, so it can be rewritten in place
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, int]) -> bytes:
+    """A ``.npy`` v1.0 header for a Fortran-ordered array, padded to ``_NPY_HEADER_BYTES``."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": True, "shape": shape})
+    body_len = _NPY_HEADER_BYTES - 10
+    body = text.ljust(body_len - 1).encode("latin1") + b"\n"
+    if len(body) != body_len:
+        raise CatalogError(f"array shape {shape} too large for the fixed .npy header")
+    return b"\x93NUMPY\x01\x00" + body_len.to_bytes(2, "little") + body
 
 
 class PartTable:
@@ -113,6 +127,33 @@ class ArrayStore:
         path = self.path(stage, version, content_hash)
         atomic.save_npy(path, np.ascontiguousarray(array))
         return path
+
+    @contextlib.contextmanager
+    def column_writer(self, stage: str, version: str, content_hash: str, *, rows: int, dtype=np.float32):
+        """Write a ``[rows, t]`` array one block of columns at a time, ``t`` unknown until the end.
+
+        The ``.npy`` is stored in Fortran order, so appended columns (log-mel frames) go straight
+        to disk and memory stays bounded by one block, whatever the track's length. Yields an
+        ``append(block [rows, k])`` function; the file appears atomically when the block exits.
+        """
+        path = self.path(stage, version, content_hash)
+        dtype = np.dtype(dtype)
+        count = 0
+        with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            fh.write(b"\0" * _NPY_HEADER_BYTES)
+
+            def append(block: np.ndarray) -> None:
+                nonlocal count
+                block = np.asarray(block, dtype=dtype)
+                if block.ndim != 2 or block.shape[0] != rows:
+                    raise CatalogError(f"column_writer for {content_hash}: block of shape {block.shape}, "
+                                       f"expected ({rows}, k)")
+                fh.write(np.ascontiguousarray(block.T).tobytes())
+                count += block.shape[1]
+
+            yield append
+            fh.seek(0)
+            fh.write(_npy_header(dtype, (rows, count)))
 
     def load(self, stage: str, version: str, content_hash: str, *, mmap: bool = False) -> np.ndarray:
         path = self.path(stage, version, content_hash)
