@@ -7,7 +7,8 @@ Without --audio, generates --clips synthetic music clips of --seconds each in mi
 realtime factors (audio seconds per wall second) per stage and worker count, and writes JSON.
 
 The baseline is the loop a user would write per file: librosa.load → melspectrogram →
-power_to_db → beat_track (tempo) → chroma_stft (key), run in 1 and in 2 processes.
+power_to_db → beat_track (tempo) → chroma_stft (key), run in 1 and in 2 processes. Both
+sides run one BLAS thread per process (as mir's workers do), so rows compare per-core work.
 """
 from __future__ import annotations
 
@@ -87,12 +88,21 @@ def baseline_one(path: str) -> tuple[float, dict]:
     return len(y) / sr, times
 
 
+def _one_thread() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 def run_baseline(paths: list[Path], workers: int) -> dict:
     t0 = time.perf_counter()
     if workers == 1:
-        results = [baseline_one(str(p)) for p in paths]
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            results = [baseline_one(str(p)) for p in paths]
     else:
-        with get_context("forkserver").Pool(workers) as pool:
+        with get_context("forkserver").Pool(workers, initializer=_one_thread) as pool:
             results = pool.map(baseline_one, [str(p) for p in paths], chunksize=1)
     wall = time.perf_counter() - t0
     audio_s = sum(r[0] for r in results)
@@ -103,6 +113,13 @@ def run_baseline(paths: list[Path], workers: int) -> dict:
 # --- mir ---------------------------------------------------------------------------------------
 def mir_stages(paths: list[Path]) -> dict:
     """Per-stage single-core cost of mir's own functions (in-process, same files)."""
+    from mir.parallel import limit_threads
+
+    with limit_threads(1):
+        return _mir_stages(paths)
+
+
+def _mir_stages(paths: list[Path]) -> dict:
     from mir import audio
     from mir.features import TrackAnalyzer, describe, log_mel
 

@@ -20,7 +20,7 @@ from ..config import AnalysisConfig, get_config
 from ..errors import MirError
 from .library import Library
 from .store import ArrayStore
-from ..parallel import process_pool
+from ..parallel import limit_threads, process_pool
 from .stages import stage_versions
 
 PRELOAD = ["mir.catalog.analysis", "mir.features", "mir.audio"]
@@ -161,8 +161,9 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
         with tqdm(total=len(todo), desc="analyze", unit="track", disable=not progress) as bar:
             try:
                 if workers <= 1 or len(todo) <= 1:
-                    for item in todo:
-                        collect(item, analyze_file(item[2], item[1], item[3], str(lib.root), cfg), bar)
+                    with limit_threads(1):  # one core, as in a worker process
+                        for item in todo:
+                            collect(item, analyze_file(item[2], item[1], item[3], str(lib.root), cfg), bar)
                 else:
                     with process_pool(min(workers, len(todo)), preload=PRELOAD) as pool:
                         queue = iter(todo)
