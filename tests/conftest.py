@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 SHARED_AUDIO = Path(os.environ.get("MIR_SHARED_AUDIO", Path(__file__).resolve().parents[1].parent / "shared" / "audio"))
 MUSIC = ["brahms", "nutcracker", "vibeace", "fishin", "trumpet", "choice", "pistachio", "sweetwaltz"]
@@ -29,3 +30,14 @@ def tone(freq: float = 440.0, seconds: float = 2.0, sr: int = 22050, amp: float 
     """A float32 sine tone, the simplest known-content test signal."""
     t = np.arange(int(seconds * sr)) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def write_clip(path: Path, seed: int, seconds: float = 2.0, sr: int = 22050, channels: int = 1) -> Path:
+    """A distinct little piece of audio: a few tones plus noise, different for every seed."""
+    g = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(0.1 * np.sin(2 * np.pi * f * t) for f in g.uniform(110, 1760, size=3)) + 0.01 * g.standard_normal(t.size)
+    y = np.stack([y] * channels, axis=1) if channels > 1 else y
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, y.astype(np.float32), sr)
+    return path

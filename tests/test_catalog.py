@@ -13,23 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from conftest import write_clip
 
 from mir.catalog import Library, analyze, stage_versions
 from mir.catalog import stages as stages_mod
 from mir.errors import CatalogError, TrackNotFoundError
 
 SR = 22050
-
-
-def write_clip(path: Path, seed: int, seconds: float = 2.0, sr: int = SR, channels: int = 1) -> Path:
-    """A distinct little piece of audio: a few tones plus noise, different for every seed."""
-    g = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    y = sum(0.1 * np.sin(2 * np.pi * f * t) for f in g.uniform(110, 1760, size=3)) + 0.01 * g.standard_normal(t.size)
-    y = np.stack([y] * channels, axis=1) if channels > 1 else y
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, y.astype(np.float32), sr)
-    return path
 
 
 @pytest.fixture

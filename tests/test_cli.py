@@ -1,0 +1,59 @@
+"""The `mir` command line: library commands end to end, exit codes and error messages."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from mir.cli.main import main
+from conftest import write_clip
+
+
+@pytest.fixture
+def library(tmp_path, capsys):
+    music = tmp_path / "music"
+    write_clip(music / "one.wav", 1)
+    write_clip(music / "two.flac", 2)
+    (music / "broken.mp3").write_text("not audio")
+    lib = tmp_path / "lib"
+    assert main(["scan", str(lib), str(music)]) == 0
+    assert main(["analyze", str(lib), "--workers", "1"]) == 0
+    capsys.readouterr()
+    return lib
+
+
+def test_info_failures_export_show(library, tmp_path, capsys):
+    assert main(["info", str(library), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["tracks"] == 2 and info["analysed"] == {"descriptors": 2, "logmel": 2} and info["failures"] == 1
+
+    assert main(["failures", str(library)]) == 0
+    out = capsys.readouterr().out
+    assert "broken.mp3" not in out or "scan" in out
+    assert main(["failures", str(library), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0]["path"].endswith("broken.mp3") and rows[0]["stage"] == "scan"
+
+    out_csv = tmp_path / "tracks.csv"
+    assert main(["export", str(library), "--format", "csv", "--out", str(out_csv)]) == 0
+    frame = pd.read_csv(out_csv)
+    assert len(frame) == 2 and frame["tempo"].notna().all()
+
+    track_id = frame["track_id"][0]
+    assert main(["show", str(library), track_id[:8], "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["track_id"] == track_id and shown["key"] in "C C# D D# E F F# G G# A A# B".split()
+
+
+def test_errors_exit_1_with_a_message_naming_the_value(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err
+    assert "mir info: error:" in err and "nope" in err and "does not exist" in err
+    assert main(["scan", str(tmp_path / "lib"), str(tmp_path / "missing")]) == 1
+    assert "missing" in capsys.readouterr().err
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "scan" in capsys.readouterr().out
