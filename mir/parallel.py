@@ -44,9 +44,12 @@ def limit_threads(threads: int):
         torch.set_num_threads(before)
 
 
+_worker_limits = contextlib.ExitStack()  # held for the worker's whole life (a dropped context would exit)
+
+
 def _init_worker(parent_pid: int, threads: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid, 0.5), daemon=True).start()
-    limit_threads(threads).__enter__()  # for the worker's whole life
+    _worker_limits.enter_context(limit_threads(threads))
 
 
 def process_pool(workers: int, *, preload: list[str] = (), threads_per_worker: int = 1) -> ProcessPoolExecutor:

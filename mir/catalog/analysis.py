@@ -23,7 +23,7 @@ from .store import ArrayStore
 from ..parallel import limit_threads, process_pool
 from .stages import stage_versions
 
-PRELOAD = ["mir.catalog.analysis", "mir.features", "mir.audio"]
+PRELOAD = ["mir.catalog.analysis", "mir.audio", "mir.catalog._warm"]
 
 
 @dataclass
