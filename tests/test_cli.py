@@ -37,6 +37,7 @@ def test_info_failures_export_show(library, tmp_path, capsys):
 
     out_csv = tmp_path / "tracks.csv"
     assert main(["export", str(library), "--format", "csv", "--out", str(out_csv)]) == 0
+    assert f"wrote {out_csv}" in capsys.readouterr().out
     frame = pd.read_csv(out_csv)
     assert len(frame) == 2 and frame["tempo"].notna().all()
 
