@@ -67,20 +67,40 @@ def cmd_export(args) -> int:
 
 
 def cmd_show(args) -> int:
+    from ..tagging import tagged_models, track_tags
+
     lib = Library(args.library)
     t = lib.track(args.track)
     d = lib.descriptors()
     row = d[d["hash"] == t["hash"]].iloc[0]
     fields = ["track_id", "path", "status", "title", "artist", "album", "genre", "year", "format", "duration",
               "tempo", "key", "mode", "loudness"]
+    model_id = args.model_id or next(iter(tagged_models(lib)), None)
+    tagged = track_tags(lib, t["hash"], model_id) if model_id else None
     if args.json:
-        print(row[fields].to_json(indent=1))
+        out = json.loads(row[fields].to_json())
+        if tagged is not None:
+            out["model"] = {k: tagged[k] for k in ("model_id", "genre", "tags", "genre_probs", "tag_probs", "n_chunks")}
+        print(json.dumps(out, indent=1))
         return 0
     for f in fields:
         v = row[f]
         if isinstance(v, float):
             v = f"{v:.2f}"
         print(f"{f:10s} {'' if v is None or (isinstance(v, str) and v == 'nan') else v}")
+    if model_id is None:
+        print("model      (no tags yet: run `mir tag`)")
+    elif tagged is None:
+        print(f"model      {model_id} (this track is not tagged yet: run `mir tag`)")
+    else:
+        top = sorted(tagged["genre_probs"].items(), key=lambda kv: -kv[1])[:3]
+        print(f"model      {model_id} ({tagged['n_chunks']} chunks, {tagged['precision']})")
+        print(f"pred genre {tagged['genre']} (" + ", ".join(f"{g} {p:.2f}" for g, p in top) + ")")
+        decided = ", ".join(f"{name} {tagged['tag_probs'][name]:.2f}" for name in tagged["tags"])
+        print(f"pred tags  {decided or '-'}")
+        others = sorted(((p, n) for n, p in tagged["tag_probs"].items() if n not in tagged["tags"]), reverse=True)
+        if others and args.all_tags:
+            print("below thr  " + ", ".join(f"{n} {p:.2f}" for p, n in others))
     return 0
 
 
@@ -114,8 +134,10 @@ def register(sub) -> None:
     p.add_argument("--out", "-o", default=None, help="output file (default: <library>-tracks.<format>)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("show", help="one track's metadata and descriptors")
+    p = sub.add_parser("show", help="one track's metadata, descriptors (BPM, key) and model tags")
     p.add_argument("library", metavar="LIB")
     p.add_argument("track", metavar="TRACK", help="track id (or prefix), content hash or file path")
+    p.add_argument("--model-id", default=None, help="tags of this model id (default: the most recently tagged)")
+    p.add_argument("--all-tags", action="store_true", help="also list the tags below their thresholds")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
