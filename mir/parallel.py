@@ -14,15 +14,24 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 
+def _parent_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a killed parent not yet reaped (a zombie) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # PermissionError: the pid was reused by another user
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): rely on os.kill alone
+
+
 def _watch_parent(pid: int, interval: float) -> None:
-    while True:
+    while _parent_alive(pid):
         time.sleep(interval)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            os._exit(1)
-        except PermissionError:  # pid reused by another user's process: the parent is gone
-            os._exit(1)
+    os._exit(1)
 
 
 @contextlib.contextmanager
