@@ -111,12 +111,13 @@ def save(path: str | os.PathLike, y: np.ndarray, sr: int, *, fmt: str, tags: dic
     return data
 
 
-def decode_frames(path: str | os.PathLike) -> tuple[int, int, int]:
-    """(frames, sample rate, channels) of an audio file, by decoding it fully."""
+def decode_stats(path: str | os.PathLike) -> tuple[int, int, int, float]:
+    """(frames, sample rate, channels, peak |sample|) of an audio file, by decoding it fully."""
     import soundfile as sf
 
     try:
         y, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile raises plain RuntimeError/LibsndfileError
         raise DatasetError(f"{path}: does not decode ({exc})") from None
-    return int(y.shape[0]), int(sr), int(y.shape[1])
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    return int(y.shape[0]), int(sr), int(y.shape[1]), peak

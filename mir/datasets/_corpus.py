@@ -12,7 +12,6 @@ They never depend on the seed or the dataset size, so they are stable across reb
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
