@@ -1,0 +1,150 @@
+"""`mir train` and `mir evaluate`: fit a tagger on a labelled library; score a model on a split.
+
+    mir train LIB --labels labels.csv [--model short-chunk|fast|debug] [--out model.pt] [--splits FILE]
+                  [--epochs N] [--seed N] [--resume | --restart] [augmentation / optimisation flags]
+    mir evaluate LIB --model model.pt --labels labels.csv [--splits FILE] [--split test] [--out DIR]
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+
+
+def _progress(args) -> bool:
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def _show_warnings() -> None:
+    """Print warnings as one plain line each (``mir train: warning: …``), not Python's two-line format."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    warnings.simplefilter("default")
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from ..catalog import Library
+    from ..train import Augment, TrainConfig, prepare, train
+
+    _show_warnings()
+    from ..train.loop import suggest_threads
+
+    torch.set_num_threads(args.threads or suggest_threads())
+    aug = Augment() if not args.no_augment else Augment.off()
+    aug = Augment(
+        gain_db=0.0 if args.no_gain else aug.gain_db,
+        noise=0.0 if args.no_noise else aug.noise,
+        time_masks=0 if args.no_time_mask else aug.time_masks,
+        freq_masks=0 if args.no_freq_mask else aug.freq_masks,
+        shift=not (args.no_shift or args.no_augment),
+    )
+    config = TrainConfig(
+        model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        chunks_per_track=args.chunks_per_track, patience=args.patience, balance=args.balance,
+        augment=aug, seed=args.seed, precision=args.precision, val_chunks=args.val_chunks,
+        chunk_frames=args.chunk_frames,
+    )
+    lib = Library(args.library)
+    data = prepare(lib, args.labels, splits=args.splits, progress=_progress(args))
+    counts = data.counts()
+    print(f"train: {len(data.labels)} tracks (train {counts['train']}, valid {counts['valid']}, test {counts['test']}), "
+          f"{len(data.labels.tags)} tags, {len(data.labels.genres)} genres, log-mels {data.bank.nbytes / 1e6:.0f} MB "
+          f"in RAM; model {config.model}, {torch.get_num_threads()} threads")
+    resume = True if args.resume else (False if args.restart else None)
+    result = train(data, args.out, config=config, resume=resume, progress=_progress(args),
+                   log=lambda line: print(line, flush=True))
+    m = result.metrics
+    print(f"train: best epoch {result.best_epoch} of {m['epochs_run']}"
+          + (" (stopped early)" if result.stopped_early else "") + f"; wrote {result.path} (model {result.model_id})")
+    for split in ("valid", "test"):
+        if split in m:
+            s = m[split]
+            line = f"  {split:5s} tags macro ROC-AUC {s['tags/roc_auc_macro']:.4f}  PR-AUC {s['tags/pr_auc_macro']:.4f}"
+            if "genre/accuracy" in s:
+                line += f"  genre accuracy {s['genre/accuracy']:.4f}  balanced {s['genre/balanced_accuracy']:.4f}"
+            print(line)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from ..catalog import Library
+    from ..train.evaluate import evaluate, format_table, write_report
+
+    _show_warnings()
+    scores = evaluate(Library(args.library), args.model, args.labels, splits=args.splits, split=args.split,
+                      n_chunks=args.chunks, precision=args.precision)
+    if args.json:
+        from ..train.evaluate import _json_safe
+
+        print(json.dumps(_json_safe(scores), indent=1))
+    else:
+        print(format_table(scores))
+    if args.out:
+        paths = write_report(scores, args.out)
+        print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a tagger (tags + genre) on a labelled library",
+                       description="Train a tagger on the analysed tracks of LIB labelled in a CSV "
+                                   "(track,genre,tags). Checkpoints every epoch to <out>.last.pt; "
+                                   "re-running the same command resumes.")
+    p.add_argument("library", metavar="LIB")
+    p.add_argument("--labels", required=True, metavar="CSV", help="labels file: track,genre,tags (tags separated by |)")
+    p.add_argument("--model", default="fast", choices=["short-chunk", "fast", "debug"],
+                   help="architecture preset (default fast: 0.65 M params, 8x cheaper than short-chunk)")
+    p.add_argument("--out", "-o", default="model.pt", help="checkpoint to write (default model.pt)")
+    p.add_argument("--splits", default=None, metavar="FILE",
+                   help="CSV or Parquet with columns track,split (train/valid/test); default: 80/10/10 by content hash")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="require resuming from <out>.last.pt (default: resume when it matches, else start afresh)")
+    again.add_argument("--restart", action="store_true", help="ignore <out>.last.pt and start afresh")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--batch-size", type=int, default=32)
+    o.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (warm-up, then cosine)")
+    o.add_argument("--patience", type=int, default=8, help="stop after N epochs without a better validation AUC (0: never)")
+    o.add_argument("--chunks-per-track", type=int, default=1, metavar="N",
+                   help="random chunks drawn per training track per epoch (default 1)")
+    o.add_argument("--balance", choices=["loss", "sampling", "none"], default="loss",
+                   help="class balance: loss weights (pos_weight, genre weights), genre-balanced sampling, or none")
+    o.add_argument("--chunk-frames", type=int, default=160, metavar="N",
+                   help="chunk length in frames for training and inference (default 160 = 3.7 s)")
+    o.add_argument("--val-chunks", type=int, default=None, metavar="N",
+                   help="validate on N evenly spaced chunks per track (default: all non-overlapping chunks)")
+    o.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="bf16 autocast for speed where the CPU has native bf16 (default fp32)")
+    o.add_argument("--threads", type=int, default=None, help="torch threads (default: the cores not already busy, from the load average; at least 1)")
+    a = p.add_argument_group("augmentation (all on by default)")
+    a.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
+    a.add_argument("--no-gain", action="store_true", help="no random gain (±6 dB)")
+    a.add_argument("--no-noise", action="store_true", help="no added noise floor")
+    a.add_argument("--no-time-mask", action="store_true", help="no time masking")
+    a.add_argument("--no-freq-mask", action="store_true", help="no frequency masking")
+    a.add_argument("--no-shift", action="store_true",
+                   help="chunks only at inference's chunk positions (no random time shift)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a model on a labelled split: ROC/PR-AUC, genre accuracy, plots")
+    e.add_argument("library", metavar="LIB")
+    e.add_argument("--model", "-m", required=True, help="model checkpoint (.pt)")
+    e.add_argument("--labels", required=True, metavar="CSV")
+    e.add_argument("--splits", default=None, metavar="FILE", help="CSV or Parquet with columns track,split")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test", "all"])
+    e.add_argument("--out", "-o", default=None, metavar="DIR", help="write metrics.json and PNG plots here")
+    e.add_argument("--chunks", type=int, default=None, metavar="N",
+                   help="N evenly spaced chunks per track (default: all non-overlapping chunks)")
+    e.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32")
+    e.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
+    e.set_defaults(func=cmd_evaluate)
+
+
