@@ -58,3 +58,13 @@ def test_errors_exit_1_with_a_message_naming_the_value(tmp_path, capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "scan" in capsys.readouterr().out
+
+
+def test_demo_tiny_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--size", "tiny", "--dir", str(tmp_path / "demo"), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "44 tracks" in out and "0 failures" in out
+    assert "descriptors against the rendered ground truth (44 clips)" in out
+    # a second run reuses everything
+    assert main(["demo", "--size", "tiny", "--dir", str(tmp_path / "demo"), "--workers", "1"]) == 0
+    assert "0 tracks analysed" in capsys.readouterr().out
