@@ -13,7 +13,6 @@ import time
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from ..config import AnalysisConfig, get_config

@@ -67,9 +67,9 @@ def _summary(ds) -> None:
     hours = ds.duration_s / 3600
     print(f"{ds.name} ({ds.size}, seed {ds.seed}) in {ds.path}")
     print(f"  clips: {ds.n_clips} ({hours:.2f} h of audio, {ds.size_bytes / 1e6:.1f} MB), rejected: {ds.n_rejected}")
-    print(f"  splits: " + ", ".join(f"{k} {v}" for k, v in ds.splits.items()))
-    print(f"  genres: " + ", ".join(f"{k} {v}" for k, v in ds.genres.items()))
-    print(f"  tags:   " + ", ".join(f"{k} {v}" for k, v in ds.tags.items()))
+    print("  splits: " + ", ".join(f"{k} {v}" for k, v in ds.splits.items()))
+    print("  genres: " + ", ".join(f"{k} {v}" for k, v in ds.genres.items()))
+    print("  tags:   " + ", ".join(f"{k} {v}" for k, v in ds.tags.items()))
     c = ds.manifest.get("counts", {})
     if c.get("users"):
         print(f"  listening: {c['users']} users, {c['events']} events, {c['plays']} plays, "
