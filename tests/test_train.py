@@ -223,6 +223,25 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny, tmp_path):
     assert not torch.equal(weights(tmp_path / "a.pt")["tag_head.weight"], weights(tmp_path / "c.pt")["tag_head.weight"])
 
 
+def test_early_stopping_keeps_the_best_epoch(tiny, tmp_path):
+    # a learning rate too small to learn: the validation score only drifts (batch-norm statistics),
+    # so the run stops 2 epochs after its best one and keeps that epoch's weights
+    result = run(tiny, tmp_path / "m.pt", epochs=12, lr=1e-12, patience=2)
+    best, history = result.best_epoch, result.history
+    assert result.stopped_early and len(history) == best + 2 < 12
+    assert history[best - 1]["best"] and not any(e["best"] for e in history[best:])
+    assert load_state(last_path(tmp_path / "m.pt"))["stopped"]
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.metrics["epochs_run"] == best + 2 and loaded.metrics["best_epoch"] == best
+    assert_same_weights(loaded.model.state_dict(), load_state(last_path(tmp_path / "m.pt"))["best"]["state"])
+
+
+@pytest.mark.parametrize("balance", ["sampling", "none"])
+def test_other_balancing_modes_train(tiny, tmp_path, balance):
+    result = run(tiny, tmp_path / "m.pt", balance=balance)
+    assert len(result.step_losses) == 11 and np.isfinite(result.step_losses).all()
+
+
 def test_interrupted_run_resumes_to_the_same_weights(tiny, tmp_path):
     full = run(tiny, tmp_path / "full.pt", epochs=2)
 

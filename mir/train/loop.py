@@ -17,9 +17,12 @@ Every epoch writes ``<out>.last.pt`` atomically (model, optimizer, scheduler, ep
 best weights and score, history; all plain containers and tensors, readable with
 ``torch.load(weights_only=True)``) and ``<out>.history.json``. Running the same training again
 resumes from it; so an interrupted run ends with exactly the weights of an uninterrupted one.
-At the end, per-tag thresholds are calibrated (F1-optimal) on the validation split and the
-best model is written to ``out`` with :func:`mir.models.save_checkpoint`, with validation and
-test metrics.
+At the end, per-tag thresholds are calibrated (F1-optimal, :func:`robust_thresholds`) on the
+validation split and the best model is written to ``out`` with :func:`mir.models.save_checkpoint`,
+with the training history, validation metrics, and test metrics when there is a test split.
+
+Threads: each parallel op waits for all of torch's threads, so on a shared CPU use the cores that
+are free (:func:`suggest_threads`, what ``mir train`` does by default), not all of them.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ from ..errors import LabelError, ModelError, ParameterError
 from ..models import ModelConfig, build_model, preset, save_checkpoint
 from ..models.inference import predict_logmels, resolve_precision
 from .data import Augment, LabelSet, LabelWarning, LogmelBank, hash_splits, load_splits, require_analysed, resolve_labels
+from .evaluate import score_predictions
 from .metrics import MetricWarning, calibrate_thresholds
 
 STATE_FORMAT = "mir.train-state"
@@ -522,8 +526,6 @@ def train(
 
     # --- finalise: best weights, thresholds on valid, metrics, checkpoint ------------------------
     model.load_state_dict(best["state"])
-    from .evaluate import score_predictions
-
     calib_idx = valid_idx if len(valid_idx) else train_idx
     calib = predict_tracks(model, data.bank, calib_idx, chunk_frames=config.chunk_frames,
                            n_chunks=config.val_chunks, precision=config.precision)
