@@ -580,17 +580,26 @@ def write_file_tags(lib: Library, model_id: str, *, dry_run: bool = False,
     (``changes`` is what would change under ``dry_run``). A file that cannot be written is reported,
     not raised.
 
-    Note that tagging changes a file's bytes, hence its content hash: the next ``mir scan`` sees it
-    as new content (its analysis and tags are recomputed).
+    Writing changes a file's bytes but not its audio; the library records the file as the same
+    track (:meth:`~mir.catalog.Library.retag_files`), so a later scan keeps its id and analysis.
     """
-    from . import audio
-
     frame = load_tags(lib, model_id)
     if tracks is not None:
         frame = frame[frame["track_id"].isin(set(tracks))]
     files = lib.files()
     paths_by_hash = files.groupby("hash")["path"].apply(sorted).to_dict() if len(files) else {}
     out = []
+    rewritten: dict[str, str] = {}
+    try:
+        _write_each(frame, paths_by_hash, model_id, dry_run, out, rewritten)
+    finally:  # files already rewritten stay known as their tracks, even when a later one fails
+        lib.retag_files(rewritten)
+    return out
+
+
+def _write_each(frame, paths_by_hash, model_id, dry_run, out, rewritten) -> None:
+    from . import audio
+
     for row in frame.itertuples(index=False):
         wanted = file_tags_of(row._asdict(), model_id)
         for path in paths_by_hash.get(row.hash, [row.path]):
@@ -600,10 +609,11 @@ def write_file_tags(lib: Library, model_id: str, *, dry_run: bool = False,
                     entry["changes"] = audio.write_tags(path, wanted, dry_run=dry_run)
                 except ParameterError:  # e.g. M4A takes no custom keys: write the genre only
                     entry["changes"] = audio.write_tags(path, {"genre": wanted["genre"]}, dry_run=dry_run)
+                if entry["changes"] and not dry_run:
+                    rewritten[path] = row.hash
             except MirError as exc:
                 entry["error"] = str(exc)
             out.append(entry)
-    return out
 
 
 # --- files outside a library -----------------------------------------------------------------------

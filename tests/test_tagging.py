@@ -369,6 +369,17 @@ def test_write_tags_round_trip_keeps_audio_bit_identical(assets, tagged, tmp_pat
             np.testing.assert_array_equal(sf.read(p, dtype="int16")[0], pcm[p])  # samples bit-identical
     assert all(not e["changes"] for e in write_file_tags(lib, assets["model_id"]))  # idempotent
 
+    # the rewritten files are still the same tracks: a rescan finds nothing new, even after a move
+    ids = sorted(lib.tracks()["track_id"])
+    report = lib.scan([tmp_path / "music"])
+    assert (report.new_tracks, report.hashed) == (0, 0) and sorted(lib.tracks()["track_id"]) == ids
+    moved = tmp_path / "music" / ("renamed" + paths[0].suffix)
+    paths[0].rename(moved)
+    report = lib.scan([tmp_path / "music"])
+    assert (report.new_tracks, report.hashed, report.moved) == (0, 1, 1)
+    assert sorted(lib.tracks()["track_id"]) == ids and lib.track(str(moved))["track_id"] in ids
+    assert len(load_tags(lib, assets["model_id"])) == 6
+
 
 # --- command line ---------------------------------------------------------------------------------
 def test_cli_tag_show_and_dry_run(assets, lib, capsys, monkeypatch, tmp_path):

@@ -8,6 +8,7 @@ Layout (all tables Parquet, every write atomic)::
     LIB/stages/<stage>/<version>/    analysis results, see :mod:`mir.catalog.store`
     LIB/arrays/<stage>/<version>/    per-track arrays (log-mel spectrograms)
     LIB/failures/                    one row per (content hash, stage, version) that failed
+    LIB/aliases.parquet              bytes hash -> track hash, for files whose tags mir rewrote
 
 The library never stores audio; it points at files by absolute path and knows them by hash.
 """
@@ -38,6 +39,7 @@ TRACK_COLUMNS = [
 ]
 FILE_COLUMNS = ["path", "hash", "size", "mtime_ns"]
 FAILURE_COLUMNS = ["hash", "track_id", "path", "stage", "version", "error", "message"]
+ALIAS_COLUMNS = ["bytes_hash", "hash"]
 
 
 @dataclass
@@ -147,6 +149,37 @@ class Library:
             raise TrackNotFoundError(f"track reference {ref!r} is ambiguous ({len(rows)} tracks match); give more characters")
         raise TrackNotFoundError(f"no track {ref!r} in library {str(self.root)!r} (give a track id or a scanned file path)")
 
+    def aliases(self) -> dict[str, str]:
+        """Hash of a file's bytes -> the track hash it belongs to (files whose tags mir rewrote)."""
+        frame = self._read("aliases.parquet", ALIAS_COLUMNS)
+        return dict(zip(frame["bytes_hash"], frame["hash"]))
+
+    def retag_files(self, track_hashes: dict[str, str]) -> None:
+        """Record files rewritten in their metadata only: ``{path: track hash it still is}``.
+
+        Writing tags changes a file's bytes but not its audio: without this, the next scan would
+        take it for new content. Each file's row keeps its track hash with the new size and mtime,
+        and the new bytes hash becomes an alias, so the file keeps its track id even when it is
+        later moved or renamed.
+        """
+        if not track_hashes:
+            return
+        with self.lock():
+            files = self.files().set_index("path")
+            aliases = self.aliases()
+            for path, track_hash in track_hashes.items():
+                path = str(Path(path).expanduser().resolve())
+                if path not in files.index:
+                    raise CatalogError(f"{path!r} is not a file of library {str(self.root)!r}; scan it first")
+                st = os.stat(path)
+                files.loc[path, ["hash", "size", "mtime_ns"]] = [track_hash, st.st_size, st.st_mtime_ns]
+                aliases[content_hash(path)] = track_hash
+            aliases = {b: h for b, h in aliases.items() if b != h}
+            atomic.write_parquet(self.root / "aliases.parquet",
+                                 pd.DataFrame(sorted(aliases.items()), columns=ALIAS_COLUMNS))
+            atomic.write_parquet(self.root / "files.parquet", files.reset_index()[FILE_COLUMNS].sort_values("path")
+                                 .reset_index(drop=True))
+
     def _write_tables(self, files: pd.DataFrame, tracks: pd.DataFrame) -> None:
         atomic.write_parquet(self.root / "files.parquet", files.sort_values("path").reset_index(drop=True))
         atomic.write_parquet(self.root / "tracks.parquet", tracks.sort_values("track_id").reset_index(drop=True))
@@ -192,6 +225,7 @@ class Library:
             old_files = self.files()
             known = {r.path: r for r in old_files.itertuples(index=False)}
             tracks = {r["hash"]: r for r in self.tracks().to_dict("records")}
+            aliases = self.aliases()
             scan_failed = {h for h, s in zip(*(self._failures.read(columns=["hash", "stage"])[c] for c in ("hash", "stage")))
                            if s == "scan"} if self._failures.parts() else set()
             seen: dict[str, dict] = {}
@@ -206,6 +240,7 @@ class Library:
                 else:
                     try:
                         h = content_hash(fs.path)
+                        h = aliases.get(h, h)
                     except OSError as exc:
                         report.failures.append((fs.path, str(exc)))
                         continue
