@@ -1,0 +1,225 @@
+"""`mir recommend`, `mir recommend-eval`, `mir playlist`: recommendations and playlists from a library."""
+from __future__ import annotations
+
+import json
+import sys
+
+from ..catalog import Library
+from ..errors import ParameterError
+
+METHODS = ["popularity", "content", "als", "bpr", "hybrid"]
+
+
+def _progress(args) -> bool:
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def _bpm(text: str | None):
+    if not text:
+        return None
+    try:
+        lo, hi = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ParameterError(f"--bpm takes LOW:HIGH (e.g. 90:120), got {text!r}") from None
+    return lo, hi
+
+
+def _collab(args) -> dict:
+    return {k: v for k, v in (("factors", args.factors), ("regularization", args.regularization),
+                              ("alpha", args.alpha)) if v is not None}
+
+
+def _method_params(method: str, args) -> dict:
+    """Constructor arguments of ``method`` from the command line (collaborative settings, hybrid weight)."""
+    from ..recommend import Collaborative
+
+    params: dict = {}
+    if method in ("als", "bpr"):
+        params.update(_collab(args))
+    if method == "hybrid":
+        params["tune_k"] = args.k
+        if getattr(args, "weight", None) is not None:
+            params["weight"] = args.weight
+        if args.cold_user_weight is not None:
+            params["cold_user_weight"] = args.cold_user_weight if args.cold_user_weight == "auto" else float(args.cold_user_weight)
+        if _collab(args):
+            params["collaborative"] = Collaborative(**_collab(args))
+    return params
+
+
+def _reranker(args, tracks):
+    from ..recommend import Reranker
+
+    if not (args.diversity or args.max_per_artist or args.genre or args.tag or args.bpm):
+        return None
+    return Reranker(tracks, diversity=args.diversity, max_per_artist=args.max_per_artist, genres=args.genre,
+                    tags=args.tag, bpm=_bpm(args.bpm))
+
+
+def cmd_recommend(args) -> int:
+    from ..recommend import make
+    from ..recommend.batch import BatchJob
+    from ..recommend.inputs import load_inputs
+
+    lib = Library(args.library)
+    inputs = load_inputs(lib, args.events, model_id=args.model)
+    print(f"events: {inputs.report.summary()}", file=sys.stderr)
+    rerank = _reranker(args, inputs.tracks)
+    model = make(args.method, **_method_params(args.method, args))
+    spec = {"method": args.method, "params": repr(model), "k": args.k, "exclude_seen": not args.keep_played,
+            "rerank": None if rerank is None else {"diversity": rerank.diversity, "max_per_artist": rerank.max_per_artist,
+                                                   "genres": rerank.genres, "tags": rerank.tags, "bpm": rerank.bpm},
+            "shard_size": args.shard_size, **inputs.digest()}
+    job = BatchJob(args.out, spec, restart=args.restart)
+    saved = job.saved_model()
+    if saved is None:
+        print(f"fitting {args.method} on {len(inputs.interactions)} events of {inputs.interactions.n_users} users …",
+              file=sys.stderr)
+        model.fit(inputs.interactions, inputs.tracks)
+        if getattr(model, "weight_", None) is not None:
+            print(f"hybrid: collaborative weight {model.weight_:.2f}, cold-user weight {model.cold_user_weight_:.2f}, "
+                  f"cold-track offset {model.cold_offset_:.1f}", file=sys.stderr)
+    else:
+        model = saved
+        print("resuming: using the model fitted by the interrupted run", file=sys.stderr)
+    report = job.run(model, list(inputs.interactions.users), k=args.k, exclude_seen=not args.keep_played,
+                     rerank=rerank, shard_size=args.shard_size, scheduler=args.scheduler, progress=_progress(args))
+    print(f"recommend: {report.summary()}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .. import atomic
+    from ..recommend import make
+    from ..recommend.evaluate import demo_affinity, evaluate
+    from ..recommend.inputs import load_inputs
+
+    lib = Library(args.library)
+    inputs = load_inputs(lib, args.events, model_id=args.model)
+    print(f"events: {inputs.report.summary()}", file=sys.stderr)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ParameterError(f"unknown method(s) {bad}; choose from {METHODS}")
+    models = {m: make(m, **_method_params(m, args)) for m in methods}
+    X = inputs.interactions
+    affinity = demo_affinity(args.truth, X.users, inputs.resolve, X.items) if args.truth else None
+    table = evaluate(models, X, inputs.tracks, k=args.k, holdout=args.holdout, affinity=affinity)
+    k = args.k
+    cols = [f"recall@{k}", f"ndcg@{k}", f"map@{k}", "coverage", "novelty", f"recall@{k}_cold_users",
+            "cold_track_share_recs", "cold_track_share_relevant"]
+    if affinity is not None:
+        cols += [f"taste_precision@{k}", "affinity_pct"]
+    cols += ["fit_s", "recommend_s"]
+    a = table.attrs
+    print(f"{a['users']} users, {a['items']} tracks, {a['events']} events; temporal split: last {a['holdout']:.0%} "
+          f"of each user's events held out; {a['evaluated_users']} users with new held-out tracks")
+    print(table[cols].to_string(float_format=lambda v: f"{v:.4f}"))
+    if "hybrid" in models and hasattr(models["hybrid"], "weight_"):
+        h = models["hybrid"]
+        print(f"hybrid (tuned on a validation split of the training events): collaborative weight {h.weight_:.2f}, "
+              f"cold-user weight {h.cold_user_weight_:.2f}, cold-track offset {h.cold_offset_:.1f}")
+    if args.json:
+        doc = {"settings": dict(a), "events": inputs.report.to_dict(),
+               "methods": json.loads(table.to_json(orient="index"))}
+        if "hybrid" in models and hasattr(models["hybrid"], "weight_"):
+            h = models["hybrid"]
+            doc["hybrid"] = {"weight": h.weight_, "cold_offset": h.cold_offset_, "cold_user_weight": h.cold_user_weight_}
+        atomic.write_text(args.json, json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+def cmd_playlist(args) -> int:
+    from ..recommend import from_library
+    from ..recommend.playlist import continue_from, path_between, write_json, write_m3u
+
+    tracks = from_library(Library(args.library), args.model)
+    seeds = [_track_id(args.library, s) for s in args.seed]
+    opts = dict(tempo_weight=args.tempo_weight, key_weight=args.key_weight, artist_gap=args.artist_gap)
+    if args.to:
+        if len(seeds) != 1:
+            raise ParameterError("--to walks from one --seed track to another; give exactly one --seed")
+        pl = path_between(tracks, seeds[0], _track_id(args.library, args.to), args.length, **opts)
+    else:
+        pl = continue_from(tracks, seeds, args.length, flow=args.flow, **opts)
+    for n, tid in enumerate(pl.track_ids, 1):
+        i = tracks.index_of(tid)
+        name = " - ".join(x for x in (tracks.artist[i], tracks.title[i]) if x) or str(tracks.path[i])
+        tempo = f"{tracks.tempo[i]:6.1f} BPM" if tracks.tempo[i] == tracks.tempo[i] else "     ? BPM"
+        print(f"{n:3d}  {tid}  {tempo}  {str(tracks.key[i] or '?'):9s}  {name}")
+    if pl.relaxed:
+        print(f"playlist: {pl.relaxed} picks had to repeat an artist within {args.artist_gap} tracks", file=sys.stderr)
+    if args.m3u:
+        write_m3u(pl, tracks, args.m3u)
+    if args.json:
+        write_json(pl, tracks, args.json)
+    return 0
+
+
+def _track_id(library: str, ref: str) -> str:
+    """A track reference (id, hash, path) as a track id of the library."""
+    return str(Library(library).track(ref)["track_id"])
+
+
+def _collab_args(p) -> None:
+    p.add_argument("--factors", type=int, default=None, help="als/bpr/hybrid: latent factors (default 64)")
+    p.add_argument("--regularization", type=float, default=None, help="als/bpr/hybrid: L2 regularisation (default 0.05)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="als/hybrid: confidence = 1 + alpha * log(1 + plays) (default 2)")
+    p.add_argument("--cold-user-weight", default=None, metavar="W|auto",
+                   help="hybrid: collaborative weight for users with 1-3 plays (default 0: content lists; auto: tuned)")
+
+
+def _common(p) -> None:
+    p.add_argument("library", metavar="LIB")
+    p.add_argument("--model", default=None, metavar="MODEL_ID",
+                   help="tagging model whose embeddings to use (default: the most recent one that tagged LIB)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("recommend", help="top-k tracks for every user of an events table (sharded, resumable)")
+    _common(p)
+    p.add_argument("--events", required=True, metavar="FILE", help="CSV or Parquet: user, track, timestamp[, plays]")
+    p.add_argument("--out", required=True, metavar="FILE", help="output Parquet: user, rank, track_id, score")
+    p.add_argument("-k", type=int, default=50, help="tracks per user (default 50)")
+    p.add_argument("--method", choices=METHODS, default="hybrid", help="recommender (default hybrid)")
+    p.add_argument("--weight", type=float, default=None, help="hybrid: collaborative weight in [0, 1] (default: tuned)")
+    _collab_args(p)
+    p.add_argument("--keep-played", action="store_true", help="allow tracks the user already played")
+    p.add_argument("--diversity", type=float, default=0.0, help="MMR diversity in [0, 1] (default 0: off)")
+    p.add_argument("--max-per-artist", type=int, default=None, metavar="N", help="at most N tracks per artist")
+    p.add_argument("--genre", action="append", default=None, help="only tracks of this genre (repeatable: any of)")
+    p.add_argument("--tag", action="append", default=None, help="only tracks with this tag (repeatable: all of)")
+    p.add_argument("--bpm", default=None, metavar="LOW:HIGH", help="only tracks with a tempo in this range")
+    p.add_argument("--shard-size", type=int, default=2000, metavar="N", help="users per shard (default 2000)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run shards on a Dask cluster (tcp://host:8786)")
+    p.add_argument("--restart", action="store_true", help="discard an unfinished run of another job at --out")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("recommend-eval", help="evaluate recommenders on a per-user temporal split")
+    _common(p)
+    p.add_argument("--events", required=True, metavar="FILE", help="CSV or Parquet: user, track, timestamp[, plays]")
+    p.add_argument("--methods", default="popularity,content,als,hybrid",
+                   help=f"comma-separated, from {','.join(METHODS)} (default popularity,content,als,hybrid)")
+    p.add_argument("-k", type=int, default=50, help="list length scored (default 50)")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of each user's last events held out (default 0.2)")
+    p.add_argument("--truth", default=None, metavar="DIR",
+                   help="a mirdemo collection folder: also score against its hidden tastes (tastes.json)")
+    _collab_args(p)
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("playlist", help="a playlist continuing seed tracks, or a path from one track to another")
+    _common(p)
+    p.add_argument("--seed", action="append", required=True, metavar="TRACK", help="seed track (id, hash or path); repeatable")
+    p.add_argument("--to", default=None, metavar="TRACK", help="path mode: walk from the --seed track to this one")
+    p.add_argument("--length", type=int, default=30, help="tracks in the playlist (default 30)")
+    p.add_argument("--flow", type=float, default=0.5,
+                   help="continuation: pull of the previous track vs the seeds' centre, in [0, 1] (default 0.5)")
+    p.add_argument("--tempo-weight", type=float, default=0.5, help="penalty on tempo jumps (default 0.5)")
+    p.add_argument("--key-weight", type=float, default=0.1, help="penalty on key jumps (default 0.1)")
+    p.add_argument("--artist-gap", type=int, default=3, help="no artist again within N tracks (default 3)")
+    p.add_argument("--m3u", default=None, metavar="FILE", help="write an extended M3U playlist")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the playlist as JSON")
+    p.set_defaults(func=cmd_playlist)

@@ -1,0 +1,109 @@
+"""What recommenders and playlists know about tracks: embeddings plus a few descriptors.
+
+:class:`TrackSet` is plain arrays (tests build one from synthetic data);
+:func:`from_library` fills one from a library's tags stage (embeddings, genre, decided tags),
+track table (artist, title, path, duration) and descriptors (tempo, key, mode).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import CatalogError, ParameterError, TrackNotFoundError
+
+
+@dataclass
+class TrackSet:
+    """Tracks in a fixed order; ``embeddings`` [n, d] float32 with unit rows (inner product = cosine)."""
+
+    track_ids: np.ndarray
+    embeddings: np.ndarray
+    artist: np.ndarray | None = None  # [n] object (None = unknown)
+    genre: np.ndarray | None = None  # [n] object
+    tags: list[tuple[str, ...]] | None = None
+    tempo: np.ndarray | None = None  # [n] float BPM (nan = unknown)
+    key: np.ndarray | None = None  # [n] object, e.g. "A minor" (None = unknown)
+    title: np.ndarray | None = None
+    path: np.ndarray | None = None
+    duration: np.ndarray | None = None
+    model_id: str = ""
+    _pos: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.track_ids = np.asarray(self.track_ids, dtype=str)
+        emb = np.asarray(self.embeddings, dtype=np.float32)
+        n = len(self.track_ids)
+        if emb.ndim != 2 or emb.shape[0] != n:
+            raise ParameterError(f"embeddings must have shape [n_tracks={n}, d], got {emb.shape}")
+        if not np.isfinite(emb).all():
+            raise ParameterError("embeddings contain NaN or infinity")
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        self.embeddings = emb / np.maximum(norms, 1e-12)
+        for name in ("artist", "genre", "key", "title", "path"):
+            value = getattr(self, name)
+            setattr(self, name, np.full(n, None, dtype=object) if value is None else np.asarray(value, dtype=object))
+        self.tempo = np.full(n, np.nan) if self.tempo is None else np.asarray(self.tempo, dtype=np.float64)
+        self.duration = np.full(n, np.nan) if self.duration is None else np.asarray(self.duration, dtype=np.float64)
+        self.tags = [()] * n if self.tags is None else [tuple(t) for t in self.tags]
+        for name in ("artist", "genre", "key", "title", "path", "tempo", "duration", "tags"):
+            if len(getattr(self, name)) != n:
+                raise ParameterError(f"{name} has {len(getattr(self, name))} entries for {n} tracks")
+        self._pos = {t: i for i, t in enumerate(self.track_ids)}
+        if len(self._pos) != n:
+            raise ParameterError("track ids must be unique")
+
+    def __len__(self) -> int:
+        return len(self.track_ids)
+
+    def index_of(self, ref: str) -> int:
+        """Position of a track id (or a unique prefix of one)."""
+        if ref in self._pos:
+            return self._pos[ref]
+        hits = [i for t, i in self._pos.items() if t.startswith(ref)] if ref else []
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            raise TrackNotFoundError(f"track reference {ref!r} is ambiguous ({len(hits)} tracks match); give more characters")
+        raise TrackNotFoundError(f"no tagged track {ref!r} (give a track id of the library; see `mir tracks`)")
+
+
+def from_library(lib, model_id: str | None = None) -> TrackSet:
+    """The tagged present tracks of ``lib`` (``model_id`` None: the most recently tagging model)."""
+    from ..tagging import load_tags, tagged_models
+
+    if model_id is None:
+        models = tagged_models(lib)
+        if not models:
+            raise CatalogError(f"library {str(lib.root)!r} has no track embeddings yet; run `mir tag {lib.root}` first")
+        model_id = models[0]
+    tags = load_tags(lib, model_id, embedding=True)
+    if tags.empty:
+        raise CatalogError(f"no present track of {str(lib.root)!r} is tagged by model {model_id!r}; run `mir tag`")
+    desc = lib.descriptors()[["hash", "artist", "title", "duration", "tempo", "key", "mode"]]
+    frame = tags.merge(desc, on="hash", how="left")
+    key = [f"{k} {m}" if isinstance(k, str) and isinstance(m, str) else None for k, m in zip(frame["key"], frame["mode"])]
+    return TrackSet(
+        track_ids=frame["track_id"].to_numpy(str), embeddings=np.stack(frame["embedding"].to_numpy()),
+        artist=_clean(frame["artist"]), genre=_clean(frame["genre"]), tags=[tuple(t) for t in frame["tags"]],
+        tempo=pd.to_numeric(frame["tempo"], errors="coerce").to_numpy(float), key=np.asarray(key, dtype=object),
+        title=_clean(frame["title"]), path=_clean(frame["path"]),
+        duration=pd.to_numeric(frame["duration"], errors="coerce").to_numpy(float), model_id=model_id,
+    )
+
+
+def _clean(col: pd.Series) -> np.ndarray:
+    return np.asarray([v if isinstance(v, str) and v.strip() else None for v in col], dtype=object)
+
+
+def known_tracks(lib, tracks: TrackSet) -> tuple[Sequence[str], Sequence[str], Sequence[str]]:
+    """(track ids, hashes, paths) of the tracks in ``tracks`` plus every file path of them (for events)."""
+    table = lib.tracks()[["track_id", "hash"]]
+    table = table[table["track_id"].isin(set(tracks.track_ids))]
+    files = lib.files().merge(table, on="hash", how="inner")
+    ids = list(table["track_id"]) + list(files["track_id"])
+    hashes = list(table["hash"]) + list(files["hash"])
+    paths = [None] * len(table) + list(files["path"])
+    return ids, hashes, paths
