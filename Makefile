@@ -30,6 +30,7 @@ test-all: setup
 bench: setup
 	$(BIN)/python benchmarks/analysis.py
 	$(BIN)/python benchmarks/recommend.py --scale 0.1
+	$(BIN)/python benchmarks/similarity.py --sizes 100000
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,67 @@
+"""`mir similar`: tracks similar to catalogued tracks, an audio file and/or tags."""
+from __future__ import annotations
+
+import json
+
+from ..catalog import Library
+
+
+def _filters(args):
+    from ..index import Filters
+
+    split = lambda v: tuple(x.strip() for x in v.split(",") if x.strip()) if v else ()  # noqa: E731
+    return Filters(genres=split(args.genre), tags=split(args.with_tags), bpm=args.bpm, keys=tuple(args.key or ()),
+                   year=args.year, exclude_tracks=tuple(args.exclude_track or ()),
+                   exclude_artists=tuple(args.exclude_artist or ()), max_per_artist=args.max_per_artist)
+
+
+def cmd_similar(args) -> int:
+    from ..index import open_library_index
+    from ..index.similar import similar
+
+    lib = Library(args.library)
+    li = open_library_index(lib, args.model)
+    tracks = [lib.track(t)["track_id"] for t in (args.track or [])]
+    knobs = {k: v for k, v in (("ef_search", args.ef_search), ("nprobe", args.nprobe)) if v is not None}
+    results = similar(li, tracks=tracks, audio=args.audio, tags=args.tags or (), k=args.k, filters=_filters(args),
+                      exclude_seeds=not args.include_seeds, checkpoint=args.checkpoint, **knobs)
+    if args.json:
+        print(json.dumps({"model_id": li.model_id, "seeds": {"tracks": tracks, "audio": args.audio, "tags": args.tags},
+                          "results": results}, indent=1, default=str))
+        return 0
+    if not results:
+        print("no track passes the filters")
+        return 0
+    print(f"{'#':>2}  {'score':>6}  {'track':12}  {'artist':18}  {'title':28}  why")
+    for r in results:
+        print(f"{r['rank']:>2}  {r['score']:6.3f}  {r['track_id'][:12]:12}  {str(r['artist'] or '-')[:18]:18}  "
+              f"{str(r['title'] or '-')[:28]:28}  {r['explanation']}")
+        print(f"{'':24}{r['path']}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("similar", help="find similar tracks by track, audio file, tags or several seeds")
+    p.add_argument("library", metavar="LIB")
+    p.add_argument("--track", "-t", action="append", metavar="ID",
+                   help="seed track (id, id prefix or file path); repeat for several seeds: results near all of them")
+    p.add_argument("--audio", metavar="FILE", help="seed audio file, analysed with the library's model (not added)")
+    p.add_argument("--tags", metavar="LIST", help="comma-separated tags to match, e.g. 'piano,slow' (alone or with seeds)")
+    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("--json", action="store_true", help="JSON output instead of a table")
+    p.add_argument("--model", "-m", default=None, help="model id whose index to query (default: latest tagged)")
+    p.add_argument("--checkpoint", default=None, help="with --audio: the model's checkpoint if not where it tagged from")
+    f = p.add_argument_group("filters")
+    f.add_argument("--genre", metavar="LIST", help="any of these genres (file tag, else predicted)")
+    f.add_argument("--with-tags", metavar="LIST", help="only tracks with all of these decided tags")
+    f.add_argument("--bpm", metavar="LO-HI", help="tempo range, e.g. 90-120, 90- or -120")
+    f.add_argument("--key", action="append", metavar="KEY", help="key, e.g. 'A minor', Am, or F# (any mode); repeatable")
+    f.add_argument("--year", metavar="LO-HI", help="year range, e.g. 1990-1999")
+    f.add_argument("--exclude-track", action="append", metavar="ID", help="never return this track; repeatable")
+    f.add_argument("--exclude-artist", action="append", metavar="NAME", help="never return this artist; repeatable")
+    f.add_argument("--max-per-artist", type=int, metavar="N", help="at most N results per artist")
+    f.add_argument("--include-seeds", action="store_true", help="let seed tracks appear in the results")
+    s = p.add_argument_group("search knobs")
+    s.add_argument("--ef-search", type=int, metavar="N", help="HNSW search breadth")
+    s.add_argument("--nprobe", type=int, metavar="N", help="IVF lists visited")
+    p.set_defaults(func=cmd_similar)

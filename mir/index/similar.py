@@ -1,0 +1,267 @@
+"""Similarity queries over a library index: by track, by audio file, by tags, by several seeds.
+
+:func:`similar` returns ranked results, each with track id, path, artist, title, score and a
+short explanation (shared top tags, tempo and key closeness to the nearest seed).
+
+Scores
+------
+- One seed: cosine similarity of the embeddings (the index's inner product).
+- Several seeds: candidates are the union of each seed's and the seeds' mean's neighbours; a
+  candidate scores the *soft minimum* of its cosines to the seeds,
+  ``-τ·log(mean_j exp(-s_j/τ))`` (``τ`` = ``temperature``, 0.05), so it ranks high only when it is
+  close to every seed (τ → 0: the minimum; τ → ∞: the mean).
+- Tags (``tags=["piano", "slow"]``): a track's tag match is the geometric mean of its probabilities
+  of the requested tags (high only when every tag is likely). Alone it ranks the library; with
+  seeds the score is ``(1 - tag_weight)·seed score + tag_weight·tag match``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ModelError, ParameterError, TrackNotFoundError
+from .base import PAD_ID, check_k, normalized
+from .filters import PITCH_CLASSES, Filters, cap_per_group
+from .library import LibraryIndex
+
+TEMPERATURE = 0.05
+TAG_WEIGHT = 0.5
+POOL_MIN = 50
+
+
+@dataclass
+class Seed:
+    """A query point: an embedding plus what the explanations compare (tags, tempo, key)."""
+
+    label: str  # track id, or the audio file's path
+    vector: np.ndarray
+    track_id: str | None = None
+    tags: list = field(default_factory=list)
+    tempo: float | None = None
+    key: str | None = None
+    mode: str | None = None
+
+
+def _value(v):
+    return None if v is None or (isinstance(v, float) and not np.isfinite(v)) or v is pd.NA else v
+
+
+def track_seed(li: LibraryIndex, ref: str) -> Seed:
+    """A catalogued track (id, unique id prefix, hash or path) as a seed."""
+    track_id = str(li.lib.track(ref)["track_id"])
+    if track_id not in li.index:
+        raise TrackNotFoundError(f"track {track_id} ({ref!r}) is not in the index of model {li.model_id}: it is missing "
+                                 f"or not tagged yet (run `mir tag {li.lib.root}` then `mir index update {li.lib.root}`)")
+    row = li.meta.loc[track_id]
+    return Seed(track_id, li.vectors([track_id])[0], track_id, list(row["tags"]), _value(row.get("tempo")),
+                _value(row.get("key")), _value(row.get("mode")))
+
+
+def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None) -> Seed:
+    """An audio file analysed on the fly with the index's model (decoded, embedded, described; not added)."""
+    from .. import audio
+    from ..config import get_config
+    from ..features import log_mel
+    from ..features.descriptors import describe
+    from ..models import load_checkpoint
+    from ..models.inference import decide_tags, predict_logmels, prepare_model
+    from ..tagging import model_info
+
+    info = model_info(li.lib, li.model_id)
+    ckpt = checkpoint or info.get("checkpoint")
+    if not ckpt or not os.path.isfile(ckpt):
+        raise ModelError(f"the checkpoint of model {li.model_id} ({ckpt}) is not available to analyse {path}; "
+                         "pass --checkpoint PATH to the model file")
+    loaded = load_checkpoint(ckpt)
+    if loaded.model_id != li.model_id:
+        raise ModelError(f"checkpoint {ckpt} is model {loaded.model_id}, the index holds embeddings of {li.model_id}; "
+                         "give the checkpoint that tagged the library")
+    cfg = get_config().analysis
+    y = audio.load(path, sr=cfg.sample_rate)
+    mel = log_mel(y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
+                  fmin=cfg.fmin, fmax=cfg.fmax)
+    out = predict_logmels(prepare_model(loaded.model), [mel], chunk_frames=loaded.config.chunk_frames)
+    probs = out["tag_probs"][0]
+    on = np.flatnonzero(decide_tags(probs[None, :], np.asarray(loaded.thresholds))[0])
+    desc = describe(y, sr=cfg.sample_rate)
+    return Seed(os.fspath(path), out["embedding"][0], None, [loaded.tags[j] for j in on[np.argsort(-probs[on])]],
+                float(desc["tempo"]) or None, desc["key"], desc["mode"])
+
+
+def soft_min(sims: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray:
+    """Soft minimum over the last axis: ``-τ·log(mean(exp(-s/τ)))`` (stable; = s for one column)."""
+    s = np.asarray(sims, dtype=np.float64)
+    lo = s.min(axis=-1, keepdims=True)
+    return (lo[..., 0] - temperature * np.log(np.mean(np.exp(-(s - lo) / temperature), axis=-1))).astype(np.float32)
+
+
+def tag_match(meta: pd.DataFrame, tags: Sequence[str]) -> np.ndarray:
+    """Geometric mean of each track's probabilities of ``tags`` [len(meta)] (tags matched case-insensitively)."""
+    vocab = list(meta.attrs.get("tags", []))
+    lower = {t.casefold(): i for i, t in enumerate(vocab)}
+    cols = []
+    for t in tags:
+        if t.strip().casefold() not in lower:
+            raise ParameterError(f"tag {t!r} is not in the vocabulary of model {meta.attrs.get('model_id')}; "
+                                 f"known tags: {', '.join(vocab[:40])}{' …' if len(vocab) > 40 else ''}")
+        cols.append(lower[t.strip().casefold()])
+    if not len(meta):
+        return np.zeros(0, np.float32)
+    probs = np.stack(meta["tag_probs"].to_numpy())[:, cols].astype(np.float64)
+    return np.exp(np.log(np.clip(probs, 1e-6, 1)).mean(axis=1)).astype(np.float32)
+
+
+# --- explanations ---------------------------------------------------------------------------------
+def key_relation(key_a: str | None, mode_a: str | None, key_b: str | None, mode_b: str | None) -> str | None:
+    """How key a relates to key b: same, relative, parallel, a fifth apart, or steps on the circle of fifths."""
+    if not (key_a in PITCH_CLASSES and key_b in PITCH_CLASSES and mode_a and mode_b):
+        return None
+    pa, pb = PITCH_CLASSES.index(key_a), PITCH_CLASSES.index(key_b)
+    if (pa, mode_a) == (pb, mode_b):
+        return "same key"
+    if pa == pb:
+        return "parallel key"
+    major_a = pa if mode_a == "major" else (pa + 3) % 12
+    major_b = pb if mode_b == "major" else (pb + 3) % 12
+    if major_a == major_b:
+        return "relative key"
+    fa, fb = (major_a * 7) % 12, (major_b * 7) % 12
+    steps = min(abs(fa - fb), 12 - abs(fa - fb))
+    return "a fifth apart" if steps == 1 else f"{steps} steps apart on the circle of fifths"
+
+
+def tempo_relation(bpm: float | None, seed_bpm: float | None) -> str | None:
+    if not bpm or not seed_bpm:
+        return None
+    r = bpm / seed_bpm
+    if abs(r - 1) <= 0.04:
+        return "same tempo"
+    if abs(r / 2 - 1) <= 0.04:
+        return "double time"
+    if abs(r * 2 - 1) <= 0.04:
+        return "half time"
+    return f"{bpm - seed_bpm:+.0f} BPM"
+
+
+def explain(row: pd.Series, seed: Seed | None, tags: Sequence[str] = (), tag_probs: dict | None = None) -> dict:
+    """Structured reasons and a one-line text for one result against its nearest seed."""
+    why: dict = {"seed": seed.label if seed else None}
+    parts = []
+    if seed is not None:
+        mine = [str(t) for t in row["tags"]]
+        shared = [t for t in seed.tags if t in mine][:4]
+        why["shared_tags"] = shared
+        parts.append("shared tags: " + (", ".join(shared) if shared else "none"))
+        tempo, key, mode = _value(row.get("tempo")), _value(row.get("key")), _value(row.get("mode"))
+        why.update(bpm=tempo, seed_bpm=seed.tempo, tempo=tempo_relation(tempo, seed.tempo),
+                   key=f"{key} {mode}" if key and mode else None,
+                   seed_key=f"{seed.key} {seed.mode}" if seed.key and seed.mode else None,
+                   key_relation=key_relation(key, mode, seed.key, seed.mode))
+        if tempo and seed.tempo:
+            parts.append(f"{tempo:.0f} BPM vs {seed.tempo:.0f} ({why['tempo']})")
+        if why["key"] and why["seed_key"]:
+            parts.append(f"{why['key']} vs {why['seed_key']} ({why['key_relation']})")
+    if tags:
+        why["tag_probs"] = tag_probs or {}
+        parts.append("tags: " + ", ".join(f"{t} {p:.2f}" for t, p in (tag_probs or {}).items()))
+    why["text"] = "; ".join(parts)
+    return why
+
+
+# --- the query ------------------------------------------------------------------------------------
+def similar(li: LibraryIndex, *, tracks: Sequence[str] = (), audio: str | os.PathLike | None = None,
+            tags: Sequence[str] = (), k: int = 10, filters: Filters | None = None, exclude_seeds: bool = True,
+            tag_weight: float = TAG_WEIGHT, temperature: float = TEMPERATURE,
+            checkpoint: str | os.PathLike | None = None, **knobs) -> list[dict]:
+    """The ``k`` tracks most similar to the seeds (tracks, an audio file) and/or matching ``tags``.
+
+    Returns dicts, best first: ``rank, track_id, path, artist, title, score, explanation, why``.
+    ``exclude_seeds``: never return the seed tracks themselves. ``filters``: see :class:`Filters`.
+    ``knobs``: search knobs of the index (``ef_search``, ``nprobe``, ``k_factor``).
+    """
+    k = check_k(k)
+    if isinstance(tracks, str):
+        tracks = [tracks]
+    tags = [t for t in (tags.split(",") if isinstance(tags, str) else tags) if t.strip()]
+    if not 0 <= tag_weight <= 1:
+        raise ParameterError(f"tag_weight must be in [0, 1], got {tag_weight!r}")
+    if temperature <= 0:
+        raise ParameterError(f"temperature must be > 0, got {temperature!r}")
+    seeds = [track_seed(li, t) for t in tracks]
+    if audio is not None:
+        seeds.append(audio_seed(li, audio, checkpoint=checkpoint))
+    if not seeds and not tags:
+        raise ParameterError("give at least one seed: a track, an audio file or tags")
+    filters = filters or Filters()
+    meta = li.meta
+    exclude = {s.track_id for s in seeds if s.track_id} if exclude_seeds else set()
+    match = tag_match(meta, tags) if tags else None
+    seed_matrix = normalized(np.stack([s.vector for s in seeds])) if seeds else None
+
+    if len(seeds) == 1 and not tags:  # plain nearest neighbours
+        scores, ids = li.search(seed_matrix, k, filters=filters, exclude=[exclude], **knobs)
+        ranked = [(t, float(s)) for t, s in zip(ids[0], scores[0]) if t != PAD_ID]
+    else:
+        ranked = _pooled(li, seed_matrix, match, k, filters, exclude, tag_weight, temperature, knobs)
+
+    out = []
+    for rank, (track_id, score) in enumerate(ranked, 1):
+        row = meta.loc[track_id]
+        nearest = None
+        if seeds:
+            v = li.vectors([track_id])[0]
+            nearest = seeds[int(np.argmax(seed_matrix @ v))]
+        probs = {}
+        if tags:
+            probs = dict(zip(tags, tag_match_each(meta.loc[[track_id]], tags)[0].tolist()))
+        why = explain(row, nearest, tags, probs)
+        out.append({"rank": rank, "track_id": track_id, "path": row.get("path"),
+                    "artist": _value(row.get("artist")), "title": _value(row.get("title")),
+                    "score": round(float(score), 6), "explanation": why.pop("text"), "why": why})
+    return out
+
+
+def tag_match_each(meta: pd.DataFrame, tags: Sequence[str]) -> np.ndarray:
+    """Probabilities of each of ``tags`` [len(meta), len(tags)]."""
+    vocab = {t.casefold(): i for i, t in enumerate(meta.attrs.get("tags", []))}
+    probs = np.stack(meta["tag_probs"].to_numpy())
+    return probs[:, [vocab[t.strip().casefold()] for t in tags]].round(3)
+
+
+def _pooled(li: LibraryIndex, seeds: np.ndarray | None, match: np.ndarray | None, k: int, filters: Filters,
+            exclude: set, tag_weight: float, temperature: float, knobs: dict) -> list[tuple[str, float]]:
+    """Several seeds and/or tags: score a candidate pool exactly, grow it until k results survive."""
+    meta = li.meta
+    mask = filters.mask(meta) & ~meta.index.isin(list(exclude))
+    allowed_ids = meta.index.to_numpy(str)[mask]
+    n_allowed = len(allowed_ids)
+    artists = meta["artist"].dropna().to_dict() if filters.max_per_artist else None
+    pool = max(4 * k, POOL_MIN)
+    while True:
+        cands: set[str] = set()
+        if seeds is not None:
+            queries = np.vstack([seeds, normalized(seeds.mean(axis=0, keepdims=True))]) if len(seeds) > 1 else seeds
+            _, ids = li.search(queries, min(pool, max(n_allowed, 1)), filters=filters,
+                               exclude=[exclude] * len(queries), **knobs)
+            cands.update(t for t in ids.ravel().tolist() if t != PAD_ID)
+        if match is not None:
+            order = np.argsort(-match[mask], kind="stable")[:pool]
+            cands.update(allowed_ids[order].tolist())
+        cand = np.asarray(sorted(cands), dtype=str)
+        if len(cand) == 0:
+            return []
+        score = np.zeros(len(cand), np.float32)
+        if seeds is not None:
+            score = soft_min(li.vectors(list(cand)) @ seeds.T, temperature)
+        if match is not None:
+            m = match[meta.index.get_indexer(cand)]
+            score = m if seeds is None else (1 - tag_weight) * score + tag_weight * m
+        order = np.lexsort((cand, -score))
+        keep = cap_per_group(cand[order], artists, filters.max_per_artist)[:k]
+        if len(keep) >= k or pool >= n_allowed:
+            return [(str(cand[order][i]), float(score[order][i])) for i in keep]
+        pool *= 4

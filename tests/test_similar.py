@@ -1,0 +1,242 @@
+"""Library indexes (build, update, stale refusal), similarity queries and the `mir index` / `mir similar` CLI."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mir import audio
+from mir.catalog import Library, analyze
+from mir.cli.main import main as cli
+from mir.errors import CatalogError, ParameterError, TrackNotFoundError
+from mir.index import ExactIndex, Filters, LibraryIndex, build_library_index, open_library_index, update_library_index
+from mir.index.similar import key_relation, similar, soft_min, tag_match, tempo_relation
+from mir.tagging import load_embeddings, tag
+from test_index import one_faiss_thread  # noqa: F401 - autouse: one FAISS thread here too
+from test_tagging import SR, TAGS, save_debug_model, synth
+
+ARTISTS = ["Ann", "Ann", "Ann", "Bob", "Bob", "Cy", "Cy", "Dee"]
+
+
+@pytest.fixture(scope="module")
+def tagged_lib(tmp_path_factory) -> dict:
+    """8 tagged clips with artist/genre/year tags, analysed and tagged with a debug model (read-only)."""
+    root = tmp_path_factory.mktemp("similar")
+    music = root / "music"
+    for i, artist in enumerate(ARTISTS):
+        path = music / f"clip{i}.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        audio.save(path, synth(100 + i, 4.0 + (i % 3)), SR)
+        audio.write_tags(path, {"artist": artist, "title": f"Song {i}", "genre": ["jazz", "folk"][i % 2],
+                                "year": 1990 + i})
+    model = root / "debug.pt"
+    model_id = save_debug_model(model)
+    lib_dir = root / "lib"
+    lib = Library.open_or_create(lib_dir)
+    lib.scan([music])
+    analyze(lib, workers=1)
+    tag(lib, model=model)
+    return {"root": root, "music": music, "lib": lib_dir, "model": model, "model_id": model_id}
+
+
+@pytest.fixture
+def lib(tagged_lib, tmp_path) -> Library:
+    shutil.copytree(tagged_lib["lib"], tmp_path / "lib")
+    return Library(tmp_path / "lib")
+
+
+# --- the library index -----------------------------------------------------------------------------
+def test_build_open_and_query_a_track_returns_itself_first(lib, tagged_lib):
+    li = build_library_index(lib)
+    assert li.model_id == tagged_lib["model_id"] and len(li) == 8
+    assert li.manifest["index_type"] == "Flat" and li.manifest["dim"] == li.index.dim_
+    assert (lib.root / "indexes" / li.model_id / "manifest.json").exists()
+    opened = open_library_index(lib)
+    ids, _, matrix = load_embeddings(lib, li.model_id)
+    scores, found = opened.search(matrix, 3)
+    assert (found[:, 0] == ids).all() and np.allclose(scores[:, 0], 1.0, atol=1e-5)
+    meta = opened.meta
+    assert set(meta.index) == set(ids) and {"artist", "title", "tempo", "key", "mode", "tags", "year"} <= set(meta)
+    assert meta["year"].between(1990, 1997).all()
+    res = similar(opened, tracks=[ids[0]], k=3, exclude_seeds=False)
+    assert res[0]["track_id"] == ids[0] and res[0]["path"].endswith(".flac")
+    assert all(r["track_id"] != ids[0] for r in similar(opened, tracks=[ids[0]], k=7))
+
+
+def test_update_adds_and_removes_in_place(lib, tagged_lib, tmp_path):
+    more = tmp_path / "more"
+    for i in (1, 2):
+        audio.save(more / f"extra{i}.flac", synth(900 + i, 5.0), SR)
+    lib.scan([more])
+    analyze(lib, workers=1)
+    tag(lib, model=tagged_lib["model"])
+    li = build_library_index(lib)
+    assert len(li) == 10
+    gone = lib.track(str(more / "extra1.flac"))["track_id"]
+    (more / "extra1.flac").unlink()
+    lib.scan([more])
+    with pytest.raises(CatalogError, match=r"stale: 0 tracks tagged and 1 removed.*mir index update"):
+        open_library_index(lib)
+    audio.save(more / "extra3.flac", synth(903, 5.0), SR)
+    lib.scan([more])
+    analyze(lib, workers=1)
+    tag(lib, model=tagged_lib["model"])
+    with pytest.raises(CatalogError, match="stale: 1 tracks tagged and 1 removed"):
+        open_library_index(lib)
+    updated, report = update_library_index(lib)
+    assert report == {"added": 1, "removed": 1, "built": False}
+    assert gone not in updated.index and len(updated) == 10
+    opened = open_library_index(lib)
+    ids, _, matrix = load_embeddings(lib, li.model_id)
+    rebuilt = ExactIndex().build(ids, matrix)
+    (s1, i1), (s2, i2) = opened.search(matrix, 10), rebuilt.search(matrix, 10)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_allclose(s1, s2, atol=1e-5)
+    assert update_library_index(lib)[1] == {"added": 0, "removed": 0, "built": False}
+
+
+def test_mismatched_manifest_is_refused(lib):
+    li = build_library_index(lib)
+    path = lib.root / "indexes" / li.model_id / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "dim": manifest["dim"] + 1}))
+    with pytest.raises(CatalogError, match=r"dimension .*rebuild it with `mir index build"):
+        open_library_index(lib)
+    path.write_text(json.dumps({**manifest, "model_id": "0123456789ab"}))
+    with pytest.raises(CatalogError, match="built for model '0123456789ab'"):
+        open_library_index(lib)
+    shutil.rmtree(path.parent)
+    with pytest.raises(CatalogError, match="no index for model"):
+        open_library_index(lib)
+
+
+def test_audio_seed_finds_its_own_track(lib, tagged_lib):
+    li = build_library_index(lib)
+    track = lib.tracks().sort_values("track_id").iloc[5]
+    res = similar(li, audio=track["path"], k=3)
+    assert res[0]["track_id"] == track["track_id"] and res[0]["score"] > 0.999
+    assert "BPM" in res[0]["explanation"] and res[0]["why"]["key_relation"] == "same key"
+
+
+def test_filters_through_the_library(lib):
+    li = build_library_index(lib)
+    seed = li.meta.index[0]
+    res = similar(li, tracks=[seed], k=5, filters=Filters(genres=["folk"], max_per_artist=1))
+    assert 0 < len(res) <= 4
+    assert all(li.meta.loc[r["track_id"], "genre"] == "folk" for r in res)
+    artists = [r["artist"] for r in res]
+    assert len(artists) == len(set(artists))
+    res = similar(li, tracks=[seed], k=10, filters=Filters(year="1992-1994", exclude_artists=["bob"]),
+                  exclude_seeds=False)
+    rows = li.meta.loc[[r["track_id"] for r in res]]
+    assert len(res) == 1 and rows["year"].between(1992, 1994).all() and (rows["artist"] == "Ann").all()
+
+
+# --- synthetic index for multi-seed and tag queries --------------------------------------------------
+class FakeLib:
+    root = "fake"
+
+    def __init__(self, ids):
+        self.ids = set(ids)
+
+    def track(self, ref):
+        if ref not in self.ids:
+            raise TrackNotFoundError(f"no track {ref!r}")
+        return {"track_id": ref}
+
+
+def synthetic(rng, tags=("piano", "slow", "guitar")) -> LibraryIndex:
+    """Two clusters A (a*) and B (b*), and bridge tracks (m*) half way between them."""
+    d = 16
+    ca, cb = np.zeros(d), np.zeros(d)
+    ca[0], cb[1] = 1.0, 1.0
+    a = ca + 0.15 * rng.standard_normal((40, d))
+    b = cb + 0.15 * rng.standard_normal((40, d))
+    m = (ca + cb) / 2 + 0.05 * rng.standard_normal((6, d))
+    ids = [f"a{i:02d}" for i in range(40)] + [f"b{i:02d}" for i in range(40)] + [f"m{i:02d}" for i in range(6)]
+    x = np.vstack([a, b, m])
+    probs = rng.uniform(0, 0.3, (len(ids), len(tags))).astype(np.float32)
+    probs[ids.index("b07")] = [0.95, 0.9, 0.1]
+    probs[ids.index("a03")] = [0.99, 0.05, 0.1]  # one tag very likely, the other not
+    probs[ids.index("a05")] = [0.9, 0.85, 0.1]
+    meta = pd.DataFrame({"path": [f"/music/{t}.wav" for t in ids], "artist": [t[0] for t in ids],
+                         "title": ids, "tags": [[] for _ in ids], "tag_probs": list(probs),
+                         "tempo": 120.0, "key": "C", "mode": "major", "genre": None}, index=pd.Index(ids))
+    meta.attrs.update(tags=list(tags), model_id="synthetic")
+    li = LibraryIndex(FakeLib(ids), "synthetic", ExactIndex().build(ids, x), {})
+    li._meta = meta
+    return li
+
+
+def test_several_seeds_give_tracks_near_all_of_them(rng):
+    li = synthetic(rng)
+    one = similar(li, tracks=["a00"], k=5)
+    assert all(r["track_id"].startswith(("a", "m")) for r in one)
+    both = similar(li, tracks=["a00", "b00"], k=6)
+    assert {r["track_id"] for r in both} == {f"m{i:02d}" for i in range(6)}, "bridge tracks are near both seeds"
+    assert [r["score"] for r in both] == sorted((r["score"] for r in both), reverse=True)
+    assert all(r["track_id"] not in ("a00", "b00") for r in similar(li, tracks=["a00", "b00"], k=30))
+    capped = similar(li, tracks=["a00", "b00"], k=4, filters=Filters(max_per_artist=2))
+    assert [r["track_id"][0] for r in capped].count("m") == 2 and len(capped) == 4
+
+
+def test_soft_min_is_between_min_and_mean():
+    s = np.array([[0.9, 0.1], [0.5, 0.5], [0.8, 0.7]])
+    out = soft_min(s, 0.05)
+    assert (out >= s.min(1) - 1e-6).all() and (out <= s.mean(1) + 1e-6).all()
+    assert out[2] > out[1] > out[0]  # near both beats near one
+    np.testing.assert_allclose(soft_min(s[:, :1]), s[:, 0], atol=1e-6)
+
+
+def test_tag_query_ranks_tracks_matching_every_tag(rng):
+    li = synthetic(rng)
+    res = similar(li, tags="Piano, slow", k=3)
+    assert res[0]["track_id"] == "b07" and res[0]["why"]["tag_probs"] == {"Piano": pytest.approx(0.95, abs=1e-3),
+                                                                          " slow": pytest.approx(0.9, abs=1e-3)}
+    assert tag_match(li.meta, ["piano"]).argmax() == li.meta.index.get_loc("a03")
+    seeded = similar(li, tracks=["a00"], tags=["piano", "slow"], k=3)
+    assert seeded[0]["track_id"] == "a05"  # near the seed and matching the tags
+    assert "b07" in [r["track_id"] for r in similar(li, tracks=["a00"], tags=["piano", "slow"], k=3, tag_weight=0.9)]
+    with pytest.raises(ParameterError, match="tag 'violin' is not in the vocabulary"):
+        similar(li, tags=["violin"])
+    with pytest.raises(ParameterError, match="at least one seed"):
+        similar(li)
+
+
+def test_explanation_relations():
+    assert key_relation("A", "minor", "C", "major") == "relative key"
+    assert key_relation("C", "minor", "C", "major") == "parallel key"
+    assert key_relation("G", "major", "C", "major") == "a fifth apart"
+    assert key_relation("F#", "major", "C", "major") == "6 steps apart on the circle of fifths"
+    assert tempo_relation(121, 120) == "same tempo" and tempo_relation(240, 120) == "double time"
+    assert tempo_relation(60, 121) == "half time" and tempo_relation(100, 120) == "-20 BPM"
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+def test_cli_index_and_similar(lib, capsys, tagged_lib):
+    root = str(lib.root)
+    assert cli(["similar", root, "--track", "x"]) == 1
+    assert "no index for model" in capsys.readouterr().err
+    assert cli(["index", "build", root]) == 0
+    assert "8 tracks" in capsys.readouterr().out
+    assert cli(["index", "info", root]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert cli(["index", "update", root]) == 0
+    assert "+0 added, -0 removed" in capsys.readouterr().out
+    tid = lib.tracks().sort_values("track_id")["track_id"].iloc[1]
+    assert cli(["similar", root, "--track", tid[:8], "-k", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["results"]) == 3 and tid not in [r["track_id"] for r in out["results"]]
+    assert {"track_id", "path", "artist", "title", "score", "explanation"} <= set(out["results"][0])
+    assert cli(["similar", root, "--track", tid, "--track", out["results"][0]["track_id"], "-k", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "score" in table and "shared tags" in table
+    assert cli(["similar", root, "--tags", f"{TAGS[0]},{TAGS[1]}", "-k", "2", "--json", "--bpm", "0-1000"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["results"]) == 2
+    assert cli(["similar", root, "--track", tid, "--key", "H minor"]) == 1
+    assert "H minor" in capsys.readouterr().err
+    assert cli(["index", "build", root, "--type", "IVF4096,Flat"]) == 1
+    assert "needs at least 4096 vectors" in capsys.readouterr().err
