@@ -65,6 +65,9 @@ def test_demo_tiny_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "44 tracks" in out and "0 failures" in out
     assert "descriptors against the rendered ground truth (44 clips)" in out
+    assert "44 tracks in a Flat index (44 added, 0 removed)" in out
+    assert "nearest neighbours share its genre" in out and "tracks most similar to" in out
     # a second run reuses everything
     assert main(["demo", "--size", "tiny", "--dir", str(tmp_path / "demo"), "--workers", "1"]) == 0
-    assert "0 tracks analysed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "0 tracks analysed" in out and "(0 added, 0 removed)" in out

@@ -1,7 +1,8 @@
 """`mir demo`: the main job on the built-in demo collection.
 
-Builds (or reuses) the demo collection, scans and analyses it into a library, and prints a
-summary, including how well the descriptors recover what the renderer actually played.
+Builds (or reuses) the demo collection, scans and analyses it into a library, tags it with the
+default model, indexes the embeddings and answers a similarity query, and prints a summary,
+including how well the descriptors recover what the renderer actually played.
 """
 from __future__ import annotations
 
@@ -44,9 +45,9 @@ def _tag_with_default_model(lib, args, progress: bool) -> str | None:
     from ..tagging import DEFAULT_MODEL, tag
 
     if not DEFAULT_MODEL.is_file():
-        print(f"[4/4] tagging skipped: no default model at {DEFAULT_MODEL} (train one with `mir train`)")
+        print(f"[4/5] tagging skipped: no default model at {DEFAULT_MODEL} (train one with `mir train`)")
         return None
-    print("[4/4] tag with the default model (log-mel → CNN → tags, genre, embedding)")
+    print("[4/5] tag with the default model (log-mel → CNN → tags, genre, embedding)")
     report = tag(lib, workers=args.workers, progress=progress)
     print(f"      {report.summary()}")
     return report.model_id
@@ -66,6 +67,30 @@ def _tag_summary(lib, model_id: str) -> list[str]:
     return lines
 
 
+def _similarity(lib, model_id: str, k: int = 10) -> list[str]:
+    """Index the embeddings, show one query, and score neighbours' genre agreement."""
+    from ..index import update_library_index
+    from ..index.similar import similar
+
+    print("[5/5] index the embeddings (FAISS) and query by track")
+    li, report = update_library_index(lib, model_id)
+    print(f"      {len(li)} tracks in a {li.manifest.get('index_type', li.manifest.get('kind'))} index "
+          f"({report['added']} added, {report['removed']} removed)")
+    meta = li.meta
+    genre = meta["genre"]
+    ids = np.asarray(li.index.ids)
+    _, found = li.index.search(li.vectors(list(ids)), min(k + 1, len(ids)))
+    same = [np.mean([genre.get(n) == genre.get(t) for n in row if n and n != t]) for t, row in zip(ids, found)]
+    chance = float((genre.value_counts(normalize=True) ** 2).sum())
+    lines = [f"similarity: {np.nanmean(same):.0%} of each track's {k} nearest neighbours share its genre "
+             f"(chance {chance:.0%})"]
+    seed = sorted(ids)[0]
+    lines.append(f"tracks most similar to {meta.loc[seed, 'title']!s} ({genre.get(seed)}):")
+    for r in similar(li, tracks=[seed], k=5):
+        lines.append(f"  {r['score']:.3f}  {str(r['title'])[:36]:36s} {str(genre.get(r['track_id'])):14s} {r['explanation']}")
+    return lines
+
+
 def cmd_demo(args) -> int:
     from ..catalog import Library, analyze
     from ..datasets import build_demo
@@ -73,15 +98,16 @@ def cmd_demo(args) -> int:
     root = Path(args.dir).expanduser().resolve()
     data, lib_dir = root / "collection", root / "library"
     progress = sys.stderr.isatty()
-    print(f"[1/4] demo collection ({args.size}) in {data}")
+    print(f"[1/5] demo collection ({args.size}) in {data}")
     ds = build_demo(data, size=args.size, workers=args.workers, progress=progress)
     print(f"      {ds.n_clips} clips, {ds.duration_s / 3600:.2f} h, {len(ds.genres)} genres, {len(ds.tags)} tags")
-    print(f"[2/4] scan into library {lib_dir}")
+    print(f"[2/5] scan into library {lib_dir}")
     lib = Library.open_or_create(lib_dir)
     print(f"      {lib.scan([data / 'audio'], progress=progress).summary()}")
-    print("[3/4] analyse (decode → log-mel → descriptors)")
+    print("[3/5] analyse (decode → log-mel → descriptors)")
     print(f"      {analyze(lib, workers=args.workers, progress=progress).summary()}")
     model_id = _tag_with_default_model(lib, args, progress)
+    similarity = _similarity(lib, model_id) if model_id else []
 
     info = lib.info()
     desc = lib.descriptors()
@@ -96,10 +122,10 @@ def cmd_demo(args) -> int:
     print(by_genre.to_string(float_format=lambda v: f"{v:.1f}"))
     for line in _truth_check(lib, data):
         print(line)
-    if model_id:
-        for line in _tag_summary(lib, model_id):
-            print(line)
-    print(f"\nnext: `mir info {lib_dir}`, `mir show {lib_dir} TRACK`, `mir export {lib_dir} --format csv`")
+    for line in similarity + (_tag_summary(lib, model_id) if model_id else []):
+        print(line)
+    print(f"\nnext: `mir info {lib_dir}`, `mir show {lib_dir} TRACK`, `mir similar {lib_dir} --track TRACK`, "
+          f"`mir export {lib_dir} --format csv`")
     return 0
 
 
