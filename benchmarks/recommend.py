@@ -11,7 +11,9 @@ increase per user; the last 20 % of each user's events are held out (mir.recomme
 For each method: time to fit on the training events, time to recommend the top 50 (played tracks
 excluded) for every user, throughput, and recall@50 on the held-out new tracks. The peer in the
 same run is `implicit`'s AlternatingLeastSquares with the same hyper-parameters: its fit and its
-own batch `recommend(users, user_items, N=50, filter_already_liked_items=True)`. --scale s
+own batch `recommend(users, user_items, N=50, filter_already_liked_items=True)`; for mir als the
+share of its lists equal to implicit's is reported too. Method "content-hnsw" (not in the default
+list) is content-based with candidates from a mir.index HNSW index instead of the exact scan. --scale s
 multiplies users, tracks and events by s. Writes JSON to benchmarks/results/recommend[-sSCALE].json.
 """
 from __future__ import annotations
@@ -92,7 +94,12 @@ def run_mir(name, model, train, tracks, relevant, batch=1024):
         lists[s:s + batch] = items
     rec_s = time.perf_counter() - t0
     return {"method": name, "fit_s": fit_s, "recommend_s": rec_s, "users_per_s": train.n_users / rec_s,
-            "recall@50": recall(lists, relevant)}
+            "recall@50": recall(lists, relevant)}, lists
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean share of each user's list in ``a`` that is also in their list in ``b``."""
+    return float(np.mean([len(set(x[x >= 0]) & set(y[y >= 0])) / max(1, (x >= 0).sum()) for x, y in zip(a, b)]))
 
 
 def run_implicit(train, relevant, batch=1024):
@@ -112,7 +119,7 @@ def run_implicit(train, relevant, batch=1024):
     ids, _ = model.recommend(users, C, N=K, filter_already_liked_items=True)
     rec_s = time.perf_counter() - t0
     return {"method": "implicit ALS (own batch recommend)", "fit_s": fit_s, "recommend_s": rec_s,
-            "users_per_s": train.n_users / rec_s, "recall@50": recall(np.asarray(ids), relevant)}
+            "users_per_s": train.n_users / rec_s, "recall@50": recall(np.asarray(ids), relevant)}, np.asarray(ids)
 
 
 def main(argv=None) -> int:
@@ -127,11 +134,16 @@ def main(argv=None) -> int:
     print(f"data: {X.n_users} users x {X.n_items} tracks, {len(X)} events ({len(train)} train), "
           f"{len(relevant)} users with held-out new tracks; built in {time.perf_counter() - t0:.1f} s", flush=True)
     makers = {"popularity": Popularity, "content": ContentBased, "als": lambda: Collaborative(**ALS),
+              "content-hnsw": lambda: ContentBased(index="HNSW32,Flat"),
               "hybrid": lambda: Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000)}
-    rows = [run_implicit(train, relevant)]
+    row, peer = run_implicit(train, relevant)
+    rows = [row]
     print(rows[-1], flush=True)
     for name in args.methods.split(","):
-        rows.append(run_mir(f"mir {name}", makers[name](), train, tracks, relevant))
+        row, lists = run_mir(f"mir {name}", makers[name](), train, tracks, relevant)
+        if name == "als":  # the same factors: the lists must be implicit's
+            row["same_lists_as_implicit"] = overlap(lists, peer)
+        rows.append(row)
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows).set_index("method")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))

@@ -1,4 +1,4 @@
-"""Worker processes for batch jobs.
+"""Worker processes for batch jobs, and running tasks on a Dask cluster (:func:`dask_map`).
 
 Workers are started by a fork server that has already imported the heavy modules, so each
 worker starts in milliseconds. Every worker watches the process that created the pool and exits
@@ -12,6 +12,8 @@ import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+
+from .errors import ParameterError
 
 
 def _parent_alive(pid: int) -> bool:
@@ -67,3 +69,44 @@ def process_pool(workers: int, *, preload: list[str] = (), threads_per_worker: i
     ctx.set_forkserver_preload(list(preload))
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                initargs=(os.getpid(), threads_per_worker))
+
+
+def dask_map(address: str, fn, items: list, *args, scatter: bool = False, per_worker: int = 2):
+    """Run ``fn(item, *args)`` for every item on the Dask cluster at ``address``; yields
+    ``(position, result)`` as tasks finish.
+
+    At most ``per_worker`` tasks per worker are in flight, so results stream back as they are
+    ready and a long queue never piles up on the scheduler. ``scatter`` sends the ``args`` that
+    are not plain scalars or None to every worker once (large shared inputs such as a fitted model).
+    """
+    try:
+        from distributed import Client, as_completed
+    except ImportError:  # pragma: no cover - dask[distributed] is a dependency
+        raise ParameterError("--scheduler needs the `distributed` package (pip install 'dask[distributed]')") from None
+    try:
+        client = Client(address, set_as_default=False, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise ParameterError(f"cannot reach the Dask scheduler at {address!r}: {exc}") from None
+    with client:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        if scatter:
+            plain = (type(None), bool, int, float, str)
+            args = tuple(a if isinstance(a, plain) else client.scatter(a, broadcast=True) for a in args)
+        queue = iter(enumerate(items))
+        position: dict = {}
+
+        def submit(i, item):
+            fut = client.submit(fn, item, *args, pure=False)
+            position[fut.key] = i
+            return fut
+
+        futures = as_completed([submit(i, x) for _, (i, x) in zip(range(per_worker * n_workers), queue)],
+                               loop=client.loop)
+        for fut in futures:
+            result = fut.result()
+            i = position.pop(fut.key)
+            fut.release()
+            for j, x in queue:
+                futures.add(submit(j, x))
+                break
+            yield i, result

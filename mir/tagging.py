@@ -464,25 +464,10 @@ def _run_pool(workers: int, groups: list[list[tuple]], settings: TagSettings) ->
 
 
 def _run_dask(address: str, groups: list[list[tuple]], settings: TagSettings) -> Iterator[dict]:
-    try:
-        from distributed import Client, as_completed
-    except ImportError:  # pragma: no cover - dask[distributed] is a dependency
-        raise ParameterError("--scheduler needs the `distributed` package (pip install 'dask[distributed]')") from None
-    try:
-        client = Client(address, set_as_default=False, timeout="20s")
-    except (OSError, TimeoutError) as exc:
-        raise ParameterError(f"cannot reach the Dask scheduler at {address!r}: {exc}") from None
-    with client:
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        queue = iter(groups)
-        futures = as_completed([client.submit(tag_group, g, settings, pure=False) for g in _take(queue, 2 * n_workers)],
-                               loop=client.loop)
-        for fut in futures:
-            result = fut.result()
-            fut.release()
-            for g in _take(queue, 1):
-                futures.add(client.submit(tag_group, g, settings, pure=False))
-            yield result
+    from .parallel import dask_map
+
+    for _, result in dask_map(address, tag_group, groups, settings):
+        yield result
 
 
 def _take(it: Iterator, n: int) -> list:

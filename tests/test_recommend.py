@@ -159,9 +159,9 @@ def test_hybrid_tunes_its_weights_on_a_validation_split():
     tracks = tiny_tracks()
     X = interactions(two_groups(tracks), tracks)
     m = Hybrid(collaborative=Collaborative(factors=4, iterations=10), tune_k=3, grid=(0.0, 1.0),
-               cold_grid=(0.0, -1.0)).fit(X, tracks)
+               cold_grid=(0.0, -1.0), cold_offset="auto").fit(X, tracks)
     assert m.weight_ in (0.0, 1.0) and m.cold_offset_ in (0.0, -1.0)
-    assert m.tuning_.shape[1] == 4 and len(m.tuning_) >= 4
+    assert m.tuning_.shape[1] == 5 and len(m.tuning_) >= 4
     with pytest.raises(ParameterError, match="weight must be"):
         Hybrid(weight=1.5).fit(X, tracks)
 

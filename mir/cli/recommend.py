@@ -33,10 +33,17 @@ def _method_params(method: str, args) -> dict:
     """Constructor arguments of ``method`` from the command line (collaborative settings, hybrid weight)."""
     from ..recommend import Collaborative
 
+    from ..recommend import ContentBased
+
     params: dict = {}
+    index = getattr(args, "content_index", None)
     if method in ("als", "bpr"):
         params.update(_collab(args))
+    if method == "content" and index:
+        params["index"] = index
     if method == "hybrid":
+        if index:
+            params["content"] = ContentBased(index=index)
         params["tune_k"] = args.k
         if getattr(args, "weight", None) is not None:
             params["weight"] = args.weight
@@ -168,6 +175,9 @@ def _collab_args(p) -> None:
                    help="als/hybrid: confidence = 1 + alpha * log(1 + plays) (default 2)")
     p.add_argument("--cold-user-weight", default=None, metavar="W|auto",
                    help="hybrid: collaborative weight for users with 1-3 plays (default 0: content lists; auto: tuned)")
+    p.add_argument("--content-index", default=None, metavar="TYPE",
+                   help="content/hybrid: take content candidates from a FAISS index of this type (flat, hnsw, auto or "
+                        "a factory string) instead of the exact scan of all tracks (default)")
 
 
 def _common(p) -> None:

@@ -33,14 +33,14 @@ NEG = np.float32(-np.inf)
 SEARCH_CHUNK = 256  # queries scored at once by the exact search
 
 
-# --- content search: the one place that scans embeddings ---------------------------------------------
+# --- exact content search ------------------------------------------------------------------------------------
 def search_embeddings(embeddings: np.ndarray, queries: np.ndarray, n: int, *,
                       allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact maximum-inner-product search: ``(idx [m, n] int64, sims [m, n] float32)``, best first.
 
     ``embeddings`` [n_items, d] and ``queries`` [m, d] are unit rows (inner product = cosine);
-    ``allowed`` [n_items] bool restricts the result (padding: -1 / -inf). This is the only
-    content retrieval step, so a FAISS-backed index can replace it without touching the methods.
+    ``allowed`` [n_items] bool restricts the result (padding: -1 / -inf). For a few ad-hoc queries;
+    the recommenders use the blocked scans of :mod:`mir.recommend.scan` or a :mod:`mir.index` index.
     """
     queries = np.asarray(queries, np.float32)
     parts = []
@@ -80,16 +80,28 @@ def gather_rows(matrix: np.ndarray, items: np.ndarray) -> np.ndarray:
     return matrix[np.where(items >= 0, items, 0)]
 
 
+def played(seen, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, cols)`` of the played items of ``users`` (row r = users[r]; users < 0 have none)."""
+    users = np.asarray(users, np.int64)
+    ok = users >= 0
+    lo = np.where(ok, seen.indptr[np.maximum(users, 0)], 0)
+    hi = np.where(ok, seen.indptr[np.maximum(users, 0) + 1], 0)
+    counts = hi - lo
+    rows = np.repeat(np.arange(len(users)), counts)
+    starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    return rows, seen.indices[np.arange(len(rows)) + starts].astype(np.int64)
+
+
 def seen_mask(seen, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """[b, c] bool: user ``users[r]`` has played ``items[r, c]`` (CSR ``seen`` [n_users, n_items])."""
-    out = np.zeros(items.shape, bool)
-    for r, u in enumerate(users):
-        if u < 0:
-            continue
-        row = seen.indices[seen.indptr[u]:seen.indptr[u + 1]]
-        if len(row):
-            out[r] = np.isin(items[r], row)
-    return out
+    rows, cols = played(seen, users)
+    if len(rows) == 0:
+        return np.zeros(items.shape, bool)
+    m = seen.shape[1] + 1  # key = row * m + item
+    done = np.sort(rows * m + cols)
+    keys = items + np.arange(len(items))[:, None] * m
+    pos = np.minimum(np.searchsorted(done, keys), len(done) - 1)
+    return (done[pos] == keys) & (items >= 0)
 
 
 def dedupe_rows(items: np.ndarray) -> np.ndarray:

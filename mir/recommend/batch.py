@@ -132,32 +132,12 @@ def _run_local(model, shards, todo, k, exclude_seen, rerank) -> Iterator[tuple[i
 
 
 def _run_dask(address, model, shards, todo, k, exclude_seen, rerank) -> Iterator[tuple[int, pd.DataFrame]]:
-    try:
-        from distributed import Client, as_completed
-    except ImportError:  # pragma: no cover - dask[distributed] is a dependency
-        raise ParameterError("--scheduler needs the `distributed` package (pip install 'dask[distributed]')") from None
-    try:
-        client = Client(address, set_as_default=False, timeout="20s")
-    except (OSError, TimeoutError) as exc:
-        raise ParameterError(f"cannot reach the Dask scheduler at {address!r}: {exc}") from None
-    with client:
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        shared = client.scatter(model, broadcast=True)
-        shared_rerank = client.scatter(rerank, broadcast=True) if rerank is not None else None
-        queue = iter(todo)
+    from ..parallel import dask_map
 
-        def submit(i):
-            fut = client.submit(shard_users, shared, shards[i], k, exclude_seen, shared_rerank, pure=False)
-            index[fut.key] = i
-            return fut
+    tasks = [shards[i] for i in todo]
+    for pos, frame in dask_map(address, _shard_task, tasks, model, k, exclude_seen, rerank, scatter=True):
+        yield todo[pos], frame
 
-        index: dict = {}
-        futures = as_completed([submit(i) for _, i in zip(range(2 * n_workers), queue)], loop=client.loop)
-        for fut in futures:
-            frame = fut.result()
-            i = index.pop(fut.key)
-            fut.release()
-            for j in queue:
-                futures.add(submit(j))
-                break
-            yield i, frame
+
+def _shard_task(users, model, k, exclude_seen, rerank) -> pd.DataFrame:
+    return shard_users(model, users, k, exclude_seen, rerank)

@@ -6,11 +6,13 @@ All follow the scikit-learn contract (``__init__`` stores hyper-parameters, ``fi
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import ParameterError
 from . import taste
-from ._base import NEG, Recommender, dedupe_rows, gather_rows, search_embeddings, seen_mask, topk
+from ._base import NEG, Recommender, dedupe_rows, gather_rows, seen_mask, topk
+from .scan import NormOrder, mips_topk, mixture_topk
 
 
 def clone(model: Recommender) -> Recommender:
@@ -58,19 +60,23 @@ class ContentBased(Recommender):
 
     A user's history becomes up to ``n_tastes`` taste vectors (see :mod:`mir.recommend.taste`:
     plays and recency weighting, ``half_life_days``; one cluster per ``min_tracks`` distinct
-    tracks). Each taste is searched for candidates, the union is scored under the user's taste
-    mixture (``temperature``), so several tastes share the list by their weight.
+    tracks). Items are ranked under the user's taste mixture (``temperature``), so several tastes
+    share the list by their weight. ``index`` None: exact blocked scan of the catalogue
+    (:func:`~mir.recommend.scan.mixture_topk`); a :func:`mir.index.make_index` type ("flat",
+    "hnsw", "auto", a FAISS factory string): each taste searches that index for candidates,
+    scored exactly (equal to the scan with "flat"; HNSW may miss a few), or :meth:`use_index`.
     """
 
     name = "content"
     needs_tracks = True
 
     def __init__(self, n_tastes: int = 3, min_tracks: int = 5, half_life_days: float | None = 180.0,
-                 temperature: float = 0.1):
+                 temperature: float = 0.1, index: str | None = None):
         self.n_tastes = n_tastes
         self.min_tracks = min_tracks
         self.half_life_days = half_life_days
         self.temperature = temperature
+        self.index = index
 
     def _fit(self, X, tracks) -> None:
         if self.n_tastes < 1 or self.min_tracks < 1 or not self.temperature > 0:
@@ -90,19 +96,75 @@ class ContentBased(Recommender):
                 T[user], S[user] = taste.user_tastes(self.embeddings_[W.indices[lo:hi]], W.data[lo:hi],
                                                      n_tastes=self.n_tastes, min_tracks=self.min_tracks)
         self.tastes_, self.shares_ = T, S
+        self._index = None  # a refit starts from a fresh vector index
 
     def _candidates(self, u, n, allowed, exclude_seen):
-        b, t = len(u), self.n_tastes
-        n_search = min(len(self.items_), n + (_max_seen(self.seen_, u) if exclude_seen else 0))
-        active = self.shares_[u] > 0
-        idx, _ = search_embeddings(self.embeddings_, self.tastes_[u][active], n_search, allowed=allowed)
-        cand = np.full((b, t, idx.shape[1]), -1, np.int64)
-        cand[active] = idx
-        cand = dedupe_rows(cand.reshape(b, -1))
-        scores = self._score(u, cand)
-        if exclude_seen:
-            scores[seen_mask(self.seen_, u, cand)] = NEG
-        return _pick(cand, scores, n)
+        seen = self.seen_ if exclude_seen else None
+        if self.index is None:
+            return mixture_topk(self.tastes_[u], self.shares_[u], self.embeddings_, n, self.temperature,
+                                seen=seen, users=u, allowed=allowed)
+        return self._index_candidates(u, n, allowed, seen)
+
+    # --- candidates from a vector index (mir.index) ---------------------------------------------------
+    def vector_index(self):
+        """The :mod:`mir.index` index over the catalogue used when ``index`` is set (built on first use)."""
+        idx = getattr(self, "_index", None)
+        if idx is None:
+            from ..index import make_index
+
+            idx = make_index(None if self.index == "auto" else self.index)
+            idx.build(list(self.items_), self.embeddings_)
+            self.use_index(idx)
+        return self._index
+
+    def use_index(self, index) -> "ContentBased":
+        """Search ``index`` (a :class:`mir.index.VectorIndex` holding every catalogue track, e.g. a
+        library's ``open_library_index(lib).index``) for candidates instead of building one."""
+        missing = int((~np.isin(self.items_, np.asarray(index.ids, dtype=str))).sum())
+        if missing:
+            raise ParameterError(f"the vector index lacks {missing} of the {len(self.items_)} catalogue tracks; "
+                                 "update it (`mir index update LIB`)")
+        self._index, self._index_pos = index, pd.Index(self.items_)
+        return self
+
+    def _index_candidates(self, u, n, allowed, seen):
+        """Per-taste index search of ``K`` neighbours, merged and scored exactly under the mixture; ``K``
+        doubles for users whose mixture bound on unseen items (from each taste's K-th similarity) still
+        reaches their n-th best, so with an exact index (flat) the lists equal the exact scan's."""
+        index, N = self.vector_index(), len(self.items_)
+        n = min(n, N)
+        allowed_ids = None if allowed is None else self.items_[allowed]
+        items = np.full((len(u), n), -1, np.int64)
+        scores = np.full((len(u), n), NEG, np.float32)
+        todo = np.arange(len(u))
+        K = min(N, n + (_max_seen(self.seen_, u) if seen is not None else 0))
+        while len(todo):
+            uu = u[todo]
+            active = self.shares_[uu] > 0
+            sims, ids = index.search(self.tastes_[uu][active], K, allowed=allowed_ids)
+            pos = self._index_pos.get_indexer(ids.ravel()).reshape(ids.shape)
+            cand = np.full((len(uu), self.n_tastes, K), -1, np.int64)
+            cand[active] = pos
+            kth = np.full((len(uu), self.n_tastes, 1), NEG, np.float32)
+            kth[active] = np.where(pos[:, -1:] >= 0, sims[:, -1:], NEG)
+            cand = dedupe_rows(cand.reshape(len(uu), -1))
+            sc = self._score(uu, cand)
+            if seen is not None:
+                sc[seen_mask(self.seen_, uu, cand)] = NEG
+            it, vs = _pick(cand, sc, n)
+            items[todo], scores[todo] = it, vs
+            bound = taste.mixture_scores(kth, self.shares_[uu], self.temperature)[:, 0]
+            more = (bound > np.where(np.isfinite(vs[:, -1]), vs[:, -1], NEG)) & np.isfinite(bound)
+            if K >= N:
+                break
+            todo, K = todo[more], min(N, 2 * K)
+        return items, scores
+
+    def __getstate__(self):  # Dask ships the model: a built vector index is rebuilt on the worker
+        state = dict(vars(self))
+        state.pop("_index", None)
+        state.pop("_index_pos", None)
+        return state
 
     def _score(self, u, items):
         E = gather_rows(self.embeddings_, items)  # [b, c, d]
@@ -111,17 +173,39 @@ class ContentBased(Recommender):
         return np.where(items >= 0, out, NEG).astype(np.float32)
 
 
+def _with_bias(E: np.ndarray) -> np.ndarray:
+    return np.hstack([np.asarray(E, np.float64), np.ones((len(E), 1))])
+
+
+def content_to_factors(embeddings: np.ndarray, factors: np.ndarray, ridge: float) -> np.ndarray:
+    """Ridge map [d + 1, f] from track embeddings (plus a bias) to collaborative item factors:
+    ``W = argmin |[E 1] W - V|^2 + ridge |W|^2`` (bias not penalised), learned on played tracks."""
+    if not ridge >= 0:
+        raise ParameterError(f"cold_ridge must be >= 0, got {ridge!r}")
+    A = _with_bias(embeddings)
+    reg = np.full(A.shape[1], float(ridge))
+    reg[-1] = 0.0
+    W = np.linalg.solve(A.T @ A + np.diag(reg) + 1e-9 * np.eye(A.shape[1]), A.T @ np.asarray(factors, np.float64))
+    return W.astype(np.float32)
+
+
 class Collaborative(Recommender):
     """Implicit-feedback matrix factorisation with the ``implicit`` library (``algorithm`` "als" or "bpr").
 
-    Confidence of a (user, track) pair is ``1 + alpha * log(1 + plays)``. Candidates come from
-    ``implicit``'s own batch ``recommend`` (its top-k, already-played and item filters).
+    ``cold_ridge`` (a ridge penalty; None: off) gives tracks nobody played factors predicted from
+    their embeddings by a ridge map learned on the played tracks (:func:`content_to_factors`,
+    CB2CF-style), so cold-start tracks are scored in the same space as the others.
+
+    Confidence of a (user, track) pair is ``1 + alpha * log(1 + plays)``. ``implicit`` learns the
+    factors; candidates are the exact top-k by inner product over the whole catalogue
+    (:func:`~mir.recommend.scan.mips_topk`, played and filtered items excluded).
     """
 
     name = "als"
 
     def __init__(self, algorithm: str = "als", factors: int = 64, regularization: float = 0.05, alpha: float = 2.0,
-                 iterations: int = 15, learning_rate: float = 0.01, random_state: int = 0, num_threads: int = 0):
+                 iterations: int = 15, learning_rate: float = 0.01, random_state: int = 0, num_threads: int = 0,
+                 cold_ridge: float | None = None):
         self.algorithm = algorithm
         self.factors = factors
         self.regularization = regularization
@@ -130,6 +214,7 @@ class Collaborative(Recommender):
         self.learning_rate = learning_rate
         self.random_state = random_state
         self.num_threads = num_threads
+        self.cold_ridge = cold_ridge
 
     def _new(self):
         from threadpoolctl import threadpool_limits
@@ -169,7 +254,15 @@ class Collaborative(Recommender):
             model.fit(self.confidence(self.seen_), show_progress=False)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-        self._model = model
+        self._model, self._order = model, None
+        if self.cold_ridge is not None:
+            if tracks is None:
+                raise ParameterError("cold_ridge needs the tracks (embeddings): fit(interactions, tracks)")
+            cold = self.item_users_ == 0
+            self.cold_map_ = content_to_factors(tracks.embeddings[~cold], self.item_factors_[~cold], self.cold_ridge)
+            if cold.any():
+                self.item_factors_[cold] = _with_bias(tracks.embeddings[cold]) @ self.cold_map_
+                self._model = None  # rebuilt from the factors above when asked for
 
     def implicit_model(self):
         """The ``implicit`` model holding the learned factors (rebuilt after :func:`load_model`)."""
@@ -183,25 +276,21 @@ class Collaborative(Recommender):
     def __getstate__(self):  # Dask ships the model to workers: factors travel, the implicit object is rebuilt
         state = dict(vars(self))
         state.pop("_model", None)
+        state.pop("_order", None)
         return state
 
+    def norm_order(self) -> NormOrder:
+        """Item factors by decreasing norm, for the exact pruned top-k (built once per fitted model)."""
+        order = getattr(self, "_order", None)
+        if order is None:
+            order = self._order = NormOrder(self.item_factors_)
+        return order
+
     def _candidates(self, u, n, allowed, exclude_seen):
-        n = min(n, len(self.items_))
-        banned = np.flatnonzero(~allowed) if allowed is not None else None
-        ids, scores = self.implicit_model().recommend(u, self.seen_[u], N=n, filter_already_liked_items=exclude_seen,
-                                                      filter_items=banned, recalculate_user=False)
-        ids, scores = np.asarray(ids, np.int64).reshape(len(u), -1), np.asarray(scores, np.float32).reshape(len(u), -1)
-        bad = ~np.isfinite(scores) | (ids < 0) | (ids >= len(self.items_))
-        ids = np.where(bad, -1, ids)
-        # implicit pads a list with filtered items when fewer than N remain: filter those rows again
-        if exclude_seen:
-            short = n + (self.seen_.indptr[u + 1] - self.seen_.indptr[u]) + (len(banned) if banned is not None else 0) \
-                > len(self.items_)
-            if short.any():
-                bad[short] |= seen_mask(self.seen_, u[short], ids[short])
-        if allowed is not None:
-            bad |= ~allowed[np.maximum(ids, 0)]
-        return np.where(bad, -1, ids), np.where(bad, NEG, scores).astype(np.float32)
+        # exact top-n over the whole catalogue (mir.recommend.scan.mips_topk), not implicit's recommend:
+        # same lists, faster (norm-ordered pruning, in-place masking of played items, no per-user loop)
+        return mips_topk(self.user_factors_[u], self.norm_order(), n, seen=self.seen_ if exclude_seen else None,
+                         users=u, allowed=allowed)
 
     def _score(self, u, items):
         out = np.einsum("bf,bcf->bc", self.user_factors_[u], gather_rows(self.item_factors_, items))
@@ -222,11 +311,13 @@ def zscore_rows(s: np.ndarray) -> np.ndarray:
 
 
 def blend(z_cf: np.ndarray, z_cb: np.ndarray, cold_items: np.ndarray, weights: np.ndarray,
-          cold_offset: float = 0.0) -> np.ndarray:
-    """``w * z_cf + (1 - w) * z_cb`` with ``w = weights[row]``; never-played items (``cold_items``) use
-    ``z_cb`` in place of ``z_cf`` and get ``cold_offset`` added. Entries invalid in either input: -inf."""
+          cold_offset: float = 0.0, substitute: bool = True) -> np.ndarray:
+    """``w * z_cf + (1 - w) * z_cb`` with ``w = weights[row]``; never-played items (``cold_items``) get
+    ``cold_offset`` added and, with ``substitute``, use ``z_cb`` in place of ``z_cf`` (when the
+    collaborative part has no factors for them). Entries invalid in either input: -inf."""
     valid = np.isfinite(z_cb) & np.isfinite(z_cf)
-    z_cf = np.where(cold_items, z_cb, z_cf)
+    if substitute:
+        z_cf = np.where(cold_items, z_cb, z_cf)
     w = np.asarray(weights, np.float64)[:, None]
     with np.errstate(invalid="ignore"):
         out = w * z_cf + (1.0 - w) * z_cb + np.where(cold_items, cold_offset, 0.0)
@@ -234,19 +325,24 @@ def blend(z_cf: np.ndarray, z_cb: np.ndarray, cold_items: np.ndarray, weights: n
 
 
 WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
-COLD_GRID = (0.0, -0.5, -1.0, -2.0, -4.0)
+COLD_GRID = (0.0, 0.25, -0.25, 0.5, -0.5, -0.75, -1.0, 1.0, -1.5, -2.0, -3.0, -4.0)  # mildest first
 
 
 class Hybrid(Recommender):
     """Blend of collaborative and content scores, each standardised per user over the candidates.
 
     Candidates: ``pool * n`` from each part, merged. Tracks nobody played in training (cold-start
-    tracks) have no collaborative signal: content alone ranks them, shifted by ``cold_offset``
-    (how readily new tracks enter lists). ``weight`` is the collaborative share for users with
-    history; users with 1 to ``cold_user_plays`` plays (cold-start users) get ``cold_user_weight``
-    (0: a pure content list). Any of the three set to ``"auto"`` is tuned for recall@``tune_k`` on a
-    temporal validation split of the training events (weights over ``grid``, offsets over
-    ``cold_grid``; the cold-user weight on the split's cold users alone), then both parts are
+    tracks) have no learned collaborative factors. ``cold_items="factors"`` (default): the
+    collaborative part predicts their factors from their embeddings (``Collaborative(cold_ridge=…)``,
+    ``cold_ridge`` here when the given part has none), so they are scored like every other track;
+    ``"content"``: content alone ranks them in place of the collaborative score. Either way
+    ``cold_offset`` is added to them (how readily new tracks enter lists). ``weight`` is the
+    collaborative share for users with history; users with 1 to ``cold_user_plays`` plays
+    (cold-start users) get ``cold_user_weight`` (0: a pure content list). Any of the three set to
+    ``"auto"`` is tuned for recall@``tune_k`` on a temporal validation split of the training events
+    (weights over ``grid``, offsets over ``cold_grid``; the cold-user weight on the split's cold
+    users alone); ``cold_offset="match"`` (default) picks the offset (over ``cold_grid``) whose lists hold never-played
+    tracks at the rate they make up of the split's relevant held-out items. Then both parts are
     refitted on all events.
     """
 
@@ -254,10 +350,10 @@ class Hybrid(Recommender):
     needs_tracks = True
 
     def __init__(self, collaborative: Recommender | None = None, content: Recommender | None = None,
-                 weight: float | str = "auto", cold_offset: float | str = "auto", cold_user_plays: int = 3,
+                 weight: float | str = "auto", cold_offset: float | str = "match", cold_user_plays: int = 3,
                  cold_user_weight: float | str = 0.0, pool: int = 4, validation: float = 0.2, tune_k: int = 50,
                  grid: tuple = WEIGHT_GRID, cold_grid: tuple = COLD_GRID, max_tune_users: int = 5000,
-                 random_state: int = 0):
+                 random_state: int = 0, cold_items: str = "factors", cold_ridge: float = 1.0):
         self.collaborative = collaborative
         self.content = content
         self.weight = weight
@@ -271,23 +367,38 @@ class Hybrid(Recommender):
         self.cold_grid = cold_grid
         self.max_tune_users = max_tune_users
         self.random_state = random_state
+        self.cold_items = cold_items
+        self.cold_ridge = cold_ridge
 
     def _parts(self):
-        return (clone(self.collaborative) if self.collaborative is not None else Collaborative(),
-                clone(self.content) if self.content is not None else ContentBased())
+        if self.cold_items not in ("factors", "content"):
+            raise ParameterError(f"cold_items must be 'factors' or 'content', got {self.cold_items!r}")
+        cf = clone(self.collaborative) if self.collaborative is not None else Collaborative()
+        if hasattr(cf, "cold_ridge"):
+            if self.cold_items == "factors" and cf.cold_ridge is None:
+                cf.cold_ridge = self.cold_ridge
+            elif self.cold_items == "content":
+                cf.cold_ridge = None
+        return cf, clone(self.content) if self.content is not None else ContentBased()
+
+    @staticmethod
+    def _predicts_cold(cf) -> bool:
+        return getattr(cf, "cold_map_", None) is not None
 
     def _choices(self, value, grid, name, lo, hi) -> list[float]:
-        if value == "auto":
+        if value == "auto" or (name == "cold_offset" and value == "match"):
             return [float(x) for x in grid]
-        if not lo <= float(value) <= hi:
-            raise ParameterError(f"{name} must be in [{lo}, {hi}] or 'auto', got {value!r}")
+        if isinstance(value, str) or not lo <= float(value) <= hi:
+            extra = ", 'auto' or 'match'" if name == "cold_offset" else " or 'auto'"
+            raise ParameterError(f"{name} must be in [{lo}, {hi}]{extra}, got {value!r}")
         return [float(value)]
 
     def _fit(self, X, tracks) -> None:
         weights = self._choices(self.weight, self.grid, "weight", 0.0, 1.0)
-        offsets = self._choices(self.cold_offset, self.cold_grid, "cold_offset", -np.inf, 0.0)
+        offsets = self._choices(self.cold_offset, self.cold_grid, "cold_offset", -np.inf, np.inf)
         cold_weights = self._choices(self.cold_user_weight, self.grid, "cold_user_weight", 0.0, 1.0)
-        self.tuning_ = np.zeros((0, 4))
+        self.tuning_ = np.zeros((0, 5))
+        self.cold_share_target_ = float("nan")
         if max(len(weights) * len(offsets), len(cold_weights)) > 1:
             self.weight_, self.cold_offset_, self.cold_user_weight_ = self._tune(X, tracks, weights, offsets, cold_weights)
         else:
@@ -297,7 +408,11 @@ class Hybrid(Recommender):
         self.content_ = cb.fit(X, tracks)
 
     def _tune(self, X, tracks, weights, offsets, cold_weights) -> tuple[float, float, float]:
-        """Best settings on a validation split; ``tuning_`` rows: ``[weight, offset, cold_user_weight, recall]``."""
+        """Best settings on a validation split; ``tuning_`` rows:
+        ``[weight, offset, cold_user_weight, recall, cold-track share of the lists]``.
+
+        Weights maximise recall; offsets too, or with ``cold_offset="match"`` (at the best weight)
+        bring the cold-track share of the lists closest to their share of the relevant held-out items."""
         from .split import temporal_split
 
         train, relevant = temporal_split(X, self.validation)
@@ -310,31 +425,54 @@ class Hybrid(Recommender):
         cold = cf.user_plays_[users] <= self.cold_user_plays
         # warm users: weight × offset; cold users: their weight (at the best offset, found first)
         warm_grid = [(w, c) for w in weights for c in offsets]
-        warm_recall = self._grid_recall(cf, cb, users[~cold], relevant, warm_grid)
+        warm_recall, warm_share = self._grid_recall(cf, cb, users[~cold], relevant, warm_grid)
         best_w, best_c = warm_grid[int(np.argmax(warm_recall))] if len(warm_recall) else (weights[0], offsets[0])
+        rel = np.concatenate([relevant[int(x)] for x in users]) if len(users) else np.zeros(0, np.int64)
+        self.cold_share_target_ = float(np.mean(cf.item_users_[rel] == 0)) if len(rel) else 0.0
+        if self.cold_offset == "match" and len(warm_recall):
+            at_w = [g for g, (w, _) in enumerate(warm_grid) if w == best_w]
+            gap = np.abs(warm_share[at_w] - self.cold_share_target_)
+            best_c = warm_grid[at_w[int(np.argmin(gap))]][1]
         cold_grid = [(w, best_c) for w in cold_weights]
-        cold_recall = self._grid_recall(cf, cb, users[cold], relevant, cold_grid)
+        cold_recall, cold_share = self._grid_recall(cf, cb, users[cold], relevant, cold_grid)
         best_cw = cold_grid[int(np.argmax(cold_recall))][0] if len(cold_recall) else cold_weights[0]
-        rows = [(w, c, np.nan, r) for (w, c), r in zip(warm_grid, warm_recall)]
-        rows += [(np.nan, c, w, r) for (w, c), r in zip(cold_grid, cold_recall)]
-        self.tuning_ = np.array(rows, dtype=np.float64).reshape(-1, 4)
+        rows = [(w, c, np.nan, r, sh) for (w, c), r, sh in zip(warm_grid, warm_recall, warm_share)]
+        rows += [(np.nan, c, w, r, sh) for (w, c), r, sh in zip(cold_grid, cold_recall, cold_share)]
+        self.tuning_ = np.array(rows, dtype=np.float64).reshape(-1, 5)
         return best_w, best_c, best_cw
 
-    def _grid_recall(self, cf, cb, users, relevant, grid) -> np.ndarray:
-        """Mean recall@tune_k of each (weight, offset) in ``grid`` over ``users`` (empty when no users)."""
+    def _grid_recall(self, cf, cb, users, relevant, grid) -> tuple[np.ndarray, np.ndarray]:
+        """Mean recall@tune_k of each (weight, offset) in ``grid`` over ``users``, and the share of
+        never-played tracks in those lists (empty arrays when no users)."""
         if len(users) == 0 or len(grid) == 0:
-            return np.zeros(0)
+            return np.zeros(0), np.zeros(0)
         k = self.tune_k
         hits = np.zeros(len(grid))
+        cold_n, total_n = np.zeros(len(grid)), np.zeros(len(grid))
         for start in range(0, len(users), 512):
             u = users[start:start + 512]
             cand, z_cf, z_cb, cold_i = self._blend_inputs(cf, cb, u, k, None, True)
+            # which candidates are relevant, once per block: [b, c] weights 1 / |relevant|
+            n_rel = np.array([len(relevant[int(x)]) for x in u])
+            rows = np.repeat(np.arange(len(u)), n_rel)
+            rel = np.zeros(cand.shape, bool)
+            m = cf.item_users_.size + 1  # key = row * m + item, unique per row (padding gets negative keys)
+            pad = -1 - np.arange(cand.size).reshape(cand.shape)
+            key = np.where(cand >= 0, cand + np.arange(len(u))[:, None] * m, pad)
+            hit = pd.Index(key.ravel()).get_indexer(np.concatenate([relevant[int(x)] for x in u]) + rows * m)
+            rel.ravel()[hit[hit >= 0]] = True
+            rel &= cand >= 0
+            credit = rel / n_rel[:, None]
             for g, (w, c) in enumerate(grid):
-                items, _ = _pick(cand, blend(z_cf, z_cb, cold_i, np.full(len(u), w), c), k)
-                for r, user in enumerate(u):
-                    rel = relevant[int(user)]
-                    hits[g] += np.isin(rel, items[r]).sum() / len(rel)
-        return hits / len(users)  # argmax takes the first best: the lower weight, the milder offset
+                idx, vals = topk(blend(z_cf, z_cb, cold_i, np.full(len(u), w), c, not self._predicts_cold(cf)), k)
+                ok = idx >= 0
+                pos = np.maximum(idx, 0)
+                hits[g] += (np.take_along_axis(credit, pos, axis=1) * ok).sum()
+                picked = np.take_along_axis(cand, pos, axis=1)[ok]
+                cold_n[g] += (cf.item_users_[picked] == 0).sum()
+                total_n[g] += ok.sum()
+        # argmax takes the first best: the lower weight, the first offset of the grid
+        return hits / len(users), cold_n / np.maximum(total_n, 1)
 
     def _blend_inputs(self, cf, cb, u, n, allowed, exclude_seen):
         nc = max(n, self.pool * n)
@@ -352,13 +490,15 @@ class Hybrid(Recommender):
 
     def _candidates(self, u, n, allowed, exclude_seen):
         cand, z_cf, z_cb, cold_i = self._blend_inputs(self.collaborative_, self.content_, u, n, allowed, exclude_seen)
-        return _pick(cand, blend(z_cf, z_cb, cold_i, self._weights(u), self.cold_offset_), n)
+        sub = not self._predicts_cold(self.collaborative_)
+        return _pick(cand, blend(z_cf, z_cb, cold_i, self._weights(u), self.cold_offset_, sub), n)
 
     def _score(self, u, items):
         z_cf = zscore_rows(self.collaborative_._score(u, items))
         z_cb = zscore_rows(self.content_._score(u, items))
         cold_i = self.collaborative_.item_users_[np.maximum(items, 0)] == 0
-        out = blend(z_cf, z_cb, cold_i, self._weights(u), self.cold_offset_)
+        sub = not self._predicts_cold(self.collaborative_)
+        out = blend(z_cf, z_cb, cold_i, self._weights(u), self.cold_offset_, sub)
         return np.where(items >= 0, out, NEG).astype(np.float32)
 
 
