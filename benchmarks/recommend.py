@@ -1,6 +1,6 @@
 """Recommendation speed and quality: mir's methods against `implicit`'s own ALS batch recommend.
 
-    python benchmarks/recommend.py [--scale 1.0] [--methods popularity,content,als,hybrid] [--out FILE]
+    python benchmarks/recommend.py [--scale 1.0] [--methods popularity,content,als,als-auto,hybrid] [--out FILE]
 
 Synthetic data at scale 1: 50,000 users x 100,000 tracks, about 5 M interactions. Tracks belong
 to 100 clusters (their 32-d embeddings are the cluster centre plus noise) and have power-law
@@ -12,7 +12,11 @@ For each method: time to fit on the training events, time to recommend the top 5
 excluded) for every user, throughput, and recall@50 on the held-out new tracks. The peer in the
 same run is `implicit`'s AlternatingLeastSquares with the same hyper-parameters: its fit and its
 own batch `recommend(users, user_items, N=50, filter_already_liked_items=True)`; for mir als the
-share of its lists equal to implicit's is reported too. Method "content-hnsw" (not in the default
+share of its lists equal to implicit's is reported too. These rows use the fixed settings ALS below
+(64 factors, as the peer). "als-auto" is mir's default ALS: factors, regularisation and alpha chosen
+by successive halving on a validation split of the training events (its fit time includes that
+search; the chosen values are printed and stored in the JSON); "hybrid-auto" likewise (not in the
+default list). Method "content-hnsw" (not in the default
 list) is content-based with candidates from a mir.index HNSW index instead of the exact scan. --scale s
 multiplies users, tracks and events by s. Writes JSON to benchmarks/results/recommend[-sSCALE].json.
 """
@@ -125,7 +129,7 @@ def run_implicit(train, relevant, batch=1024):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--methods", default="popularity,content,als,hybrid")
+    ap.add_argument("--methods", default="popularity,content,als,als-auto,hybrid")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -134,15 +138,20 @@ def main(argv=None) -> int:
     print(f"data: {X.n_users} users x {X.n_items} tracks, {len(X)} events ({len(train)} train), "
           f"{len(relevant)} users with held-out new tracks; built in {time.perf_counter() - t0:.1f} s", flush=True)
     makers = {"popularity": Popularity, "content": ContentBased, "als": lambda: Collaborative(**ALS),
-              "content-hnsw": lambda: ContentBased(index="HNSW32,Flat"),
+              "content-hnsw": lambda: ContentBased(index="HNSW32,Flat"), "als-auto": Collaborative,
+              "hybrid-auto": lambda: Hybrid(max_tune_users=5000),
               "hybrid": lambda: Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000)}
     row, peer = run_implicit(train, relevant)
     rows = [row]
     print(rows[-1], flush=True)
     for name in args.methods.split(","):
-        row, lists = run_mir(f"mir {name}", makers[name](), train, tracks, relevant)
+        model = makers[name]()
+        row, lists = run_mir(f"mir {name}", model, train, tracks, relevant)
         if name == "als":  # the same factors: the lists must be implicit's
             row["same_lists_as_implicit"] = overlap(lists, peer)
+        cf = getattr(model, "collaborative_", model)
+        if name.endswith("-auto"):  # the settings the validation search chose
+            row["chosen"] = f"{cf.factors_}/{cf.regularization_:g}/{cf.alpha_:g} ({len(cf.tuning_)} fits)"
         rows.append(row)
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows).set_index("method")

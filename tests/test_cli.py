@@ -67,6 +67,15 @@ def test_demo_tiny_runs_end_to_end(tmp_path, capsys):
     assert "descriptors against the rendered ground truth (44 clips)" in out
     assert "44 tracks in a Flat index (44 added, 0 removed)" in out
     assert "nearest neighbours share its genre" in out and "tracks most similar to" in out
+    # [6/6] recommendations from the collection's histories: a table of four methods, one user's list, a playlist
+    table = out[out.index("recall@8  nDCG@8  coverage  taste prec."):].splitlines()  # k = 44 tracks // 5
+    assert [line.split()[0] for line in table[2:6]] == ["popularity", "content", "als", "hybrid"]
+    assert all(0.0 <= float(x) <= 1.0 for line in table[2:6] for x in line.split()[1:])
+    assert "ALS settings chosen on a validation split of the training events: factors" in out
+    top5 = out[out.index("top 5 for user"):].splitlines()[1:6]
+    assert [line.split(".")[0].strip() for line in top5] == ["1", "2", "3", "4", "5"]
+    playlist = out[out.index("playlist continuing"):].splitlines()[1:11]
+    assert len(playlist) == 10 and playlist[0].split()[0] == "1*" and playlist[1].split()[0] == "2*"
     # a second run reuses everything
     assert main(["demo", "--size", "tiny", "--dir", str(tmp_path / "demo"), "--workers", "1"]) == 0
     out = capsys.readouterr().out

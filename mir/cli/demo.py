@@ -1,8 +1,9 @@
 """`mir demo`: the main job on the built-in demo collection.
 
 Builds (or reuses) the demo collection, scans and analyses it into a library, tags it with the
-default model, indexes the embeddings and answers a similarity query, and prints a summary,
-including how well the descriptors recover what the renderer actually played.
+default model, indexes the embeddings and answers a similarity query, evaluates recommenders
+on the collection's listening histories (with one user's list and a playlist), and prints a
+summary, including how well the descriptors recover what the renderer actually played.
 """
 from __future__ import annotations
 
@@ -45,9 +46,9 @@ def _tag_with_default_model(lib, args, progress: bool) -> str | None:
     from ..tagging import DEFAULT_MODEL, tag
 
     if not DEFAULT_MODEL.is_file():
-        print(f"[4/5] tagging skipped: no default model at {DEFAULT_MODEL} (train one with `mir train`)")
+        print(f"[4/6] tagging skipped: no default model at {DEFAULT_MODEL} (train one with `mir train`)")
         return None
-    print("[4/5] tag with the default model (log-mel → CNN → tags, genre, embedding)")
+    print("[4/6] tag with the default model (log-mel → CNN → tags, genre, embedding)")
     report = tag(lib, workers=args.workers, progress=progress)
     print(f"      {report.summary()}")
     return report.model_id
@@ -72,7 +73,7 @@ def _similarity(lib, model_id: str, k: int = 10) -> list[str]:
     from ..index import update_library_index
     from ..index.similar import similar
 
-    print("[5/5] index the embeddings (FAISS) and query by track")
+    print("[5/6] index the embeddings (FAISS) and query by track")
     li, report = update_library_index(lib, model_id)
     print(f"      {len(li)} tracks in a {li.manifest.get('index_type', li.manifest.get('kind'))} index "
           f"({report['added']} added, {report['removed']} removed)")
@@ -91,6 +92,61 @@ def _similarity(lib, model_id: str, k: int = 10) -> list[str]:
     return lines
 
 
+def _label(tracks, i: int) -> str:
+    name = " - ".join(str(x) for x in (tracks.artist[i], tracks.title[i]) if x) or str(tracks.path[i])
+    return f"{name[:52]:52s} {str(tracks.genre[i]) if tracks.genre is not None else '':14s}"
+
+
+def recommendations(lib, model_id: str, data: Path, k: int = 50) -> list[str]:
+    """Evaluate popularity / content / ALS / hybrid on the collection's histories (temporal split;
+    hidden tastes from tastes.json), then one user's top 5 and a playlist from two of their tracks."""
+    from ..recommend import make
+    from ..recommend.evaluate import demo_affinity, evaluate
+    from ..recommend.inputs import load_inputs
+    from ..recommend.playlist import continue_from
+
+    events = data / "events.parquet"
+    if not events.is_file():
+        print("[6/6] recommendations skipped: the collection has no events.parquet")
+        return []
+    print("[6/6] recommend from the listening histories (popularity, content, ALS, hybrid; temporal split)")
+    inputs = load_inputs(lib, events, model_id=model_id)
+    X, tracks = inputs.interactions, inputs.tracks
+    k = min(k, max(5, X.n_items // 5))  # a list that is a small part of the catalogue (tiny: 44 tracks)
+    affinity = demo_affinity(data, X.users, inputs.resolve, X.items) if (data / "tastes.json").is_file() else None
+    models = {m: make(m) for m in ("popularity", "content", "als", "hybrid")}
+    table = evaluate(models, X, tracks, k=k, affinity=affinity)
+    cols = {f"recall@{k}": f"recall@{k}", f"ndcg@{k}": f"nDCG@{k}", "coverage": "coverage"}
+    if affinity is not None:
+        cols[f"taste_precision@{k}"] = "taste prec."
+    a = table.attrs
+    lines = [f"recommendations: {a['users']} users, {a['events']} events; last 20% of each user's events held out "
+             f"({a['evaluated_users']} users scored; taste prec. = share of picks in the user's top 10% of hidden taste)"]
+    lines += ["  " + line for line in table[list(cols)].rename(columns=cols).to_string(
+        float_format=lambda v: f"{v:.3f}").splitlines()]
+    cf = models["als"]
+    lines.append(f"  ALS settings chosen on a validation split of the training events: factors {cf.factors_}, "
+                 f"regularization {cf.regularization_:g}, alpha {cf.alpha_:g}")
+    # one user's list from a hybrid fitted on all events, and a playlist from their two most played tracks
+    hybrid = make("hybrid").fit(X, tracks)
+    seen = hybrid.seen_
+    user = int(np.argmax(np.diff(seen.indptr)))  # the user with the most distinct tracks
+    lo, hi = seen.indptr[user], seen.indptr[user + 1]
+    top_played = seen.indices[lo:hi][np.argsort(-seen.data[lo:hi], kind="stable")[:2]]
+    lines.append(f"top 5 for user {X.users[user]} ({hi - lo} tracks played; hybrid):")
+    for row in hybrid.recommend([X.users[user]], 5).itertuples(index=False):
+        lines.append(f"  {row.rank}. {_label(tracks, tracks.index_of(row.track_id))} score {row.score:.2f}")
+    seeds = [str(X.items[i]) for i in top_played]
+    pl = continue_from(tracks, seeds, 8)
+    lines.append("playlist continuing their two most played tracks (the seeds, marked *):")
+    for n, tid in enumerate(seeds + pl.track_ids, 1):
+        i = tracks.index_of(tid)
+        tempo = f"{tracks.tempo[i]:5.1f} BPM" if tracks.tempo is not None and tracks.tempo[i] == tracks.tempo[i] else "    ? BPM"
+        key = str(tracks.key[i] or "?") if tracks.key is not None else "?"
+        lines.append(f"  {n:2d}{'*' if tid in seeds else ' '} {_label(tracks, i)} {tempo}  {key}")
+    return lines
+
+
 def cmd_demo(args) -> int:
     from ..catalog import Library, analyze
     from ..datasets import build_demo
@@ -98,16 +154,21 @@ def cmd_demo(args) -> int:
     root = Path(args.dir).expanduser().resolve()
     data, lib_dir = root / "collection", root / "library"
     progress = sys.stderr.isatty()
-    print(f"[1/5] demo collection ({args.size}) in {data}")
+    print(f"[1/6] demo collection ({args.size}) in {data}")
     ds = build_demo(data, size=args.size, workers=args.workers, progress=progress)
     print(f"      {ds.n_clips} clips, {ds.duration_s / 3600:.2f} h, {len(ds.genres)} genres, {len(ds.tags)} tags")
-    print(f"[2/5] scan into library {lib_dir}")
+    print(f"[2/6] scan into library {lib_dir}")
     lib = Library.open_or_create(lib_dir)
     print(f"      {lib.scan([data / 'audio'], progress=progress).summary()}")
-    print("[3/5] analyse (decode → log-mel → descriptors)")
+    print("[3/6] analyse (decode → log-mel → descriptors)")
     print(f"      {analyze(lib, workers=args.workers, progress=progress).summary()}")
     model_id = _tag_with_default_model(lib, args, progress)
     similarity = _similarity(lib, model_id) if model_id else []
+    if model_id:
+        recs = recommendations(lib, model_id, data)
+    else:
+        recs = []
+        print("[6/6] recommendations skipped: they need the embeddings of a tagging model")
 
     info = lib.info()
     desc = lib.descriptors()
@@ -122,10 +183,10 @@ def cmd_demo(args) -> int:
     print(by_genre.to_string(float_format=lambda v: f"{v:.1f}"))
     for line in _truth_check(lib, data):
         print(line)
-    for line in similarity + (_tag_summary(lib, model_id) if model_id else []):
+    for line in similarity + (_tag_summary(lib, model_id) if model_id else []) + recs:
         print(line)
     print(f"\nnext: `mir info {lib_dir}`, `mir show {lib_dir} TRACK`, `mir similar {lib_dir} --track TRACK`, "
-          f"`mir export {lib_dir} --format csv`")
+          f"`mir export {lib_dir} --format csv`, `mir recommend-eval {lib_dir} --events {data / 'events.parquet'}`")
     return 0
 
 

@@ -1,6 +1,7 @@
 """`mir recommend`, `mir recommend-eval`, `mir playlist`: recommendations and playlists from a library."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -22,6 +23,28 @@ def _bpm(text: str | None):
     except ValueError:
         raise ParameterError(f"--bpm takes LOW:HIGH (e.g. 90:120), got {text!r}") from None
     return lo, hi
+
+
+def _auto_or(kind):
+    """argparse type: ``auto`` or a number of ``kind``."""
+    def parse(text: str):
+        if text == "auto":
+            return text
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected 'auto' or a {kind.__name__}, got {text!r}") from None
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def collab_summary(model) -> str | None:
+    """The collaborative settings in use (chosen on validation or given), for als/bpr/hybrid models."""
+    cf = getattr(model, "collaborative_", model)
+    if not hasattr(cf, "factors_"):
+        return None
+    how = f"chosen on a validation split ({len(cf.tuning_)} fits)" if len(getattr(cf, "tuning_", ())) else "as given"
+    return f"{cf.algorithm} factors {cf.factors_}, regularization {cf.regularization_:g}, alpha {cf.alpha_:g} ({how})"
 
 
 def _collab(args) -> dict:
@@ -83,6 +106,8 @@ def cmd_recommend(args) -> int:
         print(f"fitting {args.method} on {len(inputs.interactions)} events of {inputs.interactions.n_users} users …",
               file=sys.stderr)
         model.fit(inputs.interactions, inputs.tracks)
+        if collab_summary(model):
+            print(collab_summary(model), file=sys.stderr)
         if getattr(model, "weight_", None) is not None:
             print(f"hybrid: collaborative weight {model.weight_:.2f}, cold-user weight {model.cold_user_weight_:.2f}, "
                   f"cold-track offset {model.cold_offset_:.1f}", file=sys.stderr)
@@ -122,6 +147,9 @@ def cmd_eval(args) -> int:
     print(f"{a['users']} users, {a['items']} tracks, {a['events']} events; temporal split: last {a['holdout']:.0%} "
           f"of each user's events held out; {a['evaluated_users']} users with new held-out tracks")
     print(table[cols].to_string(float_format=lambda v: f"{v:.4f}"))
+    for name, m in models.items():
+        if collab_summary(m):
+            print(f"{name}: {collab_summary(m)}")
     if "hybrid" in models and hasattr(models["hybrid"], "weight_"):
         h = models["hybrid"]
         print(f"hybrid (tuned on a validation split of the training events): collaborative weight {h.weight_:.2f}, "
@@ -132,6 +160,12 @@ def cmd_eval(args) -> int:
         if "hybrid" in models and hasattr(models["hybrid"], "weight_"):
             h = models["hybrid"]
             doc["hybrid"] = {"weight": h.weight_, "cold_offset": h.cold_offset_, "cold_user_weight": h.cold_user_weight_}
+        for name, m in models.items():
+            cf = getattr(m, "collaborative_", m)
+            if hasattr(cf, "factors_"):
+                doc.setdefault("collaborative", {})[name] = {"factors": int(cf.factors_),
+                                                             "regularization": float(cf.regularization_),
+                                                             "alpha": float(cf.alpha_), "tuned_fits": len(cf.tuning_)}
         atomic.write_text(args.json, json.dumps(doc, indent=1) + "\n")
     return 0
 
@@ -169,10 +203,12 @@ def _track_id(library: str, ref: str) -> str:
 
 
 def _collab_args(p) -> None:
-    p.add_argument("--factors", type=int, default=None, help="als/bpr/hybrid: latent factors (default 64)")
-    p.add_argument("--regularization", type=float, default=None, help="als/bpr/hybrid: L2 regularisation (default 0.05)")
-    p.add_argument("--alpha", type=float, default=None,
-                   help="als/hybrid: confidence = 1 + alpha * log(1 + plays) (default 2)")
+    p.add_argument("--factors", type=_auto_or(int), default=None, metavar="N|auto",
+                   help="als/bpr/hybrid: latent factors (default auto: chosen on a validation split of the events)")
+    p.add_argument("--regularization", type=_auto_or(float), default=None, metavar="L|auto",
+                   help="als/bpr/hybrid: L2 regularisation (default auto)")
+    p.add_argument("--alpha", type=_auto_or(float), default=None, metavar="A|auto",
+                   help="als/hybrid: confidence = 1 + alpha * log(1 + plays) (default auto)")
     p.add_argument("--cold-user-weight", default=None, metavar="W|auto",
                    help="hybrid: collaborative weight for users with 1-3 plays (default 0: content lists; auto: tuned)")
     p.add_argument("--content-index", default=None, metavar="TYPE",

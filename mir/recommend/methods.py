@@ -13,6 +13,7 @@ from ..errors import ParameterError
 from . import taste
 from ._base import NEG, Recommender, dedupe_rows, gather_rows, seen_mask, topk
 from .scan import NormOrder, mips_topk, mixture_topk
+from .tune import relevance_credit, successive_halving, validation_split
 
 
 def clone(model: Recommender) -> Recommender:
@@ -189,6 +190,13 @@ def content_to_factors(embeddings: np.ndarray, factors: np.ndarray, ridge: float
     return W.astype(np.float32)
 
 
+AUTO = "auto"
+ALS_GRID = {"factors": (16, 32, 64), "regularization": (0.05, 5.0, 50.0), "alpha": (1.0, 8.0)}
+FALLBACK = {"als": {"factors": 32, "regularization": 5.0, "alpha": 1.0},  # no validation users to choose by
+            "bpr": {"factors": 64, "regularization": 0.05, "alpha": 2.0}}  # bpr: not searched
+SETTINGS = ("factors", "regularization", "alpha")
+
+
 class Collaborative(Recommender):
     """Implicit-feedback matrix factorisation with the ``implicit`` library (``algorithm`` "als" or "bpr").
 
@@ -199,13 +207,21 @@ class Collaborative(Recommender):
     Confidence of a (user, track) pair is ``1 + alpha * log(1 + plays)``. ``implicit`` learns the
     factors; candidates are the exact top-k by inner product over the whole catalogue
     (:func:`~mir.recommend.scan.mips_topk`, played and filtered items excluded).
+
+    ``factors``, ``regularization`` and ``alpha`` set to ``"auto"`` (the default) are chosen for
+    ALS on a temporal validation split of the training events (``validation``, recall@``tune_k``
+    over at most ``max_tune_users`` users): successive halving over ``ALS_GRID``
+    (:func:`mir.recommend.tune.successive_halving`); explicit values are kept. The chosen values
+    are ``factors_``, ``regularization_``, ``alpha_``; ``tuning_`` rows are
+    ``[factors, regularization, alpha, user share, recall]``. BPR resolves "auto" to fixed values.
     """
 
     name = "als"
 
-    def __init__(self, algorithm: str = "als", factors: int = 64, regularization: float = 0.05, alpha: float = 2.0,
-                 iterations: int = 15, learning_rate: float = 0.01, random_state: int = 0, num_threads: int = 0,
-                 cold_ridge: float | None = None):
+    def __init__(self, algorithm: str = "als", factors: int | str = AUTO, regularization: float | str = AUTO,
+                 alpha: float | str = AUTO, iterations: int = 15, learning_rate: float = 0.01, random_state: int = 0,
+                 num_threads: int = 0, cold_ridge: float | None = None, validation: float = 0.2, tune_k: int = 50,
+                 max_tune_users: int = 5000):
         self.algorithm = algorithm
         self.factors = factors
         self.regularization = regularization
@@ -215,6 +231,59 @@ class Collaborative(Recommender):
         self.random_state = random_state
         self.num_threads = num_threads
         self.cold_ridge = cold_ridge
+        self.validation = validation
+        self.tune_k = tune_k
+        self.max_tune_users = max_tune_users
+
+    # --- hyper-parameters: explicit or chosen on validation ---------------------------------------------
+    def _auto(self) -> list[str]:
+        """The settings left to the validation search, after checking the explicit ones."""
+        auto = []
+        for name in SETTINGS:
+            v = getattr(self, name)
+            if isinstance(v, str) and v == AUTO:
+                auto.append(name)
+                continue
+            ok = (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1) if name == "factors" \
+                else (isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and v >= 0)
+            if not ok:
+                what = "a positive int" if name == "factors" else "a number >= 0"
+                raise ParameterError(f"{name} must be {what} or 'auto', got {v!r}")
+        return auto
+
+    def setting(self, name: str):
+        """The value of ``factors``, ``regularization`` or ``alpha`` in use (chosen by fit when "auto")."""
+        v = getattr(self, name + "_", None)
+        if v is None:
+            v = getattr(self, name)
+        if isinstance(v, str):
+            raise ParameterError(f"{name} is {v!r}: fit the model first so that it is chosen")
+        return v
+
+    def search(self, split, tracks=None) -> tuple[dict, np.ndarray]:
+        """Settings for the "auto" ones on a :class:`~mir.recommend.tune.ValidationSplit`: ``(all three
+        settings, tuning rows)``; the explicit settings are passed through unchanged."""
+        auto = self._auto()
+        fixed = {n: getattr(self, n) for n in SETTINGS if n not in auto}
+        fallback = FALLBACK.get(self.algorithm, FALLBACK["als"])
+        if not auto or self.algorithm != "als" or len(split.users) == 0:
+            return {**fixed, **{n: fallback[n] for n in auto}}, np.zeros((0, 5))
+        grid = [dict(zip(auto, vals)) for vals in np.array(np.meshgrid(*[ALS_GRID[n] for n in auto],
+                                                                       indexing="ij")).reshape(len(auto), -1).T]
+        grid = [{n: (int(v) if n == "factors" else float(v)) for n, v in g.items()} for g in grid]
+
+        def fit(config, train):
+            m = clone(self)
+            for n, v in {**fixed, **config}.items():
+                setattr(m, n, v)
+            m.cold_ridge = None
+            if len(train) < 200_000:  # thread start-up costs more than it saves on small data
+                m.num_threads = 1
+            return m.fit(train)
+
+        best, rows = successive_halving(grid, fit, split, self.tune_k)
+        table = np.array([[{**fixed, **c}[n] for n in SETTINGS] + [share, score] for c, share, score in rows], float)
+        return {**fixed, **best}, table.reshape(-1, 5)
 
     def _new(self):
         from threadpoolctl import threadpool_limits
@@ -230,25 +299,32 @@ class Collaborative(Recommender):
         if self.algorithm == "als":
             from implicit.cpu.als import AlternatingLeastSquares
 
-            return AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+            return AlternatingLeastSquares(factors=self.setting("factors"), regularization=self.setting("regularization"),
                                            iterations=self.iterations, random_state=self.random_state,
                                            num_threads=self.num_threads, calculate_training_loss=False)
         if self.algorithm == "bpr":
             from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-            return BayesianPersonalizedRanking(factors=self.factors, learning_rate=self.learning_rate,
-                                               regularization=self.regularization, iterations=self.iterations,
+            return BayesianPersonalizedRanking(factors=self.setting("factors"), learning_rate=self.learning_rate,
+                                               regularization=self.setting("regularization"), iterations=self.iterations,
                                                random_state=self.random_state, num_threads=self.num_threads)
         raise ParameterError(f"algorithm must be 'als' or 'bpr', got {self.algorithm!r}")
 
     def confidence(self, X):
         C = X.copy()
-        C.data = (1.0 + self.alpha * np.log1p(C.data)).astype(np.float32)
+        C.data = (1.0 + self.setting("alpha") * np.log1p(C.data)).astype(np.float32)
         return C
 
     def _fit(self, X, tracks) -> None:
         from threadpoolctl import threadpool_limits
 
+        for name in SETTINGS:  # a refit chooses again
+            setattr(self, name + "_", None)
+        chosen, self.tuning_ = {n: getattr(self, n) for n in SETTINGS}, np.zeros((0, 5))
+        if self._auto():
+            split = validation_split(X, self.validation, max_users=self.max_tune_users, random_state=self.random_state)
+            chosen, self.tuning_ = self.search(split, tracks)
+        self.factors_, self.regularization_, self.alpha_ = (chosen[n] for n in SETTINGS)
         model = self._new()
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; nested BLAS threads slow it down
             model.fit(self.confidence(self.seen_), show_progress=False)
@@ -370,10 +446,12 @@ class Hybrid(Recommender):
         self.cold_items = cold_items
         self.cold_ridge = cold_ridge
 
-    def _parts(self):
+    def _parts(self, cf_settings: dict | None = None):
         if self.cold_items not in ("factors", "content"):
             raise ParameterError(f"cold_items must be 'factors' or 'content', got {self.cold_items!r}")
         cf = clone(self.collaborative) if self.collaborative is not None else Collaborative()
+        for name, value in (cf_settings or {}).items():  # chosen once on the validation split
+            setattr(cf, name, value)
         if hasattr(cf, "cold_ridge"):
             if self.cold_items == "factors" and cf.cold_ridge is None:
                 cf.cold_ridge = self.cold_ridge
@@ -399,29 +477,35 @@ class Hybrid(Recommender):
         cold_weights = self._choices(self.cold_user_weight, self.grid, "cold_user_weight", 0.0, 1.0)
         self.tuning_ = np.zeros((0, 5))
         self.cold_share_target_ = float("nan")
-        if max(len(weights) * len(offsets), len(cold_weights)) > 1:
-            self.weight_, self.cold_offset_, self.cold_user_weight_ = self._tune(X, tracks, weights, offsets, cold_weights)
+        cf0, _ = self._parts()
+        tune_cf = isinstance(cf0, Collaborative) and bool(cf0._auto())
+        tune_blend = max(len(weights) * len(offsets), len(cold_weights)) > 1
+        split = None
+        if tune_cf or tune_blend:  # one validation split for both choices
+            split = validation_split(X, self.validation, max_users=self.max_tune_users, random_state=self.random_state)
+        cf_settings, cf_tuning = cf0.search(split, tracks) if tune_cf else ({}, None)
+        if tune_blend:
+            self.weight_, self.cold_offset_, self.cold_user_weight_ = self._tune(split, tracks, weights, offsets,
+                                                                                 cold_weights, cf_settings)
         else:
             self.weight_, self.cold_offset_, self.cold_user_weight_ = weights[0], offsets[0], cold_weights[0]
-        cf, cb = self._parts()
+        cf, cb = self._parts(cf_settings)
         self.collaborative_ = cf.fit(X, tracks)
+        if cf_tuning is not None:
+            self.collaborative_.tuning_ = cf_tuning
         self.content_ = cb.fit(X, tracks)
 
-    def _tune(self, X, tracks, weights, offsets, cold_weights) -> tuple[float, float, float]:
+    def _tune(self, split, tracks, weights, offsets, cold_weights, cf_settings) -> tuple[float, float, float]:
         """Best settings on a validation split; ``tuning_`` rows:
         ``[weight, offset, cold_user_weight, recall, cold-track share of the lists]``.
 
         Weights maximise recall; offsets too, or with ``cold_offset="match"`` (at the best weight)
         bring the cold-track share of the lists closest to their share of the relevant held-out items."""
-        from .split import temporal_split
-
-        train, relevant = temporal_split(X, self.validation)
-        cf, cb = self._parts()
-        cf.fit(train, tracks)
-        cb.fit(train, tracks)
-        users = np.array(sorted(u for u in relevant if cf.user_plays_[u] > 0), dtype=np.int64)
-        if len(users) > self.max_tune_users:
-            users = np.sort(np.random.default_rng(self.random_state).choice(users, self.max_tune_users, replace=False))
+        relevant = split.relevant
+        cf, cb = self._parts(cf_settings)
+        cf.fit(split.train, tracks)
+        cb.fit(split.train, tracks)
+        users = split.users
         cold = cf.user_plays_[users] <= self.cold_user_plays
         # warm users: weight × offset; cold users: their weight (at the best offset, found first)
         warm_grid = [(w, c) for w in weights for c in offsets]
@@ -452,17 +536,7 @@ class Hybrid(Recommender):
         for start in range(0, len(users), 512):
             u = users[start:start + 512]
             cand, z_cf, z_cb, cold_i = self._blend_inputs(cf, cb, u, k, None, True)
-            # which candidates are relevant, once per block: [b, c] weights 1 / |relevant|
-            n_rel = np.array([len(relevant[int(x)]) for x in u])
-            rows = np.repeat(np.arange(len(u)), n_rel)
-            rel = np.zeros(cand.shape, bool)
-            m = cf.item_users_.size + 1  # key = row * m + item, unique per row (padding gets negative keys)
-            pad = -1 - np.arange(cand.size).reshape(cand.shape)
-            key = np.where(cand >= 0, cand + np.arange(len(u))[:, None] * m, pad)
-            hit = pd.Index(key.ravel()).get_indexer(np.concatenate([relevant[int(x)] for x in u]) + rows * m)
-            rel.ravel()[hit[hit >= 0]] = True
-            rel &= cand >= 0
-            credit = rel / n_rel[:, None]
+            credit = relevance_credit(cand, u, relevant, cf.item_users_.size)  # once per block
             for g, (w, c) in enumerate(grid):
                 idx, vals = topk(blend(z_cf, z_cb, cold_i, np.full(len(u), w), c, not self._predicts_cold(cf)), k)
                 ok = idx >= 0
