@@ -16,7 +16,8 @@ share of its lists equal to implicit's is reported too. These rows use the fixed
 (64 factors, as the peer). "als-auto" is mir's default ALS: factors, regularisation and alpha chosen
 by successive halving on a validation split of the training events (its fit time includes that
 search; the chosen values are printed and stored in the JSON); "hybrid-auto" likewise (not in the
-default list). Method "content-hnsw" (not in the default
+default list). "hybrid-learned" (not in the default list) is the two-stage hybrid
+(mir.recommend.learned) with the fixed ALS settings, its fit including the scorer's training. Method "content-hnsw" (not in the default
 list) is content-based with candidates from a mir.index HNSW index instead of the exact scan. --scale s
 multiplies users, tracks and events by s. Writes JSON to benchmarks/results/recommend[-sSCALE].json.
 """
@@ -38,6 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from mir import atomic  # noqa: E402
 from mir.recommend import Collaborative, ContentBased, Hybrid, Interactions, Popularity, TrackSet, temporal_split  # noqa: E402
+from mir.recommend.learned import LearnedHybrid  # noqa: E402
 
 K = 50
 ALS = dict(factors=64, regularization=0.05, alpha=2.0, iterations=15, random_state=0)
@@ -140,7 +142,8 @@ def main(argv=None) -> int:
     makers = {"popularity": Popularity, "content": ContentBased, "als": lambda: Collaborative(**ALS),
               "content-hnsw": lambda: ContentBased(index="HNSW32,Flat"), "als-auto": Collaborative,
               "hybrid-auto": lambda: Hybrid(max_tune_users=5000),
-              "hybrid": lambda: Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000)}
+              "hybrid": lambda: Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000),
+              "hybrid-learned": lambda: LearnedHybrid(collaborative=Collaborative(**ALS), max_tune_users=5000)}
     row, peer = run_implicit(train, relevant)
     rows = [row]
     print(rows[-1], flush=True)

@@ -8,7 +8,7 @@ import sys
 from ..catalog import Library
 from ..errors import ParameterError
 
-METHODS = ["popularity", "content", "als", "bpr", "hybrid"]
+METHODS = ["popularity", "content", "als", "bpr", "hybrid", "hybrid-blend", "hybrid-learned"]
 
 
 def _progress(args) -> bool:
@@ -64,7 +64,13 @@ def _method_params(method: str, args) -> dict:
         params.update(_collab(args))
     if method == "content" and index:
         params["index"] = index
-    if method == "hybrid":
+    if method == "hybrid-learned":
+        if index:
+            params["content"] = ContentBased(index=index)
+        params["tune_k"] = args.k
+        if _collab(args):
+            params["collaborative"] = Collaborative(**_collab(args))
+    if method in ("hybrid", "hybrid-blend"):
         if index:
             params["content"] = ContentBased(index=index)
         params["tune_k"] = args.k

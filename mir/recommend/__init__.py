@@ -3,6 +3,7 @@
 - :mod:`~mir.recommend.events`: read and check events, :class:`Interactions`
 - :mod:`~mir.recommend.catalogue`: :class:`TrackSet` (embeddings, artist, genre, tags, tempo, key)
 - :mod:`~mir.recommend.methods`: :class:`Popularity`, :class:`ContentBased`, :class:`Collaborative`, :class:`Hybrid`
+- :mod:`~mir.recommend.learned`: :class:`LearnedHybrid` (two-stage: candidates, then a learned logistic scorer)
 - :mod:`~mir.recommend.rerank`: filters, per-artist cap, MMR diversity
 - :mod:`~mir.recommend.metrics`, :mod:`~mir.recommend.split`, :mod:`~mir.recommend.evaluate`: offline evaluation
 - :mod:`~mir.recommend.batch`: the sharded, resumable batch job (in-process or on Dask)
@@ -11,12 +12,13 @@
 from ._base import Recommender, load_model, save_model, search_embeddings
 from .catalogue import TrackSet, from_library
 from .events import EventReport, Interactions, clean_events, read_events, track_resolver
-from .methods import Collaborative, ContentBased, Hybrid, Popularity, make
+from .methods import Collaborative, ContentBased, Hybrid, LearnedHybrid, Popularity, make
 from .rerank import Reranker
 from .split import temporal_split
 
 __all__ = [
     "Recommender", "load_model", "save_model", "search_embeddings", "TrackSet", "from_library", "EventReport",
     "Interactions", "clean_events", "read_events", "track_resolver", "Collaborative", "ContentBased", "Hybrid",
+    "LearnedHybrid",
     "Popularity", "make", "Reranker", "temporal_split",
 ]

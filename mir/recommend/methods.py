@@ -586,3 +586,9 @@ def make(method: str, **params) -> Recommender:
     if method not in METHODS:
         raise ParameterError(f"unknown method {method!r}; choose one of {sorted([*METHODS, 'bpr'])}")
     return METHODS[method](**params)
+
+
+from .learned import LearnedHybrid  # noqa: E402  (imports the parts above lazily; here for make() and load_model)
+
+METHODS["hybrid-blend"] = Hybrid
+METHODS["hybrid-learned"] = LearnedHybrid
