@@ -191,7 +191,7 @@ def cmd_demo(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="build the demo collection, scan and analyse it, print a summary")
+    p = sub.add_parser("demo", help="build the demo collection; scan, analyse, tag and index it; query, recommend; print a summary")
     p.add_argument("--dir", default="mir-demo", help="folder for the collection and its library (default: ./mir-demo)")
     p.add_argument("--size", choices=["tiny", "demo", "full"], default="demo")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
