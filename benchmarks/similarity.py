@@ -2,6 +2,7 @@
 
     python benchmarks/similarity.py [--sizes 100000,1000000] [--dim 256] [--queries 1000]
                                     [--single 200] [--out benchmarks/results/similarity-N.json]
+    python benchmarks/similarity.py --filtered --sizes 100000 [--selectivity 0.01,0.1]
 
 Data: clustered synthetic vectors (``n/1000`` Gaussian clusters, centres N(0, 1), points centre +
 N(0, 1)), the engine's embedding dimension (256); queries are fresh draws from the same mixture
@@ -189,6 +190,86 @@ def run_size(n: int, args) -> dict:
     return {"n": n, "dim": dim, "queries": args.queries, "rows": rows, "auto_factory": choose_factory(n, dim)}
 
 
+# --- filtered queries (--filtered): a small allowed set ------------------------------------------------
+def run_filtered(n: int, args) -> dict:
+    """Queries restricted to a random ``allowed`` set (1 % and 10 % of the tracks), single calls and
+    one batch, 1 thread: mir forced to each of its two paths (``mir-subset``: brute force over the
+    stored vectors of the allowed tracks; ``mir-selector``: the approximate index with an IDSelector),
+    ``*`` marking the one mir takes by default (subset when the set has at most ``subset_exact_max()``
+    tracks), and raw FAISS with an ``IDSelectorBatch`` built once outside the timing. mir's calls
+    include turning the allowed track-id strings into labels. Recall@10 is against the exact top 10
+    within the allowed set."""
+    from mir.index import faiss_index
+
+    dim = args.dim
+    clusters = max(1, n // 1000)
+    x = clustered(n, dim, seed=0, clusters=clusters)
+    q = clustered(args.queries, dim, seed=1, clusters=clusters)
+    ids = np.char.add("t", np.arange(n).astype(str))
+    xu, qu = unit(x), unit(q)
+    faiss.omp_set_num_threads(1)
+    configs = [("hnsw", "HNSW32,Flat", {"ef_search": 128}),
+               ("ivfpq", resolve_factory("ivfpq", n, dim), {"nprobe": 16, "k_factor": 16})]
+    rows = []
+    for label, factory, knobs in configs:
+        if args.only and label not in args.only:
+            continue
+        mir_side, raw_side = Mir(factory, x, ids, args.train_size), Raw(factory, x, args.train_size)
+        print(f"[{label}] built {factory}: mir {mir_side.build_s:.1f} s, raw {raw_side.build_s:.1f} s", flush=True)
+        for frac in args.selectivity:
+            rows_allowed = np.sort(np.random.default_rng(2).choice(n, max(K, int(frac * n)), replace=False))
+            allowed = ids[rows_allowed]
+            sub = faiss.IndexFlatIP(dim)
+            sub.add(xu[rows_allowed])
+            truth = rows_allowed[sub.search(qu, K)[1]]
+            sel = faiss.IDSelectorBatch(rows_allowed.astype(np.int64))
+            raw_params = raw_side.params(knobs)
+            inner = raw_params.base_index_params if isinstance(raw_params, faiss.IndexRefineSearchParameters) else raw_params
+            inner.sel = sel
+
+            def raw_search(qq, index=raw_side.index, raw_params=raw_params):
+                return index.search(unit(qq), K, params=raw_params)[1]
+
+            def mir_search(qq, index=mir_side.index, allowed=allowed, knobs=knobs):
+                return index.search(qq, K, allowed=allowed, **knobs)[1]
+
+            default = "mir-subset" if len(allowed) <= mir_side.index.subset_exact_max() else "mir-selector"
+            sides = [("mir-subset", mir_search, mir_side.rows, (n, 1.0)),
+                     ("mir-selector", mir_search, mir_side.rows, (0, 0.0)),
+                     ("faiss", raw_search, lambda f: f, None)]
+            for name, fn, to_rows, force in sides:
+                saved = faiss_index.SUBSET_EXACT_MIN, faiss_index.SUBSET_EXACT_FRACTION
+                if force is not None:
+                    faiss_index.SUBSET_EXACT_MIN, faiss_index.SUBSET_EXACT_FRACTION = force
+                try:
+                    found = to_rows(fn(q))
+                    qs = q[:args.single]
+                    t1 = best_of(lambda fn=fn, qs=qs: [fn(qs[i:i + 1]) for i in range(len(qs))], args.repeats)
+                    tb = best_of(lambda fn=fn: fn(q), args.repeats)
+                finally:
+                    faiss_index.SUBSET_EXACT_MIN, faiss_index.SUBSET_EXACT_FRACTION = saved
+                row = {"n": n, "type": label, "factory": factory, "knobs": knobs, "selectivity": frac,
+                       "allowed": len(allowed), "side": name, "mir_default": name == default, "recall@10": recall(found, truth),
+                       "leaks": int(np.isin(found[found >= 0], rows_allowed, invert=True).sum()),
+                       "qps_single_1t": len(qs) / t1, "qps_batch_1t": len(q) / tb}
+                rows.append(row)
+                print("   ", json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
+                                        if k not in ("n", "factory")}), flush=True)
+        del mir_side, raw_side
+    faiss.omp_set_num_threads(2)
+    return {"n": n, "dim": dim, "queries": args.queries, "filtered_rows": rows}
+
+
+def filtered_table(result: dict) -> str:
+    lines = [f"filtered queries, n = {result['n']:,}, 1 thread; QPS single calls / batch of {result['queries']}",
+             f"{'type':6} {'sel':>5} {'allowed':>8} {'side':13} {'R@10':>6} {'leaks':>5} {'single1':>8} {'batch1':>8}"]
+    for r in result["filtered_rows"]:
+        side = r["side"] + ("*" if r.get("mir_default") else "")
+        lines.append(f"{r['type']:6} {r['selectivity']:5.0%} {r['allowed']:8d} {side:13} {r['recall@10']:6.3f} "
+                     f"{r['leaks']:5d} {r['qps_single_1t']:8.0f} {r['qps_batch_1t']:8.0f}")
+    return "\n".join(lines)
+
+
 def table(result: dict) -> str:
     rows = result["rows"]
     exact = {r["side"]: r for r in rows if r["type"] == "exact"}
@@ -230,21 +311,27 @@ def main() -> int:
     p.add_argument("--only", default="", help="comma-separated subset of exact,hnsw,ivfpq,ivfsq8")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/similarity-<n>.json)")
     p.add_argument("--table", metavar="JSON", help="only print the table of a saved result")
+    p.add_argument("--filtered", action="store_true",
+                   help="instead: filtered queries (random allowed sets, --selectivity) on HNSW and IVF-PQ")
+    p.add_argument("--selectivity", default="0.01,0.1", help="allowed fractions for --filtered")
     args = p.parse_args()
     if args.table:
-        print(table(json.loads(Path(args.table).read_text())))
+        saved = json.loads(Path(args.table).read_text())
+        print(filtered_table(saved) if "filtered_rows" in saved else table(saved))
         return 0
     args.ef = [int(v) for v in args.ef.split(",")]
     args.nprobe = [int(v) for v in args.nprobe.split(",")]
     args.k_factor = [float(v) for v in args.k_factor.split(",")]
     args.only = [v for v in args.only.split(",") if v]
+    args.selectivity = [float(v) for v in args.selectivity.split(",")]
     for n in (int(float(v)) for v in args.sizes.split(",")):
-        result = run_size(n, args)
+        result = run_filtered(n, args) if args.filtered else run_size(n, args)
         result.update(machine=platform.platform(), cpus=os.cpu_count(), load_avg=os.getloadavg(),
                       faiss=faiss.__version__)
         print()
-        print(table(result))
-        out = Path(args.out) if args.out else HERE / "results" / f"similarity-{n}.json"
+        print(filtered_table(result) if args.filtered else table(result))
+        stem = "similarity-filtered" if args.filtered else "similarity"
+        out = Path(args.out) if args.out else HERE / "results" / f"{stem}-{n}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
         print(f"wrote {out}")

@@ -10,7 +10,7 @@ import pytest
 from mir.errors import CatalogError, ParameterError
 from mir.index import (
     ExactIndex, FaissIndex, Filters, VectorIndex, choose_factory, filtered_search, load_index, parse_key, parse_range,
-    resolve_factory,
+    faiss_index, resolve_factory,
 )
 
 D = 32
@@ -242,8 +242,14 @@ def test_filter_mask_conditions(rng):
     assert not Filters().per_track and Filters().allowed(meta) is None
 
 
+@pytest.mark.parametrize("subset_exact", [True, False], ids=["subset-exact", "selector"])
 @pytest.mark.parametrize("factory", ["exact", "Flat", "HNSW16,Flat", "IVF64,PQ16x4,RFlat"])
-def test_filters_never_leak_and_keep_k(data, factory, rng):
+def test_filters_never_leak_and_keep_k(data, factory, rng, subset_exact, monkeypatch):
+    if not subset_exact:  # every allowed set goes through the approximate index + IDSelector (widening)
+        if factory == "exact":
+            pytest.skip("the exact index has no selector path")
+        monkeypatch.setattr(faiss_index, "SUBSET_EXACT_MIN", 0)
+        monkeypatch.setattr(faiss_index, "SUBSET_EXACT_FRACTION", 0.0)
     ids, x, q = data
     index = ExactIndex() if factory == "exact" else FaissIndex(factory, ef_search=16, nprobe=2, k_factor=2)
     index.build(ids, x)
@@ -280,3 +286,62 @@ def test_filters_return_all_when_fewer_than_k_qualify(data):
     assert set(found[0, :3]) == set(allowed[1:]) and (found[0, 3:] == "").all()
     assert set(found[1, :4]) == set(allowed) and (found[1, 4:] == "").all()
     assert np.isneginf(scores[1, 4:]).all()
+
+
+@pytest.mark.parametrize("factory", ["HNSW16,Flat", "IVF64,PQ16x4,RFlat"])
+def test_selective_filter_is_exact_over_the_allowed_set(data, factory, rng):
+    """A 1 % allowed set is searched by brute force over its stored vectors: the approximate index
+    (deliberately weak knobs) returns exactly the exact index's results restricted to that set."""
+    ids, x, q = data
+    index = FaissIndex(factory, ef_search=16, nprobe=1, k_factor=1).build(ids, x)
+    assert index.subset_exact_max() >= 120
+    removed = ids[rng.choice(len(ids), 300, replace=False)]
+    allowed = np.union1d(ids[rng.choice(len(ids), 120, replace=False)], removed[:20])  # ~1 %, some removed
+    index.remove(removed)
+    exact = ExactIndex().build(ids, x)
+    exact.remove(removed)
+    truth_s, truth = exact.search(q, 10, allowed=allowed)
+    scores, found = index.search(q, 10, allowed=allowed)
+    np.testing.assert_array_equal(found, truth)
+    np.testing.assert_allclose(scores, truth_s, atol=1e-6)
+    live_ok = set(allowed) - set(removed)
+    assert set(found.ravel()) <= live_ok
+    _, found_f = filtered_search(index, q, 10, allowed=allowed, exclude=[{t} for t in found[:, 0]])
+    _, truth_f = exact.search(q, 11, allowed=allowed)
+    np.testing.assert_array_equal(found_f, truth_f[:, 1:])  # the excluded best one, then the next 10
+    assert index.is_exhaustive(n_allowed=len(allowed), ef_search=16)
+
+
+def test_subset_search_falls_back_to_the_selector_without_reconstruct(data, monkeypatch):
+    ids, x, q = data
+    index = FaissIndex("HNSW16,Flat", ef_search=16).build(ids[:3000], x[:3000])
+
+    def cannot(labels):
+        raise RuntimeError("reconstruct not implemented for this type")
+
+    monkeypatch.setattr(index, "_vectors", cannot)
+    allowed = ids[:3000:50]
+    _, found = filtered_search(index, q[:5], 10, allowed=allowed)
+    assert not index._subset_ok and not index.is_exhaustive(n_allowed=len(allowed))
+    assert (found != "").all() and set(found.ravel()) <= set(allowed)
+
+
+@pytest.mark.parametrize("factory", ["exact", "HNSW16,Flat"])
+def test_reused_allowed_set_follows_changes(data, factory):
+    """The last allowed set is remembered between calls; changing it in place or changing the index
+    must not give stale results."""
+    ids, x, q = data
+    index = (ExactIndex() if factory == "exact" else FaissIndex(factory)).build(ids[:2000], x[:2000])
+    allowed = ids[:2000:10].copy()
+    _, first = index.search(q[:3], 5, allowed=allowed)
+    assert set(first.ravel()) <= set(allowed)
+    index.remove(first[:, 0])
+    _, after = index.search(q[:3], 5, allowed=allowed)
+    assert not set(after.ravel()) & set(first[:, 0]) and (after != "").all()
+    allowed[:] = ids[1:2000:10]  # same object, other contents
+    _, moved = index.search(q[:3], 5, allowed=allowed)
+    assert set(moved.ravel()) <= set(allowed)
+    index.add(["new"], x[:1] + 1e-3)
+    allowed_list = list(allowed) + ["new"]
+    _, with_new = index.search(x[:1], 1, allowed=allowed_list)
+    assert with_new[0, 0] == "new"

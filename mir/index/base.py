@@ -14,6 +14,8 @@ Conventions
 """
 from __future__ import annotations
 
+import math
+from itertools import repeat
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -37,20 +39,41 @@ def as_ids(ids: Iterable[str], name: str = "ids") -> np.ndarray:
 
 def normalized(vectors, *, dim: int | None = None, name: str = "vectors") -> np.ndarray:
     """``vectors`` [shape=(n, d)] (or one vector [d]) as C-contiguous float32 rows of unit L2 norm."""
-    x = np.array(vectors, dtype=np.float32, copy=True, ndmin=2)
+    x = np.array(vectors, dtype=np.float32, copy=True, order="C", ndmin=2)
     if x.ndim != 2:
         raise ParameterError(f"{name} must have shape (n, d), got shape {x.shape}")
     if dim is not None and x.shape[1] != dim:
         raise ParameterError(f"{name} have dimension {x.shape[1]}, the index has {dim} "
                              "(were they made by another model?)")
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None]
-    if not np.isfinite(norms).all():  # NaN or infinity anywhere makes the row's norm non-finite
-        raise ParameterError(f"{name} contain NaN or infinity (row {int(np.flatnonzero(~np.isfinite(norms[:, 0]))[0])})")
-    if x.shape[0] and (norms == 0).any():
-        raise ParameterError(f"{name} row {int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros; "
-                             "it has no direction to compare")
-    x /= norms
+    sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)  # squared norms; NaN/inf anywhere in a row -> non-finite
+    if len(sq) == 1:  # one query: scalar checks (a few µs less per call than array ones)
+        s = float(sq[0])
+        if not 0.0 < s < math.inf:  # NaN fails both
+            _bad_norms(sq, name)
+        x /= np.float64(math.sqrt(s))  # the same float64 division as below
+        return x
+    if not np.logical_and(sq > 0, sq < np.inf).all():
+        _bad_norms(sq, name)
+    x /= np.sqrt(sq)[:, None]
     return x
+
+
+def _bad_norms(sq: np.ndarray, name: str):
+    """Raise for the first row whose squared norm ``sq`` is not finite, or is zero."""
+    if not np.isfinite(sq).all():
+        raise ParameterError(f"{name} contain NaN or infinity (row {int(np.flatnonzero(~np.isfinite(sq))[0])})")
+    raise ParameterError(f"{name} row {int(np.flatnonzero(sq == 0)[0])} is all zeros; "
+                         "it has no direction to compare")
+
+
+def _same_ids(a, b) -> bool:
+    """Whether two id collections (arrays or sequences) hold the same ids in the same order."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a.shape == b.shape and a.dtype == b.dtype and bool((a == b).all())
+    try:
+        return list(a) == list(b)
+    except TypeError:
+        return False
 
 
 def check_k(k) -> int:
@@ -74,6 +97,7 @@ class VectorIndex:
         self.labels_: np.ndarray = np.zeros(0, dtype="<U1")  # label -> track id ("" once removed)
         self._label_of: dict[str, int] = {}
         self.tombstones_: np.ndarray = np.zeros(0, dtype=np.int64)  # removed labels still stored
+        self._allowed_memo = None  # (allowed object, copy of it, its labels): see _allowed_labels
 
     # --- the id table ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -89,25 +113,38 @@ class VectorIndex:
 
     def labels_of(self, ids: Sequence[str], *, missing: str = "raise") -> np.ndarray:
         """int64 labels of ``ids``; ``missing="raise"`` or ``"drop"``."""
-        out = []
-        for t in ids:
-            lab = self._label_of.get(t)
-            if lab is None:
-                if missing == "raise":
-                    raise ParameterError(f"track {t!r} is not in the index")
-                continue
-            out.append(lab)
-        return np.asarray(out, dtype=np.int64)
+        seq = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)  # str hashes faster than np.str_
+        out = np.fromiter(map(self._label_of.get, seq, repeat(-1)), dtype=np.int64, count=len(seq))
+        absent = out < 0
+        if absent.any():
+            if missing == "raise":
+                raise ParameterError(f"track {seq[int(np.flatnonzero(absent)[0])]!r} is not in the index")
+            out = out[~absent]
+        return out
 
-    def _ids_of_labels(self, labels: np.ndarray) -> np.ndarray:
+    def _allowed_labels(self, allowed) -> np.ndarray:
+        """``labels_of(allowed, missing="drop")``, remembered for the last ``allowed`` object: callers
+        (filtered_search rounds, single queries under one filter) pass the same set again and again,
+        and turning 10,000 ids into labels costs ~1 ms. Reused only for the very same object with
+        equal contents while the index is unchanged (any build / add / remove forgets it)."""
+        memo = self._allowed_memo
+        if memo is not None and memo[0] is allowed and _same_ids(memo[1], allowed):
+            return memo[2]
+        labels = self.labels_of(allowed, missing="drop")
+        snapshot = allowed.copy() if isinstance(allowed, np.ndarray) else list(allowed)
+        self._allowed_memo = (allowed, snapshot, labels)
+        return labels
+
+    def _ids_of_labels(self, labels: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
         if not len(self.labels_):
             return np.full(labels.shape, PAD_ID, dtype="<U1")
-        valid = labels >= 0
-        if valid.all():
+        missing = labels < 0 if missing is None else missing
+        if not missing.any():
             return self.labels_[labels]
-        return np.where(valid, self.labels_[np.where(valid, labels, 0)], PAD_ID)
+        return np.where(missing, PAD_ID, self.labels_[np.where(missing, 0, labels)])
 
     def _set_table(self, labels: np.ndarray, tombstones: np.ndarray) -> None:
+        self._allowed_memo = None
         self.labels_ = labels
         self._label_of = {t: i for i, t in enumerate(labels.tolist()) if t}
         self.tombstones_ = np.asarray(tombstones, dtype=np.int64)
@@ -148,6 +185,7 @@ class VectorIndex:
         if labels.size == 0:
             return 0
         self._check_writable()
+        self._allowed_memo = None
         labels = np.unique(labels)
         for lab in labels.tolist():
             del self._label_of[self.labels_[lab]]
@@ -170,10 +208,12 @@ class VectorIndex:
         x = normalized(queries, dim=self.dim_, name="queries")
         labels = None  # tombstones are the subclass's to skip
         if allowed is not None:
-            labels = self.labels_of(allowed if not isinstance(allowed, str) else [allowed], missing="drop")
+            labels = self._allowed_labels(allowed if not isinstance(allowed, str) else [allowed])
         scores, found = self._search(x, k, labels, **knobs)
-        scores = np.where(found >= 0, scores, PAD_SCORE).astype(np.float32)
-        return scores, self._ids_of_labels(found)
+        if found.size and found.min() < 0:  # padding: FAISS may leave any score there
+            missing = found < 0
+            return np.where(missing, PAD_SCORE, scores).astype(np.float32), self._ids_of_labels(found, missing)
+        return scores.astype(np.float32, copy=False), self.labels_[found]  # every label is >= 0 here
 
     def vectors(self, ids: Sequence[str]) -> np.ndarray:
         """Stored (unit) vectors of ``ids`` [shape=(m, d)] float32 (approximate for compressed types)."""
@@ -192,6 +232,7 @@ class VectorIndex:
         width = max(self.labels_.dtype.itemsize // 4, max((len(t) for t in ids.tolist()), default=1))
         self.labels_ = np.concatenate([self.labels_.astype(f"<U{width}"), ids.astype(f"<U{width}")])
         self._label_of.update(zip(ids.tolist(), labels.tolist()))
+        self._allowed_memo = None
         self._add(labels, x)
 
     def _check_unique(self, ids: np.ndarray, *, fresh: bool) -> None:
@@ -230,8 +271,9 @@ class VectorIndex:
     def _tombstones_changed(self) -> None:
         """Called after removals left tombstones (a subclass may compact)."""
 
-    def is_exhaustive(self, **knobs) -> bool:
-        """Whether a search with these knobs considers every stored vector (exact results)."""
+    def is_exhaustive(self, *, n_allowed: int | None = None, **knobs) -> bool:
+        """Whether a search with these knobs (and an ``allowed`` set of ``n_allowed`` live tracks, if
+        given) considers every vector it may return (exact results)."""
         return True
 
     def widened(self, level: int) -> dict:

@@ -5,7 +5,9 @@ or artists, at most N per artist). Per-track conditions become an ``allowed`` id
 applies *during* the search (FAISS ``IDSelector``); the per-artist cap and per-query exclusions are
 applied after it. :func:`filtered_search` widens the search (more candidates, wider ``ef_search``
 / ``nprobe``) until ``k`` results survive or the index is exhausted, so a filter never returns
-fewer than ``k`` results when ``k`` qualifying tracks exist.
+fewer than ``k`` results when ``k`` qualifying tracks exist. A small ``allowed`` set (see
+:meth:`mir.index.FaissIndex.subset_exact_max`) is searched exactly over its stored vectors instead,
+so nothing needs widening there.
 
 Metadata frame (``meta``): one row per track, index = track id, columns used when present:
 ``artist``, ``genre`` (file tag), ``genre_pred`` (model), ``tags`` (list of decided tags),
@@ -219,7 +221,8 @@ def filtered_search(index: VectorIndex, queries, k: int, *, allowed: Sequence[st
             out_i[q, :len(keep)] = ids[row, keep]
             if len(keep) < k:
                 still.append(q)
-        exhausted = fetch >= n_candidates and index.is_exhaustive(**wide)
+        exhausted = fetch >= n_candidates and index.is_exhaustive(
+            n_allowed=None if allowed is None else n_candidates, **wide)
         if not still or exhausted or n_candidates == 0:
             break
         todo = np.asarray(still)
