@@ -180,6 +180,7 @@ class FaissIndex(VectorIndex):
         self._nlist_v = int(ivf.nlist) if ivf is not None else (
             int(_ivf_core(core).nlist) if _ivf_core(core) is not None else None)
         self._params_cache = {}
+        self._selector_memo = None  # (allowed labels object, its IDSelectorBatch)
         self._subset_ok = True
         self._subset_memo = None  # (allowed labels object, sorted labels, their vectors)
         self._swig_ptr = faiss.swig_ptr
@@ -198,7 +199,7 @@ class FaissIndex(VectorIndex):
         return self._pos[labels]
 
     def _add(self, labels: np.ndarray, x: np.ndarray) -> None:
-        self._subset_memo = None
+        self._subset_memo = self._selector_memo = None
         if self.native_ids_:
             self.index_.add_with_ids(x, labels)
         else:
@@ -207,7 +208,7 @@ class FaissIndex(VectorIndex):
             self._pos = None
 
     def _remove(self, labels: np.ndarray) -> bool:
-        self._subset_memo = None
+        self._subset_memo = self._selector_memo = None
         faiss = _faiss()
         if self.native_ids_:  # a hash-table direct map removes only by IDSelectorArray
             self.index_.remove_ids(faiss.IDSelectorArray(labels))
@@ -301,10 +302,15 @@ class FaissIndex(VectorIndex):
         keep = []  # selectors must outlive the search
         selector = None
         if allowed is not None:
-            faiss = _faiss()
-            pos = self._positions(allowed)
-            keep.append(faiss.IDSelectorBatch(pos[pos >= 0]))
-            selector = keep[-1]
+            # the same labels object comes back while the filter and the index are unchanged
+            # (VectorIndex._allowed_labels): reuse its selector instead of rebuilding it per call
+            memo = self._selector_memo
+            if memo is not None and memo[0] is allowed:
+                selector = memo[1]
+            else:
+                pos = self._positions(allowed)
+                selector = _faiss().IDSelectorBatch(pos[pos >= 0])
+                self._selector_memo = (allowed, selector)
         elif self.tombstones_.size:  # skip removed vectors still stored
             faiss = _faiss()
             keep.append(faiss.IDSelectorBatch(self._positions(self.tombstones_)))
