@@ -106,7 +106,7 @@ def dask_map(address: str, fn, items: list, *args, scatter: bool = False, per_wo
             result = fut.result()
             i = position.pop(fut.key)
             fut.release()
-            for j, x in queue:
-                futures.add(submit(j, x))
-                break
+            following = next(queue, None)
+            if following is not None:
+                futures.add(submit(*following))
             yield i, result

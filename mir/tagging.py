@@ -573,32 +573,32 @@ def write_file_tags(lib: Library, model_id: str, *, dry_run: bool = False,
         frame = frame[frame["track_id"].isin(set(tracks))]
     files = lib.files()
     paths_by_hash = files.groupby("hash")["path"].apply(sorted).to_dict() if len(files) else {}
-    out = []
-    rewritten: dict[str, str] = {}
+    out, rewritten = [], {}
     try:
-        _write_each(frame, paths_by_hash, model_id, dry_run, out, rewritten)
+        for row in frame.itertuples(index=False):
+            wanted = file_tags_of(row._asdict(), model_id)
+            for path in paths_by_hash.get(row.hash, [row.path]):
+                entry = _write_file_tags(path, row.track_id, wanted, dry_run)
+                if entry["changes"] and not dry_run:
+                    rewritten[path] = row.hash
+                out.append(entry)
     finally:  # files already rewritten stay known as their tracks, even when a later one fails
         lib.retag_files(rewritten)
     return out
 
 
-def _write_each(frame, paths_by_hash, model_id, dry_run, out, rewritten) -> None:
+def _write_file_tags(path: str, track_id: str, wanted: dict, dry_run: bool) -> dict:
     from . import audio
 
-    for row in frame.itertuples(index=False):
-        wanted = file_tags_of(row._asdict(), model_id)
-        for path in paths_by_hash.get(row.hash, [row.path]):
-            entry = {"path": path, "track_id": row.track_id, "changes": {}, "error": None}
-            try:
-                try:
-                    entry["changes"] = audio.write_tags(path, wanted, dry_run=dry_run)
-                except ParameterError:  # e.g. M4A takes no custom keys: write the genre only
-                    entry["changes"] = audio.write_tags(path, {"genre": wanted["genre"]}, dry_run=dry_run)
-                if entry["changes"] and not dry_run:
-                    rewritten[path] = row.hash
-            except MirError as exc:
-                entry["error"] = str(exc)
-            out.append(entry)
+    entry = {"path": path, "track_id": track_id, "changes": {}, "error": None}
+    try:
+        try:
+            entry["changes"] = audio.write_tags(path, wanted, dry_run=dry_run)
+        except ParameterError:  # e.g. M4A takes no custom keys: write the genre only
+            entry["changes"] = audio.write_tags(path, {"genre": wanted["genre"]}, dry_run=dry_run)
+    except MirError as exc:
+        entry["error"] = str(exc)
+    return entry
 
 
 # --- files outside a library -----------------------------------------------------------------------
