@@ -99,8 +99,8 @@ def soft_min(sims: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray:
     return (lo[..., 0] - temperature * np.log(np.mean(np.exp(-(s - lo) / temperature), axis=-1))).astype(np.float32)
 
 
-def tag_match(meta: pd.DataFrame, tags: Sequence[str]) -> np.ndarray:
-    """Geometric mean of each track's probabilities of ``tags`` [len(meta)] (tags matched case-insensitively)."""
+def tag_probs(meta: pd.DataFrame, tags: Sequence[str]) -> np.ndarray:
+    """Each track's probabilities of ``tags`` [len(meta), len(tags)] (tags matched case-insensitively)."""
     vocab = list(meta.attrs.get("tags", []))
     lower = {t.casefold(): i for i, t in enumerate(vocab)}
     cols = []
@@ -110,8 +110,13 @@ def tag_match(meta: pd.DataFrame, tags: Sequence[str]) -> np.ndarray:
                                  f"known tags: {', '.join(vocab[:40])}{' …' if len(vocab) > 40 else ''}")
         cols.append(lower[t.strip().casefold()])
     if not len(meta):
-        return np.zeros(0, np.float32)
-    probs = np.stack(meta["tag_probs"].to_numpy())[:, cols].astype(np.float64)
+        return np.zeros((0, len(cols)), np.float32)
+    return np.stack(meta["tag_probs"].to_numpy())[:, cols]
+
+
+def tag_match(meta: pd.DataFrame, tags: Sequence[str]) -> np.ndarray:
+    """Geometric mean of each track's probabilities of ``tags`` [len(meta)]."""
+    probs = tag_probs(meta, tags).astype(np.float64)
     return np.exp(np.log(np.clip(probs, 1e-6, 1)).mean(axis=1)).astype(np.float32)
 
 
@@ -208,28 +213,18 @@ def similar(li: LibraryIndex, *, tracks: Sequence[str] = (), audio: str | os.Pat
     else:
         ranked = _pooled(li, seed_matrix, match, k, filters, exclude, tag_weight, temperature, knobs)
 
+    ids = [track_id for track_id, _ in ranked]
+    nearest = np.argmax(li.vectors(ids) @ seed_matrix.T, axis=1) if seeds and ids else None
+    probs = tag_probs(meta.loc[ids], tags).round(3) if tags else None
     out = []
     for rank, (track_id, score) in enumerate(ranked, 1):
         row = meta.loc[track_id]
-        nearest = None
-        if seeds:
-            v = li.vectors([track_id])[0]
-            nearest = seeds[int(np.argmax(seed_matrix @ v))]
-        probs = {}
-        if tags:
-            probs = dict(zip(tags, tag_match_each(meta.loc[[track_id]], tags)[0].tolist()))
-        why = explain(row, nearest, tags, probs)
+        seed = seeds[int(nearest[rank - 1])] if nearest is not None else None
+        why = explain(row, seed, tags, dict(zip(tags, probs[rank - 1].tolist())) if tags else {})
         out.append({"rank": rank, "track_id": track_id, "path": row.get("path"),
                     "artist": _value(row.get("artist")), "title": _value(row.get("title")),
                     "score": round(float(score), 6), "explanation": why.pop("text"), "why": why})
     return out
-
-
-def tag_match_each(meta: pd.DataFrame, tags: Sequence[str]) -> np.ndarray:
-    """Probabilities of each of ``tags`` [len(meta), len(tags)]."""
-    vocab = {t.casefold(): i for i, t in enumerate(meta.attrs.get("tags", []))}
-    probs = np.stack(meta["tag_probs"].to_numpy())
-    return probs[:, [vocab[t.strip().casefold()] for t in tags]].round(3)
 
 
 def _pooled(li: LibraryIndex, seeds: np.ndarray | None, match: np.ndarray | None, k: int, filters: Filters,
@@ -241,10 +236,11 @@ def _pooled(li: LibraryIndex, seeds: np.ndarray | None, match: np.ndarray | None
     n_allowed = len(allowed_ids)
     artists = meta["artist"].dropna().to_dict() if filters.max_per_artist else None
     pool = max(4 * k, POOL_MIN)
+    if seeds is not None:
+        queries = np.vstack([seeds, normalized(seeds.mean(axis=0, keepdims=True))]) if len(seeds) > 1 else seeds
     while True:
         cands: set[str] = set()
         if seeds is not None:
-            queries = np.vstack([seeds, normalized(seeds.mean(axis=0, keepdims=True))]) if len(seeds) > 1 else seeds
             _, ids = li.search(queries, min(pool, max(n_allowed, 1)), filters=filters,
                                exclude=[exclude] * len(queries), **knobs)
             cands.update(t for t in ids.ravel().tolist() if t != PAD_ID)
@@ -261,7 +257,8 @@ def _pooled(li: LibraryIndex, seeds: np.ndarray | None, match: np.ndarray | None
             m = match[meta.index.get_indexer(cand)]
             score = m if seeds is None else (1 - tag_weight) * score + tag_weight * m
         order = np.lexsort((cand, -score))
-        keep = cap_per_group(cand[order], artists, filters.max_per_artist)[:k]
+        cand, score = cand[order], score[order]
+        keep = cap_per_group(cand, artists, filters.max_per_artist)[:k]
         if len(keep) >= k or pool >= n_allowed:
-            return [(str(cand[order][i]), float(score[order][i])) for i in keep]
+            return [(str(cand[i]), float(score[i])) for i in keep]
         pool *= 4
