@@ -8,9 +8,11 @@ from ..catalog import Library
 
 
 def _line(li, verb: str, seconds: float) -> str:
+    from ..index.library import index_dir
+
     m = li.manifest
     return (f"index {verb}: model {li.model_id}, {m['count']} tracks, dimension {m['dim']}, "
-            f"type {m['index_type']} ({seconds:.1f} s) -> {li.lib.root / 'indexes' / li.model_id}")
+            f"type {m['index_type']} ({seconds:.1f} s) -> {index_dir(li.lib, li.model_id)}")
 
 
 def cmd_build(args) -> int:

@@ -177,8 +177,8 @@ class FaissIndex(VectorIndex):
         self._refine = isinstance(core, faiss.IndexRefine)
         core = faiss.downcast_index(core.base_index) if self._refine else core
         self._hnsw = isinstance(core, faiss.IndexHNSW)
-        self._nlist_v = int(ivf.nlist) if ivf is not None else (
-            int(_ivf_core(core).nlist) if _ivf_core(core) is not None else None)
+        ivf = ivf if ivf is not None else _ivf_core(core)
+        self._nlist = int(ivf.nlist) if ivf is not None else None
         self._params_cache = {}
         self._selector_memo = None  # (allowed labels object, its IDSelectorBatch)
         self._subset_ok = True
@@ -378,29 +378,22 @@ class FaissIndex(VectorIndex):
             return np.where(missing, -np.inf, scores).astype(np.float32), np.where(missing, -1, labels[np.maximum(rows, 0)])
         return scores, labels[rows]
 
-    def _is_hnsw(self) -> bool:
-        return self._hnsw
-
-    def _nlist(self) -> int | None:
-        return self._nlist_v
-
     def is_exhaustive(self, *, n_allowed: int | None = None, **knobs) -> bool:
         if n_allowed is not None and self._subset_exact(n_allowed):
             return True
-        nlist = self._nlist()
-        if nlist is not None:
-            return (knobs.get("nprobe") or self.nprobe) >= nlist
-        if self._is_hnsw():
+        if self._nlist is not None:
+            return (knobs.get("nprobe") or self.nprobe) >= self._nlist
+        if self._hnsw:
             return (knobs.get("ef_search") or self.ef_search) >= self.index_.ntotal
         return True
 
     def widened(self, level: int) -> dict:
         f = 2 ** level
         out = {}
-        if self._is_hnsw():
+        if self._hnsw:
             out["ef_search"] = self.ef_search * f
-        if self._nlist() is not None:
-            out["nprobe"] = min(self._nlist(), self.nprobe * f)
+        if self._nlist is not None:
+            out["nprobe"] = min(self._nlist, self.nprobe * f)
         if self._refine:
             out["k_factor"] = self.k_factor * f
         return out
@@ -417,13 +410,11 @@ def _ivf_core(index):
 
 def _check_training(factory: str, inner, n: int) -> None:
     faiss = _faiss()
-    index = inner
-    if isinstance(faiss.downcast_index(index), faiss.IndexRefine):
-        index = faiss.downcast_index(index).base_index
-    index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexPreTransform):
-        index = faiss.downcast_index(index.index)
-    need = int(index.nlist) if isinstance(index, faiss.IndexIVF) else 1
+    index = faiss.downcast_index(inner)
+    if isinstance(index, faiss.IndexRefine):
+        index = index.base_index
+    ivf = _ivf_core(index)
+    need = int(ivf.nlist) if ivf is not None else 1
     if n < need:
         raise ParameterError(f"index type {factory!r} needs at least {need} vectors to train, got {n}; "
                              "use a smaller nlist or 'Flat'")

@@ -200,7 +200,8 @@ def filtered_search(index: VectorIndex, queries, k: int, *, allowed: Sequence[st
     k = check_k(k)
     x = np.asarray(queries, dtype=np.float32)
     x = x[None, :] if x.ndim == 1 else x
-    n_candidates = len(index) if allowed is None else len(index.labels_of(list(allowed), missing="drop"))
+    # the index remembers these labels for this very ``allowed`` object, so the searches reuse them
+    n_candidates = len(index) if allowed is None else len(index._allowed_labels(allowed))
     if exclude is not None and len(exclude) != len(x):
         raise ParameterError(f"exclude has {len(exclude)} sets for {len(x)} queries")
     post = exclude is not None or max_per_artist is not None

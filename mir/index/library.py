@@ -25,7 +25,7 @@ import pandas as pd
 from ..catalog import Library
 from ..catalog.stages import stage_versions
 from ..errors import CatalogError, ParameterError
-from .base import VectorIndex
+from .base import PAD_ID, VectorIndex
 from .filters import Filters, filtered_search
 from .storage import MANIFEST, load_index, read_manifest
 
@@ -223,7 +223,7 @@ def index_status(lib: Library, model: str | None = None) -> dict:
     if manifest.get("tracks_digest") == tracks_digest(current):
         return {"model_id": model_id, "exists": True, "stale": False, "added": 0, "removed": 0, "manifest": manifest}
     labels = np.load(folder / manifest["files"]["labels"], allow_pickle=False)
-    have = labels[labels != ""]
+    have = labels[labels != PAD_ID]
     return {"model_id": model_id, "exists": True, "stale": True, "added": int(len(np.setdiff1d(current, have))),
             "removed": int(len(np.setdiff1d(have, current))), "manifest": manifest}
 
