@@ -54,6 +54,30 @@ def search_embeddings(embeddings: np.ndarray, queries: np.ndarray, n: int, *,
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def max_seen(seen, u: np.ndarray) -> int:
+    """The most items any of users ``u`` has played (rows of the CSR ``seen``)."""
+    return int(np.max(seen.indptr[u + 1] - seen.indptr[u])) if len(u) else 0
+
+
+def pick(cand: np.ndarray, scores: np.ndarray, n: int):
+    """The ``n`` best of candidates ``cand`` [b, c] by ``scores`` [b, c] -> ``(items, scores)``, -1 padded."""
+    idx, vals = topk(scores, n)
+    items = np.where(idx >= 0, np.take_along_axis(cand, np.maximum(idx, 0), axis=1), -1)
+    return items, vals
+
+
+def zscore_rows(s: np.ndarray) -> np.ndarray:
+    """Standardise each row over its finite entries (others stay -inf); constant rows become 0."""
+    ok = np.isfinite(s)
+    cnt = np.maximum(ok.sum(axis=1, keepdims=True), 1)
+    x = np.where(ok, s, 0.0).astype(np.float64)
+    mean = x.sum(axis=1, keepdims=True) / cnt
+    var = (np.where(ok, x - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / cnt
+    std = np.sqrt(var)
+    z = np.where(std > 1e-12, (x - mean) / np.where(std > 1e-12, std, 1.0), 0.0)
+    return np.where(ok, z, -np.inf)
+
+
 def topk(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top ``n`` of ``scores`` [b, m]: ``(idx, values)`` by decreasing value, ties by index.
 
@@ -163,15 +187,13 @@ class Recommender:
     def _score(self, u, items):
         raise NotImplementedError
 
-    def _popular(self, b: int, n: int, allowed: np.ndarray | None, exclude: np.ndarray | None = None):
-        """Most played items (distinct users), ``b`` identical rows; ``exclude`` [b, n_items] bool optional."""
-        scores = np.log1p(self.item_users_.astype(np.float32))
-        scores = np.broadcast_to(scores, (b, len(scores))).copy()
+    def _popular(self, b: int, n: int, allowed: np.ndarray | None):
+        """Most played items (distinct users), ``b`` identical rows."""
+        scores = np.log1p(self.item_users_.astype(np.float32))[None, :]
         if allowed is not None:
-            scores[:, ~allowed] = NEG
-        if exclude is not None:
-            scores[exclude] = NEG
-        return topk(scores, n)
+            scores = np.where(allowed, scores, NEG)
+        idx, vals = topk(scores, n)
+        return np.repeat(idx, b, axis=0), np.repeat(vals, b, axis=0)
 
     def user_index(self, users: Sequence[str] | None) -> np.ndarray:
         """Positions of user ids in the fitted users (-1 for users the model has not seen)."""

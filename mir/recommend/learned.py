@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
-from ._base import NEG, Recommender, dedupe_rows, seen_mask
+from ._base import NEG, Recommender, dedupe_rows, max_seen, pick, seen_mask, zscore_rows
 from .tune import relevance_credit, validation_split
 
 BASE = ("cf_z", "cf_logrank", "cb_z", "cb_logrank", "log_pop", "cold_track")
@@ -28,12 +28,8 @@ FEATURES = BASE + tuple(f"log_plays*{f}" for f in MIXED) + tuple(f"cold_user*{f}
 
 
 def _zscore(s: np.ndarray) -> np.ndarray:
-    ok = np.isfinite(s)
-    cnt = np.maximum(ok.sum(axis=1, keepdims=True), 1)
-    x = np.where(ok, s, 0.0).astype(np.float64)
-    mean = x.sum(axis=1, keepdims=True) / cnt
-    std = np.sqrt((np.where(ok, x - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / cnt)
-    return np.where(ok & (std > 1e-12), (x - mean) / np.where(std > 1e-12, std, 1.0), 0.0)
+    """Per-row z-scores of the finite entries, 0 elsewhere."""
+    return np.where(np.isfinite(s), zscore_rows(s), 0.0)
 
 
 def _log_rank(s: np.ndarray) -> np.ndarray:
@@ -42,6 +38,18 @@ def _log_rank(s: np.ndarray) -> np.ndarray:
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.broadcast_to(np.arange(s.shape[1]), s.shape), axis=1)
     return np.log1p(ranks.astype(np.float64))
+
+
+def _popular(model, u, n, allowed, exclude_seen) -> np.ndarray:
+    """[b, n] most played items (distinct users) per user, played ones excluded when asked, in
+    popularity order (unlike a second top-k, which may reorder items tied in popularity)."""
+    extra = max_seen(model.seen_, u) if exclude_seen else 0
+    top, _ = model._popular(1, n + extra, allowed)
+    cand = np.broadcast_to(top, (len(u), top.shape[1])).copy()
+    if exclude_seen:
+        cand[seen_mask(model.seen_, u, cand)] = -1
+    keep = np.argsort(cand < 0, axis=1, kind="stable")[:, :n]  # valid entries first, order kept
+    return np.take_along_axis(cand, keep, axis=1)
 
 
 def candidate_features(cf_scores: np.ndarray, cb_scores: np.ndarray, log_pop: np.ndarray, cold_track: np.ndarray,
@@ -58,17 +66,6 @@ def candidate_features(cf_scores: np.ndarray, cb_scores: np.ndarray, log_pop: np
     cu = np.asarray(cold_user, np.float64)[:, None]
     cols = [base[f] for f in BASE] + [lp * base[f] for f in MIXED] + [cu * base[f] for f in ("cb_z", "cb_logrank", "log_pop")]
     return np.stack(cols, axis=-1)
-
-
-def _popular(model, u, n, allowed, exclude_seen) -> np.ndarray:
-    """[b, n] most played items (distinct users) per user, played ones excluded when asked."""
-    extra = int(np.max(np.diff(model.seen_.indptr)[u])) if exclude_seen and len(u) else 0
-    top, _ = model._popular(1, n + extra, allowed)
-    cand = np.broadcast_to(top, (len(u), top.shape[1])).copy()
-    if exclude_seen:
-        cand[seen_mask(model.seen_, u, cand)] = -1
-    keep = np.argsort(cand < 0, axis=1, kind="stable")[:, :n]  # valid entries first, order kept
-    return np.take_along_axis(cand, keep, axis=1)
 
 
 class LearnedHybrid(Recommender):
@@ -101,14 +98,9 @@ class LearnedHybrid(Recommender):
         self.cold_ridge = cold_ridge
 
     def _parts(self, cf_settings: dict | None = None):
-        from .methods import Collaborative, ContentBased, clone
+        from .methods import hybrid_parts  # methods imports this module
 
-        cf = clone(self.collaborative) if self.collaborative is not None else Collaborative()
-        for name, value in (cf_settings or {}).items():
-            setattr(cf, name, value)
-        if getattr(cf, "cold_ridge", 0) is None and self.cold_ridge is not None:
-            cf.cold_ridge = self.cold_ridge
-        return cf, clone(self.content) if self.content is not None else ContentBased()
+        return hybrid_parts(self.collaborative, self.content, cf_settings, self.cold_ridge)
 
     def _check(self) -> None:
         if isinstance(self.n_candidates, bool) or not isinstance(self.n_candidates, (int, np.integer)) \
@@ -203,10 +195,8 @@ class LearnedHybrid(Recommender):
         return np.where(ok, z, NEG).astype(np.float32)
 
     def _ranked(self, cf, cb, u, n, allowed, exclude_seen):
-        from .methods import _pick
-
         cand = self._pool(cf, cb, u, max(int(self.n_candidates), n), allowed, exclude_seen)
-        return _pick(cand, self._logit(cf, cb, u, cand), n)
+        return pick(cand, self._logit(cf, cb, u, cand), n)
 
     def _candidates(self, u, n, allowed, exclude_seen):
         return self._ranked(self.collaborative_, self.content_, u, n, allowed, exclude_seen)

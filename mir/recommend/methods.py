@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from ..errors import ParameterError
 from . import taste
-from ._base import NEG, Recommender, dedupe_rows, gather_rows, seen_mask, topk
+from ._base import NEG, Recommender, dedupe_rows, gather_rows, max_seen, pick, seen_mask, topk, zscore_rows
 from .scan import NormOrder, mips_topk, mixture_topk
 from .tune import relevance_credit, successive_halving, validation_split
 
@@ -19,16 +19,6 @@ from .tune import relevance_credit, successive_halving, validation_split
 def clone(model: Recommender) -> Recommender:
     """An unfitted copy with the same hyper-parameters."""
     return type(model)(**model.get_params())
-
-
-def _max_seen(seen, u: np.ndarray) -> int:
-    return int(np.max(seen.indptr[u + 1] - seen.indptr[u])) if len(u) else 0
-
-
-def _pick(cand: np.ndarray, scores: np.ndarray, n: int):
-    idx, vals = topk(scores, n)
-    items = np.where(idx >= 0, np.take_along_axis(cand, np.maximum(idx, 0), axis=1), -1)
-    return items, vals
 
 
 class Popularity(Recommender):
@@ -43,13 +33,13 @@ class Popularity(Recommender):
         pass
 
     def _candidates(self, u, n, allowed, exclude_seen):
-        extra = _max_seen(self.seen_, u) if exclude_seen else 0
+        extra = max_seen(self.seen_, u) if exclude_seen else 0
         top, _ = self._popular(1, n + extra, allowed)
         cand = np.broadcast_to(top, (len(u), top.shape[1])).copy()
         scores = self._score(u, cand)
         if exclude_seen:
             scores[seen_mask(self.seen_, u, cand)] = NEG
-        return _pick(cand, scores, n)
+        return pick(cand, scores, n)
 
     def _score(self, u, items):
         pop = np.log1p(self.item_users_.astype(np.float32))
@@ -138,7 +128,7 @@ class ContentBased(Recommender):
         items = np.full((len(u), n), -1, np.int64)
         scores = np.full((len(u), n), NEG, np.float32)
         todo = np.arange(len(u))
-        K = min(N, n + (_max_seen(self.seen_, u) if seen is not None else 0))
+        K = min(N, n + (max_seen(self.seen_, u) if seen is not None else 0))
         while len(todo):
             uu = u[todo]
             active = self.shares_[uu] > 0
@@ -152,7 +142,7 @@ class ContentBased(Recommender):
             sc = self._score(uu, cand)
             if seen is not None:
                 sc[seen_mask(self.seen_, uu, cand)] = NEG
-            it, vs = _pick(cand, sc, n)
+            it, vs = pick(cand, sc, n)
             items[todo], scores[todo] = it, vs
             bound = taste.mixture_scores(kth, self.shares_[uu], self.temperature)[:, 0]
             more = (bound > np.where(np.isfinite(vs[:, -1]), vs[:, -1], NEG)) & np.isfinite(bound)
@@ -374,16 +364,16 @@ class Collaborative(Recommender):
 
 
 # --- hybrid ---------------------------------------------------------------------------------------------------
-def zscore_rows(s: np.ndarray) -> np.ndarray:
-    """Standardise each row over its finite entries (others stay -inf); constant rows become 0."""
-    ok = np.isfinite(s)
-    cnt = np.maximum(ok.sum(axis=1, keepdims=True), 1)
-    x = np.where(ok, s, 0.0).astype(np.float64)
-    mean = x.sum(axis=1, keepdims=True) / cnt
-    var = (np.where(ok, x - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / cnt
-    std = np.sqrt(var)
-    z = np.where(std > 1e-12, (x - mean) / np.where(std > 1e-12, std, 1.0), 0.0)
-    return np.where(ok, z, -np.inf)
+def hybrid_parts(collaborative: Recommender | None, content: Recommender | None, cf_settings: dict | None,
+                 cold_ridge: float | None) -> tuple[Recommender, Recommender]:
+    """Unfitted copies of a hybrid's two parts (defaults where None): ``cf_settings`` (chosen once on
+    the validation split) set on the collaborative part, and ``cold_ridge`` where that part leaves it unset."""
+    cf = clone(collaborative) if collaborative is not None else Collaborative()
+    for name, value in (cf_settings or {}).items():
+        setattr(cf, name, value)
+    if getattr(cf, "cold_ridge", 0) is None:
+        cf.cold_ridge = cold_ridge
+    return cf, clone(content) if content is not None else ContentBased()
 
 
 def blend(z_cf: np.ndarray, z_cb: np.ndarray, cold_items: np.ndarray, weights: np.ndarray,
@@ -449,15 +439,11 @@ class Hybrid(Recommender):
     def _parts(self, cf_settings: dict | None = None):
         if self.cold_items not in ("factors", "content"):
             raise ParameterError(f"cold_items must be 'factors' or 'content', got {self.cold_items!r}")
-        cf = clone(self.collaborative) if self.collaborative is not None else Collaborative()
-        for name, value in (cf_settings or {}).items():  # chosen once on the validation split
-            setattr(cf, name, value)
-        if hasattr(cf, "cold_ridge"):
-            if self.cold_items == "factors" and cf.cold_ridge is None:
-                cf.cold_ridge = self.cold_ridge
-            elif self.cold_items == "content":
-                cf.cold_ridge = None
-        return cf, clone(self.content) if self.content is not None else ContentBased()
+        cf, cb = hybrid_parts(self.collaborative, self.content, cf_settings,
+                              self.cold_ridge if self.cold_items == "factors" else None)
+        if self.cold_items == "content" and hasattr(cf, "cold_ridge"):
+            cf.cold_ridge = None
+        return cf, cb
 
     @staticmethod
     def _predicts_cold(cf) -> bool:
@@ -565,7 +551,7 @@ class Hybrid(Recommender):
     def _candidates(self, u, n, allowed, exclude_seen):
         cand, z_cf, z_cb, cold_i = self._blend_inputs(self.collaborative_, self.content_, u, n, allowed, exclude_seen)
         sub = not self._predicts_cold(self.collaborative_)
-        return _pick(cand, blend(z_cf, z_cb, cold_i, self._weights(u), self.cold_offset_, sub), n)
+        return pick(cand, blend(z_cf, z_cb, cold_i, self._weights(u), self.cold_offset_, sub), n)
 
     def _score(self, u, items):
         z_cf = zscore_rows(self.collaborative_._score(u, items))

@@ -51,7 +51,6 @@ def relevance_credit(cand: np.ndarray, users: np.ndarray, relevant: dict, n_item
     rel_items = np.concatenate([relevant[int(x)] for x in users]) if len(users) else np.zeros(0, np.int64)
     hit = pd.Index(key.ravel()).get_indexer(rel_items + rows * m)
     rel.ravel()[hit[hit >= 0]] = True
-    rel &= cand >= 0
     return rel / np.maximum(n_rel, 1)[:, None]
 
 
