@@ -93,8 +93,7 @@ def _similarity(lib, model_id: str, k: int = 10) -> list[str]:
 
 
 def _label(tracks, i: int) -> str:
-    name = " - ".join(str(x) for x in (tracks.artist[i], tracks.title[i]) if x) or str(tracks.path[i])
-    return f"{name[:52]:52s} {str(tracks.genre[i]) if tracks.genre is not None else '':14s}"
+    return f"{tracks.label(i)[:52]:52s} {str(tracks.genre[i]):14s}"
 
 
 def recommendations(lib, model_id: str, data: Path, k: int = 50) -> list[str]:
@@ -141,8 +140,8 @@ def recommendations(lib, model_id: str, data: Path, k: int = 50) -> list[str]:
     lines.append("playlist continuing their two most played tracks (the seeds, marked *):")
     for n, tid in enumerate(seeds + pl.track_ids, 1):
         i = tracks.index_of(tid)
-        tempo = f"{tracks.tempo[i]:5.1f} BPM" if tracks.tempo is not None and tracks.tempo[i] == tracks.tempo[i] else "    ? BPM"
-        key = str(tracks.key[i] or "?") if tracks.key is not None else "?"
+        tempo = f"{tracks.tempo[i]:5.1f} BPM" if tracks.tempo[i] == tracks.tempo[i] else "    ? BPM"
+        key = str(tracks.key[i] or "?")
         lines.append(f"  {n:2d}{'*' if tid in seeds else ' '} {_label(tracks, i)} {tempo}  {key}")
     return lines
 

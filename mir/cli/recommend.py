@@ -180,18 +180,19 @@ def cmd_playlist(args) -> int:
     from ..recommend import from_library
     from ..recommend.playlist import continue_from, path_between, write_json, write_m3u
 
-    tracks = from_library(Library(args.library), args.model)
-    seeds = [_track_id(args.library, s) for s in args.seed]
+    lib = Library(args.library)
+    tracks = from_library(lib, args.model)
+    seeds = [str(lib.track(s)["track_id"]) for s in args.seed]
     opts = dict(tempo_weight=args.tempo_weight, key_weight=args.key_weight, artist_gap=args.artist_gap)
     if args.to:
         if len(seeds) != 1:
             raise ParameterError("--to walks from one --seed track to another; give exactly one --seed")
-        pl = path_between(tracks, seeds[0], _track_id(args.library, args.to), args.length, **opts)
+        pl = path_between(tracks, seeds[0], str(lib.track(args.to)["track_id"]), args.length, **opts)
     else:
         pl = continue_from(tracks, seeds, args.length, flow=args.flow, **opts)
     for n, tid in enumerate(pl.track_ids, 1):
         i = tracks.index_of(tid)
-        name = " - ".join(x for x in (tracks.artist[i], tracks.title[i]) if x) or str(tracks.path[i])
+        name = tracks.label(i)
         tempo = f"{tracks.tempo[i]:6.1f} BPM" if tracks.tempo[i] == tracks.tempo[i] else "     ? BPM"
         print(f"{n:3d}  {tid}  {tempo}  {str(tracks.key[i] or '?'):9s}  {name}")
     if pl.relaxed:
@@ -201,11 +202,6 @@ def cmd_playlist(args) -> int:
     if args.json:
         write_json(pl, tracks, args.json)
     return 0
-
-
-def _track_id(library: str, ref: str) -> str:
-    """A track reference (id, hash, path) as a track id of the library."""
-    return str(Library(library).track(ref)["track_id"])
 
 
 def _collab_args(p) -> None:

@@ -74,15 +74,16 @@ class BatchJob:
                                      "run the same command to resume it, or pass --restart to start over")
         else:
             self.work.mkdir(parents=True, exist_ok=True)
-            atomic.clean_stale_temps(self.work)
             atomic.write_text(job_file, json.dumps(self.spec, indent=1, sort_keys=True))
         atomic.clean_stale_temps(self.work)
 
+    def has_model(self) -> bool:
+        """Whether an earlier (killed) run of this job saved its fitted model."""
+        return (self.work / "model" / "model.json").is_file() and (self.work / "model" / "model.npz").is_file()
+
     def saved_model(self) -> Recommender | None:
         """The model an earlier (killed) run of this job fitted, or None."""
-        if (self.work / "model" / "model.json").is_file() and (self.work / "model" / "model.npz").is_file():
-            return load_model(self.work / "model")
-        return None
+        return load_model(self.work / "model") if self.has_model() else None
 
     def _shard_path(self, i: int) -> Path:
         return self.work / f"shard-{i:05d}.parquet"
@@ -97,7 +98,7 @@ class BatchJob:
             raise ParameterError(f"shard_size must be >= 1, got {shard_size}")
         start = time.monotonic()
         report = JobReport(users=len(users), out=str(self.out))
-        if self.saved_model() is None:
+        if not self.has_model():
             save_model(model, self.work / "model")
         else:
             report.resumed_model = True
@@ -107,8 +108,7 @@ class BatchJob:
         todo = [i for i in range(len(shards)) if not self._shard_path(i).is_file()]
         report.done_before = len(shards) - len(todo)
         with tqdm(total=len(users), desc="recommend", unit="user", disable=not progress) as bar:
-            pending = set(todo)
-            bar.update(sum(len(shards[i]) for i in range(len(shards)) if i not in pending))
+            bar.update(len(users) - sum(len(shards[i]) for i in todo))
             runner = _run_dask(scheduler, model, shards, todo, k, exclude_seen, rerank) if scheduler else \
                 _run_local(model, shards, todo, k, exclude_seen, rerank)
             for i, frame in runner:

@@ -58,6 +58,10 @@ class TrackSet:
     def __len__(self) -> int:
         return len(self.track_ids)
 
+    def label(self, i: int) -> str:
+        """"artist - title" of track ``i`` (either alone when the other is unknown), else its path."""
+        return " - ".join(str(x) for x in (self.artist[i], self.title[i]) if x) or str(self.path[i])
+
     def index_of(self, ref: str) -> int:
         """Position of a track id (or a unique prefix of one)."""
         if ref in self._pos:
@@ -72,13 +76,10 @@ class TrackSet:
 
 def from_library(lib, model_id: str | None = None) -> TrackSet:
     """The tagged present tracks of ``lib`` (``model_id`` None: the most recently tagging model)."""
-    from ..tagging import load_tags, tagged_models
+    from ..index.library import resolve_model_id
+    from ..tagging import load_tags
 
-    if model_id is None:
-        models = tagged_models(lib)
-        if not models:
-            raise CatalogError(f"library {str(lib.root)!r} has no track embeddings yet; run `mir tag {lib.root}` first")
-        model_id = models[0]
+    model_id = resolve_model_id(lib, model_id)
     tags = load_tags(lib, model_id, embedding=True)
     if tags.empty:
         raise CatalogError(f"no present track of {str(lib.root)!r} is tagged by model {model_id!r}; run `mir tag`")
