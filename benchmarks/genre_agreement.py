@@ -30,19 +30,13 @@ sys.path.insert(0, str(HERE.parent))
 from mir.catalog import Library, stage_versions  # noqa: E402
 from mir.index import ExactIndex  # noqa: E402
 from mir.index.library import resolve_model_id  # noqa: E402
+from mir.index.similar import neighbour_agreement as agreement_in  # noqa: E402
 from mir.tagging import load_embeddings  # noqa: E402
 
 
 def neighbour_agreement(ids: np.ndarray, vectors: np.ndarray, genre: np.ndarray, k: int) -> tuple[float, np.ndarray]:
     """Mean share of the ``k`` nearest other tracks with the same genre, and the per-track shares."""
-    index = ExactIndex().build(ids, vectors)
-    _, found = index.search(vectors, k + 1)
-    genre_of = dict(zip(ids, genre))
-    shares = []
-    for own, row in zip(ids, found):
-        others = [t for t in row if t != own][:k]
-        shares.append(np.mean([genre_of[t] == genre_of[own] for t in others]))
-    return float(np.mean(shares)), np.asarray(shares)
+    return agreement_in(ExactIndex().build(ids, vectors), ids, vectors, genre, k)
 
 
 def mean_mfcc(lib: Library, hashes: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
@@ -82,17 +76,16 @@ def main() -> int:
 
     mfcc = mean_mfcc(lib, hashes)
     mfcc_z = (mfcc - mfcc.mean(0)) / (mfcc.std(0) + 1e-9)
-    results = {}
+    results, shares = {}, {}
     for name, vectors in (("embedding", emb), ("mean-MFCC (z)", mfcc_z), ("mean-MFCC (raw)", mfcc)):
-        results[name] = neighbour_agreement(ids, vectors, genre, args.k)[0]
+        results[name], shares[name] = neighbour_agreement(ids, vectors, genre, args.k)
     results["chance"] = chance
 
     print(f"library {lib.root}, model {model_id}: {n} tracks with a genre label, {len(counts)} genres")
     print(f"share of a track's {args.k} nearest neighbours with the same genre:")
     for name, value in results.items():
         print(f"  {name:16s} {value:.3f}")
-    per_genre = pd.DataFrame({"genre": genre, "embedding": neighbour_agreement(ids, emb, genre, args.k)[1],
-                              "mean-MFCC (z)": neighbour_agreement(ids, mfcc_z, genre, args.k)[1]})
+    per_genre = pd.DataFrame({"genre": genre, "embedding": shares["embedding"], "mean-MFCC (z)": shares["mean-MFCC (z)"]})
     table = per_genre.groupby("genre").mean().round(3)
     print(table.to_string())
     out = Path(args.out)

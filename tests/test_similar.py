@@ -240,3 +240,16 @@ def test_cli_index_and_similar(lib, capsys, tagged_lib):
     assert "H minor" in capsys.readouterr().err
     assert cli(["index", "build", root, "--type", "IVF4096,Flat"]) == 1
     assert "needs at least 4096 vectors" in capsys.readouterr().err
+
+
+def test_neighbour_agreement_by_hand():
+    from mir.index import ExactIndex
+    from mir.index.similar import neighbour_agreement
+
+    ids = ["a", "b", "c", "d"]
+    x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)  # a~b, c~d
+    index = ExactIndex().build(ids, x)
+    mean, shares = neighbour_agreement(index, ids, x, ["x", "x", "y", "y"], k=1)
+    assert mean == 1.0 and shares.tolist() == [1.0, 1.0, 1.0, 1.0]
+    mean, shares = neighbour_agreement(index, ids, x, ["x", "y", "y", "y"], k=1)
+    assert shares.tolist() == [0.0, 0.0, 1.0, 1.0] and mean == 0.5

@@ -71,7 +71,7 @@ def _tag_summary(lib, model_id: str) -> list[str]:
 def _similarity(lib, model_id: str, k: int = 10) -> list[str]:
     """Index the embeddings, show one query, and score neighbours' genre agreement."""
     from ..index import update_library_index
-    from ..index.similar import similar
+    from ..index.similar import neighbour_agreement, similar
 
     print("[5/6] index the embeddings (FAISS) and query by track")
     li, report = update_library_index(lib, model_id)
@@ -80,10 +80,9 @@ def _similarity(lib, model_id: str, k: int = 10) -> list[str]:
     meta = li.meta
     genre = meta["genre"]
     ids = np.asarray(li.index.ids)
-    _, found = li.index.search(li.vectors(list(ids)), min(k + 1, len(ids)))
-    same = [np.mean([genre.get(n) == genre.get(t) for n in row if n and n != t]) for t, row in zip(ids, found)]
+    same, _ = neighbour_agreement(li.index, ids, li.vectors(list(ids)), genre.reindex(ids).to_numpy(), k)
     chance = float((genre.value_counts(normalize=True) ** 2).sum())
-    lines = [f"similarity: {np.nanmean(same):.0%} of each track's {k} nearest neighbours share its genre "
+    lines = [f"similarity: {same:.0%} of each track's {k} nearest neighbours share its genre "
              f"(chance {chance:.0%})"]
     seed = sorted(ids)[0]
     lines.append(f"tracks most similar to {meta.loc[seed, 'title']!s} ({genre.get(seed)}):")

@@ -120,6 +120,20 @@ def tag_match(meta: pd.DataFrame, tags: Sequence[str]) -> np.ndarray:
     return np.exp(np.log(np.clip(probs, 1e-6, 1)).mean(axis=1)).astype(np.float32)
 
 
+def neighbour_agreement(index, ids: Sequence[str], vectors: np.ndarray, labels: Sequence, k: int = 10
+                        ) -> tuple[float, np.ndarray]:
+    """How often neighbours share a label (e.g. genre): for each of ``ids`` (with ``vectors`` [n, d]),
+    the share of its ``k`` nearest other tracks in ``index`` with the same label -> (mean, shares [n])."""
+    label_of = dict(zip(ids, labels))
+    _, found = index.search(vectors, k + 1)
+    shares = []
+    for own, row in zip(ids, found):
+        others = [t for t in row if t != PAD_ID and t != own][:k]
+        shares.append(np.mean([label_of.get(t) == label_of[own] for t in others]) if others else np.nan)
+    shares = np.asarray(shares, dtype=np.float64)
+    return float(np.nanmean(shares)), shares
+
+
 # --- explanations ---------------------------------------------------------------------------------
 def key_relation(key_a: str | None, mode_a: str | None, key_b: str | None, mode_b: str | None) -> str | None:
     """How key a relates to key b: same, relative, parallel, a fifth apart, or steps on the circle of fifths."""
