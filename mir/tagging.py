@@ -46,6 +46,7 @@ from .catalog.stages import stage_versions
 from .config import AnalysisConfig, get_config
 from .errors import CatalogError, MirError, ModelError, ParameterError
 from .models.inference import DEFAULT_BATCH_SIZE, decide_tags, predict_logmels, prepare_model, resolve_precision
+from .models.builders import ModelConfig
 
 STAGE = "tags"
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default" / "default.pt"
@@ -81,6 +82,7 @@ class TagSettings:
     channels_last: bool = True
     compile: bool = False
     threads: int = 0  # torch threads in the worker; 0 = leave as is
+    descriptors_version: str = ""  # models with a track head read these descriptors; "" = none needed
 
 
 _WORKER_MODELS: dict[tuple, tuple] = {}  # per process: (path, model_id, compile, channels_last) -> (loaded, model)
@@ -103,13 +105,22 @@ def worker_model(settings: TagSettings):
 
 
 # --- one group of tracks (runs in this process, a worker process or a Dask worker) ---------------
-def load_group(items: Sequence[tuple], settings: TagSettings) -> tuple[list, list[np.ndarray], list[dict]]:
-    """Memory-map the cached log-mels of ``items`` [(track_id, hash, path)]; -> (ok items, mels, failures)."""
+def load_group(items: Sequence[tuple], settings: TagSettings) -> tuple[list, list[np.ndarray], list[dict], np.ndarray | None]:
+    """Memory-map the cached log-mels of ``items`` [(track_id, hash, path)], and read their descriptor
+    contexts when the model has a track head; -> (ok items, mels, failures, contexts or None)."""
     from .catalog.store import ArrayStore
 
     store = ArrayStore(os.path.join(settings.lib_root, "arrays"))
     ok, mels, failures = [], [], []
+    described = None
+    if settings.descriptors_version:
+        table = Library(settings.lib_root).stages.table("descriptors", settings.descriptors_version).read()
+        described = table.set_index("hash")
     for item in items:
+        if described is not None and item[1] not in described.index:
+            failures.append(_failure(item, settings, CatalogError(
+                "no current descriptors (chroma, rhythm) for the model's track head; run `mir analyze`")))
+            continue
         try:
             mel = store.load("logmel", settings.logmel_version, item[1], mmap=True)
             if mel.ndim != 2 or mel.shape[1] < 1:
@@ -119,11 +130,17 @@ def load_group(items: Sequence[tuple], settings: TagSettings) -> tuple[list, lis
             continue
         ok.append(item)
         mels.append(mel)
-    return ok, mels, failures
+    contexts = None
+    if described is not None:
+        from .models.track_head import contexts_from_descriptors
+
+        contexts = contexts_from_descriptors(described.loc[[i[1] for i in ok]].reset_index(), [i[1] for i in ok])
+    return ok, mels, failures, contexts
 
 
-def infer_group(items: Sequence[tuple], mels: Sequence[np.ndarray], settings: TagSettings) -> list[dict]:
-    """Tag rows (see the module docstring) of ``items`` from their log-mels."""
+def infer_group(items: Sequence[tuple], mels: Sequence[np.ndarray], settings: TagSettings,
+                contexts: np.ndarray | None = None) -> list[dict]:
+    """Tag rows (see the module docstring) of ``items`` from their log-mels (and descriptor contexts)."""
     if not items:
         return []
     import torch
@@ -134,7 +151,7 @@ def infer_group(items: Sequence[tuple], mels: Sequence[np.ndarray], settings: Ta
         torch.set_num_threads(settings.threads)
     try:
         out = predict_logmels(model, mels, chunk_frames=loaded.config.chunk_frames, n_chunks=settings.n_chunks,
-                              batch_size=settings.batch_size, precision=settings.precision)
+                              batch_size=settings.batch_size, precision=settings.precision, context=contexts)
     finally:
         torch.set_num_threads(old_threads)
     return make_rows([item[1] for item in items], out, loaded.tags, loaded.genres, loaded.thresholds,
@@ -165,9 +182,9 @@ def make_rows(hashes: Sequence[str], out: dict[str, np.ndarray], tags: Sequence[
 
 def tag_group(items: Sequence[tuple], settings: TagSettings) -> dict:
     """Load and tag one group; ``{"rows": [...], "failures": [...]}``. The task of workers and Dask."""
-    ok, mels, failures = load_group(items, settings)
+    ok, mels, failures, contexts = load_group(items, settings)
     try:
-        rows = infer_group(ok, mels, settings)
+        rows = infer_group(ok, mels, settings, contexts)
     except ModelError:
         raise  # the model itself is unusable: stop the whole job
     except Exception as exc:  # noqa: BLE001 - one bad group must not stop the batch; record and go on
@@ -211,11 +228,17 @@ class TagReport:
         return s
 
 
-def plan(lib: Library, model_id: str, logmel_version: str, *, retry_failed: bool = False) -> tuple[list[tuple], dict]:
-    """Present tracks still to tag, ``[(track_id, hash, path, duration)]`` by track id, and counts of the rest."""
+def plan(lib: Library, model_id: str, logmel_version: str, *, retry_failed: bool = False,
+         descriptors_version: str = "") -> tuple[list[tuple], dict]:
+    """Present tracks still to tag, ``[(track_id, hash, path, duration)]`` by track id, and counts of the rest.
+
+    With ``descriptors_version`` (models with a track head) a track also needs those descriptors.
+    """
     tracks = lib.tracks(include_missing=False).sort_values("track_id")
     done = lib.stages.table(STAGE, model_id).keys()
     have_mel = lib.stages.table("logmel", logmel_version).keys()
+    if descriptors_version:
+        have_mel = have_mel & lib.stages.table("descriptors", descriptors_version).keys()
     failed = set()
     if not retry_failed:
         failures = lib.failures()
@@ -323,18 +346,21 @@ def tag(
     report = TagReport(model_id=loaded.model_id)
     start = time.monotonic()
     logmel_version = stage_versions(cfg)["logmel"]
+    descriptors_version = stage_versions(cfg)["descriptors"] if loaded.model.track_head is not None else ""
     if analyze_missing:
-        _, counts = plan(lib, loaded.model_id, logmel_version, retry_failed=retry_failed)
+        _, counts = plan(lib, loaded.model_id, logmel_version, retry_failed=retry_failed,
+                         descriptors_version=descriptors_version)
         if counts["unanalysed"]:
             report.analysed = analyze(lib, workers=None if workers == 1 else workers, progress=progress,
                                       cfg=cfg, flush_every=flush_every, flush_seconds=flush_seconds).done
     settings = TagSettings(
         model_path=str(path), model_id=loaded.model_id, lib_root=str(lib.root), logmel_version=logmel_version,
         n_chunks=n_chunks, batch_size=batch_size, precision=precision, compile=compile,
-        threads=threads or (1 if (scheduler or workers > 1) else 0),
+        threads=threads or (1 if (scheduler or workers > 1) else 0), descriptors_version=descriptors_version,
     )
     with lib.lock():
-        todo, counts = plan(lib, loaded.model_id, logmel_version, retry_failed=retry_failed)
+        todo, counts = plan(lib, loaded.model_id, logmel_version, retry_failed=retry_failed,
+                            descriptors_version=descriptors_version)
         report.todo, report.already = len(todo), counts["already"]
         report.skipped_failed, report.skipped_unanalysed = counts["skipped_failed"], counts["unanalysed"]
         table = lib.stages.table(STAGE, loaded.model_id)
@@ -438,11 +464,11 @@ def _run_local(groups: list[list[tuple]], settings: TagSettings) -> Iterator[dic
     with ThreadPoolExecutor(1, thread_name_prefix="mir-tag-load") as loader:
         nxt = loader.submit(load_group, groups[0], settings)
         for k in range(len(groups)):
-            ok, mels, failures = nxt.result()
+            ok, mels, failures, contexts = nxt.result()
             if k + 1 < len(groups):
                 nxt = loader.submit(load_group, groups[k + 1], settings)
             try:
-                rows = infer_group(ok, mels, settings)
+                rows = infer_group(ok, mels, settings, contexts)
             except ModelError:
                 raise
             except Exception as exc:  # noqa: BLE001 - same policy as tag_group
@@ -527,7 +553,7 @@ def load_embeddings(lib: Library, model_id: str, *, include_missing: bool = Fals
     table = lib.stages.table(STAGE, model_id).read(columns=["hash", "embedding"])
     tracks = lib.tracks(include_missing=include_missing)[["track_id", "hash"]]
     frame = tracks.merge(table, on="hash", how="inner").sort_values("track_id")
-    d = int(info["config"]["embed_dim"])
+    d = ModelConfig.from_dict(info["config"]).output_dim
     matrix = np.stack(frame["embedding"].to_numpy()).astype(np.float32) if len(frame) else np.zeros((0, d), np.float32)
     return frame["track_id"].to_numpy(str), frame["hash"].to_numpy(str), matrix
 
@@ -612,24 +638,35 @@ def predict_files(model, paths: Sequence[str | os.PathLike], *, chunk_frames: in
     returns, one row per path. Raises the :class:`~mir.errors.AudioError` of an unreadable file.
     """
     from . import audio
-    from .features import log_mel
+    from .features import TrackAnalyzer, log_mel
+    from .models.track_head import CONTEXT_DIM, track_context
 
     cfg = cfg or get_config().analysis
     params = dict(sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
                   fmin=cfg.fmin, fmax=cfg.fmax)
+    with_context = getattr(getattr(model, "_orig_mod", model), "track_head", None) is not None
 
     def mel_of(path):
-        return log_mel(audio.load(path, sr=cfg.sample_rate), **params)
+        y = audio.load(path, sr=cfg.sample_rate)
+        if not with_context:
+            return log_mel(y, **params), None
+        frames: list[np.ndarray] = []  # one pass gives the log-mel and the descriptors the track head needs
+        analyzer = TrackAnalyzer(**params, on_frames=frames.append, include=("tempo", "key"))
+        analyzer.update(y)
+        d = analyzer.finalize()
+        return np.concatenate(frames, axis=1), track_context([d["chroma"]], [d["rhythm"]], [d["tempo"]])[0]
 
     paths = list(paths)
     if not paths:
-        return predict_logmels(model, [], chunk_frames=chunk_frames, batch_size=batch_size, precision=precision)
-    group: list[np.ndarray] = []
+        return predict_logmels(model, [], chunk_frames=chunk_frames, batch_size=batch_size, precision=precision,
+                               context=np.zeros((0, CONTEXT_DIM)) if with_context else None)
+    group: list[tuple] = []
     results = []
 
-    def run(mels):
-        results.append(predict_logmels(model, mels, chunk_frames=chunk_frames, n_chunks=n_chunks,
-                                       batch_size=batch_size, precision=precision))
+    def run(items):
+        results.append(predict_logmels(model, [m for m, _ in items], chunk_frames=chunk_frames, n_chunks=n_chunks,
+                                       batch_size=batch_size, precision=precision,
+                                       context=np.stack([c for _, c in items]) if with_context else None))
 
     # group files so batches stay full: about GROUP_CHUNKS chunks per forward group
     target = max(batch_size, GROUP_CHUNKS // 2)
@@ -640,8 +677,8 @@ def predict_files(model, paths: Sequence[str | os.PathLike], *, chunk_frames: in
         pool = ThreadPoolExecutor(1, thread_name_prefix="mir-decode")
         mel_iter = _prefetched(pool, mel_of, paths, prefetch)
     try:
-        for mel in mel_iter:
-            group.append(mel)
+        for mel, context in mel_iter:
+            group.append((mel, context))
             size += max(1, mel.shape[1] // chunk_frames) if n_chunks is None else n_chunks
             if size >= target:
                 run(group)

@@ -120,7 +120,7 @@ def test_changed_stage_version_recomputes_only_that_stage(tmp_path, music, monke
     lib.scan([music])
     analyze(lib, workers=1)
     logmel_parts = sorted(lib.stages.table("logmel", stage_versions()["logmel"]).parts())
-    monkeypatch.setattr(stages_mod, "DESCRIPTORS_CODE_VERSION", "2")
+    monkeypatch.setattr(stages_mod, "DESCRIPTORS_CODE_VERSION", stages_mod.DESCRIPTORS_CODE_VERSION + "-next")
     from mir.catalog import analysis as analyze_mod
 
     calls = []

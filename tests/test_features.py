@@ -13,7 +13,7 @@ from mir.errors import ParameterError
 from mir.features import (
     LogMel, LogMelStream, TrackAnalyzer, describe, key, log_mel, loudness, mel_filterbank, tempo,
 )
-from mir.features.descriptors import k_weighting_sos
+from mir.features.descriptors import PITCH_CLASSES, RHYTHM_FACTORS, k_weighting_sos
 
 from conftest import tone
 
@@ -347,12 +347,30 @@ def test_loudness_gates():
 def test_describe_keys_and_values():
     y = progression(57, MINOR_CADENCE, seconds=0.5, repeats=4) + clicks(120, seconds=8.0)
     d = describe(y, sr=SR)
-    assert set(d) == {"duration", "tempo", "key", "mode", "key_confidence", "loudness"}
+    assert set(d) == {"duration", "tempo", "rhythm", "key", "mode", "key_confidence", "chroma", "loudness"}
     assert d["duration"] == pytest.approx(8.0)
     assert d["tempo"] == pytest.approx(120, abs=2)
     assert (d["key"], d["mode"]) == ("A", "minor")
     assert -40 < d["loudness"] < 0
     assert all(isinstance(d[k], float) for k in ("duration", "tempo", "key_confidence", "loudness"))
+    assert len(d["rhythm"]) == len(RHYTHM_FACTORS) and d["rhythm"][RHYTHM_FACTORS.index(1.0)] > 0.5
+    assert len(d["chroma"]) == 12 and sum(d["chroma"]) == pytest.approx(1.0)
+    assert PITCH_CLASSES[int(np.argmax(d["chroma"]))] in ("A", "C", "E")  # the A-minor triad dominates
+
+
+def test_rhythm_tells_triple_from_duple_metre():
+    """Accented clicks every 3 beats vs every 2: the tempogram ratio at 3 beats (factor 1/3) and at
+    2 beats (factor 1/2) swap order, while the beat itself (factor 1) is strong in both."""
+    def accented(every):
+        beat = int(SR * 0.4)  # 150 BPM
+        y = np.zeros(SR * 16, np.float32)
+        for i, start in enumerate(range(0, len(y) - 200, beat)):
+            y[start : start + 200] = (1.0 if i % every == 0 else 0.05) * np.hanning(200)
+        return y
+
+    third, half = RHYTHM_FACTORS.index(1 / 3), RHYTHM_FACTORS.index(0.5)
+    triple, duple = describe(accented(3), sr=SR)["rhythm"], describe(accented(2), sr=SR)["rhythm"]
+    assert triple[third] > triple[half] and duple[half] > duple[third]
 
 
 def test_track_analyzer_blocks_equal_whole(shared_audio, rng):
@@ -366,8 +384,9 @@ def test_track_analyzer_blocks_equal_whole(shared_audio, rng):
     np.testing.assert_array_equal(np.concatenate(frames, axis=1), log_mel(y, sr=SR))
     # exact except the chroma sum, whose float64 accumulation order follows the blocks
     assert streamed["key_confidence"] == pytest.approx(whole["key_confidence"], abs=1e-12)
-    assert {k: v for k, v in streamed.items() if k != "key_confidence"} == {
-        k: v for k, v in whole.items() if k != "key_confidence"
+    np.testing.assert_allclose(streamed["chroma"], whole["chroma"], rtol=1e-12)
+    assert {k: v for k, v in streamed.items() if k not in ("key_confidence", "chroma")} == {
+        k: v for k, v in whole.items() if k not in ("key_confidence", "chroma")
     }
 
 

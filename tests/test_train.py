@@ -328,3 +328,53 @@ def test_write_report_handles_nan_scores(tmp_path):
     paths = write_report(scores, tmp_path)
     assert [p.name for p in paths] == ["metrics.json", "roc_auc_per_tag.png"]
     assert json.loads(paths[0].read_text())["tags/roc_auc"]["b"] is None
+
+
+def test_track_head_trains_on_the_frozen_backbone_evaluates_and_tags(tiny, tmp_path, capsys):
+    from mir.tagging import STAGE, tag
+    from mir.train.track_head import HeadConfig, train_track_head
+
+    data = tiny["prepared"]
+    assert data.context is not None and data.context.shape[0] == len(data.labels)
+    backbone = tmp_path / "backbone.pt"
+    run(tiny, backbone)
+    config = HeadConfig(hidden=16, epochs=6, patience=0, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (LabelWarning, MetricWarning))
+        result = train_track_head(data, backbone, tmp_path / "head.pt", config=config)
+        again = train_track_head(data, backbone, tmp_path / "again.pt", config=config)
+    assert result.model_id == again.model_id  # seeded: reproducible
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    loaded = load_checkpoint(result.path)
+    assert loaded.config.track_hidden == 16 and loaded.extra["backbone"] == result.backbone_id
+    frozen = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("track_head.")}
+    assert_same_weights(frozen, weights(backbone))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (LabelWarning, MetricWarning))
+        scores = evaluate(tiny["lib"], result.path, tiny["labels"], splits=tiny["splits"], split="test")
+    assert scores["tags/roc_auc_macro"] == pytest.approx(result.metrics["test"]["tags/roc_auc_macro"], nan_ok=True)
+    # batch tagging stores the head's track outputs: 16-d embeddings, equal to a direct prediction
+    report = tag(tiny["lib"], model=result.path)
+    assert report.done == len(tiny["lib"].tracks(include_missing=False)) and report.failed == 0
+    rows = tiny["lib"].stages.table(STAGE, result.model_id).read().set_index("hash")
+    h = data.labels.hashes[0]
+    direct = predict_logmels(loaded.model, [data.bank.mels[0].astype(np.float32)], chunk_frames=loaded.config.chunk_frames,
+                             context=data.context[:1])
+    assert len(rows.loc[h, "embedding"]) == 16
+    np.testing.assert_allclose(rows.loc[h, "tag_probs"], direct["tag_probs"][0], atol=1e-3)  # bank mels are float16
+    # the CLI trains the same kind of head
+    assert cli(["train", str(tiny["lib"].root), "--labels", str(tiny["labels"]), "--splits", str(tiny["splits"]),
+                "--track-head", str(backbone), "--track-hidden", "8", "--epochs", "2", "--out", str(tmp_path / "cli.pt")]) == 0
+    assert "track head on backbone" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "cli.pt").config.track_hidden == 8
+
+
+def test_track_head_refuses_a_backbone_with_other_vocabularies(tiny, tmp_path):
+    from mir.models import build_model, debug, save_checkpoint
+    from mir.train.track_head import train_track_head
+
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, build_model(debug()), config=debug(), tags=[f"x{i}" for i in range(8)], genres=list("abcd"),
+                    thresholds=np.full(8, 0.5), metrics={}, analysis={})
+    with pytest.raises(LabelError, match="vocabularies"):
+        train_track_head(tiny["prepared"], other, tmp_path / "head.pt")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from ..config import AnalysisConfig, get_config
 
-DESCRIPTORS_CODE_VERSION = "1"  # bump when the descriptor code changes its results
-DESCRIPTOR_COLUMNS = ["duration", "tempo", "key", "mode", "key_confidence", "loudness"]
+DESCRIPTORS_CODE_VERSION = "2"  # 2: rhythm (tempogram ratio) and chroma profile  # bump when the descriptor code changes its results
+DESCRIPTOR_COLUMNS = ["duration", "tempo", "rhythm", "key", "mode", "key_confidence", "chroma", "loudness"]
 
 
 def stage_versions(cfg: AnalysisConfig | None = None) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
     mir train LIB --labels labels.csv [--model short-chunk|fast|debug] [--out model.pt] [--splits FILE]
                   [--epochs N] [--seed N] [--resume | --restart] [augmentation / optimisation flags]
+    mir train LIB --labels labels.csv --track-head BACKBONE.pt [--track-hidden 256] [--out model.pt] …
     mir evaluate LIB --model model.pt --labels labels.csv [--splits FILE] [--split test] [--out DIR]
 """
 from __future__ import annotations
@@ -42,13 +43,16 @@ def cmd_train(args) -> int:
         shift=not (args.no_shift or args.no_augment),
     )
     config = TrainConfig(
-        model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        chunks_per_track=args.chunks_per_track, patience=args.patience, balance=args.balance,
+        model=args.model, epochs=30 if args.epochs is None else args.epochs, batch_size=args.batch_size, lr=args.lr,
+        chunks_per_track=args.chunks_per_track, patience=8 if args.patience is None else args.patience,
+        balance=args.balance,
         augment=aug, seed=args.seed, precision=args.precision, val_chunks=args.val_chunks,
         chunk_frames=args.chunk_frames,
     )
     lib = Library(args.library)
     data = prepare(lib, args.labels, splits=args.splits, progress=_progress(args))
+    if args.track_head:
+        return _train_track_head(args, data)
     counts = data.counts()
     print(f"train: {len(data.labels)} tracks (train {counts['train']}, valid {counts['valid']}, test {counts['test']}), "
           f"{len(data.labels.tags)} tags, {len(data.labels.genres)} genres, log-mels {data.bank.nbytes / 1e6:.0f} MB "
@@ -59,6 +63,24 @@ def cmd_train(args) -> int:
     m = result.metrics
     print(f"train: best epoch {result.best_epoch} of {m['epochs_run']}"
           + (" (stopped early)" if result.stopped_early else "") + f"; wrote {result.path} (model {result.model_id})")
+    _print_scores(m)
+    return 0
+
+
+def _train_track_head(args, data) -> int:
+    from ..train.track_head import HeadConfig, train_track_head
+
+    defaults = HeadConfig()
+    config = HeadConfig(hidden=args.track_hidden, epochs=defaults.epochs if args.epochs is None else args.epochs,
+                        patience=defaults.patience if args.patience is None else args.patience, seed=args.seed)
+    result = train_track_head(data, args.track_head, args.out, config=config, log=lambda line: print(line, flush=True))
+    print(f"train: track head on backbone {result.backbone_id}: best epoch {result.best_epoch} of "
+          f"{len(result.history)} in {result.seconds:.0f} s; wrote {result.path} (model {result.model_id})")
+    _print_scores(result.metrics)
+    return 0
+
+
+def _print_scores(m) -> None:
     for split in ("valid", "test"):
         if split in m:
             s = m[split]
@@ -66,7 +88,6 @@ def cmd_train(args) -> int:
             if "genre/accuracy" in s:
                 line += f"  genre accuracy {s['genre/accuracy']:.4f}  balanced {s['genre/balanced_accuracy']:.4f}"
             print(line)
-    return 0
 
 
 def cmd_evaluate(args) -> int:
@@ -102,7 +123,11 @@ def register(sub) -> None:
     p.add_argument("--out", "-o", default="model.pt", help="checkpoint to write (default model.pt)")
     p.add_argument("--splits", default=None, metavar="FILE",
                    help="CSV or Parquet with columns track,split (train/valid/test); default: 80/10/10 by content hash")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default 30; 300 with --track-head)")
+    p.add_argument("--track-head", default=None, metavar="BACKBONE",
+                   help="instead of training a CNN, train a track-level head (pooled chunk outputs + chroma, "
+                        "rhythm and tempo descriptors) on this trained checkpoint's frozen backbone")
+    p.add_argument("--track-hidden", type=int, default=256, metavar="N", help="width of the track head (default 256)")
     p.add_argument("--seed", type=int, default=0)
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
@@ -111,7 +136,8 @@ def register(sub) -> None:
     o = p.add_argument_group("optimisation")
     o.add_argument("--batch-size", type=int, default=32)
     o.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (warm-up, then cosine)")
-    o.add_argument("--patience", type=int, default=8, help="stop after N epochs without a better validation AUC (0: never)")
+    o.add_argument("--patience", type=int, default=None,
+                   help="stop after N epochs without a better validation AUC (0: never; default 8, 40 with --track-head)")
     o.add_argument("--chunks-per-track", type=int, default=1, metavar="N",
                    help="random chunks drawn per training track per epoch (default 1)")
     o.add_argument("--balance", choices=["loss", "sampling", "none"], default="loss",

@@ -1,4 +1,5 @@
-"""Track descriptors: tempo (BPM), key (tonic, mode, confidence), integrated loudness (LUFS).
+"""Track descriptors: tempo (BPM), rhythm (tempogram ratio), key (tonic, mode, confidence), chroma profile,
+integrated loudness (LUFS).
 
 One implementation serves whole arrays and 3-hour streams: :class:`TrackAnalyzer` consumes blocks and
 keeps only small state (one onset value per log-mel frame, a 12-bin chroma sum, one energy per 100 ms
@@ -11,9 +12,12 @@ Methods
   as in ``librosa.feature.tempo``, zero-padded; windows with under 0.5 dB mean flux count as having no onsets);
   period chosen under a log-normal prior (120 BPM, one octave) on a 3-lag-smoothed curve, then refined by
   parabolic interpolation of the peak and its multiples. Beyond ~180 BPM the prior reports half tempo.
+- rhythm: the same mean autocorrelation read at the beat period divided by each of ``RHYTHM_FACTORS``
+  (tempogram ratio, Peeters 2011): the metre's fingerprint, independent of tempo.
 - key: chroma of a 4096-point STFT (at 22.05 kHz; A4 = 440 Hz, no tuning estimate), each frame scaled to
   max 1 and summed; Pearson correlation with the 24 rotated Albrecht & Shanahan (2013) profiles.
   ``confidence`` is the winning correlation (-1..1); 0.0 (reported as C major) means no tonal content.
+  ``chroma`` is the summed chroma scaled to sum 1 (C first): scale and mode beyond the single best key.
 - loudness: ITU-R BS.1770-4 integrated loudness for one channel: K-weighting (two biquads derived for
   any ``sr``), 400 ms blocks every 100 ms, absolute gate -70 LUFS, relative gate -10 LU.
   Silence, or audio shorter than one 400 ms block, gives ``-inf``.
@@ -33,6 +37,8 @@ from ._checks import check_audio, mel_params
 from .logmel import FrameStream, LogMelStream, hann_window, power_spectrum
 
 DESCRIPTORS = ("tempo", "key", "loudness")
+# tempo factors of the tempogram ratio (librosa.feature.tempogram_ratio's defaults)
+RHYTHM_FACTORS = (4.0, 8 / 3, 3.0, 2.0, 4 / 3, 1.5, 1.0, 2 / 3, 0.75, 0.5, 1 / 3, 0.375, 0.25)
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
@@ -93,10 +99,35 @@ def tempo_from_onset_envelope(
 
     Returns 0.0 when no window holds onsets (silence, steady tones).
     """
+    return rhythm_from_onset_envelope(env, sr=sr, hop_length=hop_length, start_bpm=start_bpm, std_bpm=std_bpm,
+                                      max_tempo=max_tempo, ac_size=ac_size)[0]
+
+
+def tempogram_ratio(tg: np.ndarray, period: float, factors: Iterable[float] = RHYTHM_FACTORS) -> np.ndarray:
+    """Mean tempogram ``tg`` [shape=(lags,)] read at lag ``period / f`` for each tempo factor ``f``.
+
+    Peeters' tempogram ratio (as ``librosa.feature.tempogram_ratio``): how strongly the music repeats at
+    multiples and fractions of its beat period (``period`` in frames), so it tells 6/8 from 9/8 and duple
+    from triple metre whatever the tempo. Linear interpolation between lags; lags outside ``tg`` read 0.
+    """
+    lags = period / np.asarray(tuple(factors), dtype=np.float64)
+    if not period > 0:
+        return np.zeros(len(lags))
+    return np.interp(lags, np.arange(len(tg), dtype=np.float64), tg, left=0.0, right=0.0)
+
+
+def rhythm_from_onset_envelope(
+    env: np.ndarray, *, sr: int, hop_length: int, start_bpm: float = 120.0, std_bpm: float = 1.0,
+    max_tempo: float = 320.0, ac_size: float = 8.0,
+) -> tuple[float, np.ndarray]:
+    """``(tempo in BPM, tempogram ratio [shape=(len(RHYTHM_FACTORS),)])`` of an onset envelope [shape=(t,)].
+
+    See :func:`tempo_from_onset_envelope` and :func:`tempogram_ratio`; no onsets give ``(0.0, zeros)``.
+    """
     win = max(int(round(ac_size * sr / hop_length)), 4)
     tg = mean_tempogram(env, win)
     if not np.max(tg[1:], initial=0.0) > 1e-6:
-        return 0.0
+        return 0.0, np.zeros(len(RHYTHM_FACTORS))
     frames_per_minute = 60.0 * sr / hop_length
     lags = np.arange(win, dtype=np.float64)
     with np.errstate(divide="ignore"):
@@ -114,7 +145,8 @@ def tempo_from_onset_envelope(
         j = lo + int(np.argmax(tg[lo : hi + 1]))
         estimates.append(_parabolic_peak(tg, j) / k)
         weights.append(k)
-    return float(frames_per_minute / np.average(estimates, weights=weights))
+    period = float(np.average(estimates, weights=weights))
+    return float(frames_per_minute / period), tempogram_ratio(tg, period)
 
 
 class _TempoState:
@@ -130,9 +162,9 @@ class _TempoState:
             self._env.append(onset_envelope(S, previous=self._last))
             self._last = S[:, -1].copy()
 
-    def result(self) -> float:
+    def result(self) -> tuple[float, np.ndarray]:
         env = np.concatenate(self._env) if self._env else np.zeros(1, np.float32)
-        return tempo_from_onset_envelope(env, sr=self.sr, hop_length=self.hop_length)
+        return rhythm_from_onset_envelope(env, sr=self.sr, hop_length=self.hop_length)
 
 
 # --- key ---------------------------------------------------------------------------------------
@@ -199,9 +231,11 @@ class _KeyState:
         for s in range(0, len(frames), 64):  # chunks keep the float64 FFT buffers in cache
             self._sum += chroma_frames(frames[s : s + 64], sr=self.sr).sum(axis=1)
 
-    def result(self) -> tuple[str, str, float]:
+    def result(self) -> tuple[str, str, float, np.ndarray]:
+        """``(tonic, mode, confidence, chroma profile [12] summing to 1, or zeros when silent)``."""
         self._add(self._frames.close())
-        return key_from_chroma(self._sum)
+        total = self._sum.sum()
+        return (*key_from_chroma(self._sum), self._sum / total if total > 0 else np.zeros(12))
 
 
 # --- loudness ----------------------------------------------------------------------------------
@@ -281,7 +315,7 @@ class TrackAnalyzer:
     >>> an = TrackAnalyzer(sr=22050, on_frames=frames.append)      # doctest: +SKIP
     >>> for block in blocks:
     ...     an.update(block)                                        # any lengths, 0 included
-    >>> desc = an.finalize()    # {"duration", "tempo", "key", "mode", "key_confidence", "loudness"}
+    >>> desc = an.finalize()    # {"duration", "tempo", "rhythm", "key", "mode", "key_confidence", "chroma", "loudness"}
 
     ``on_frames(S)`` receives each new batch of log-mel frames S [shape=(n_mels, k)] float32 dB, k >= 1;
     their concatenation equals :func:`~mir.features.log_mel` of the whole signal. ``include`` selects
@@ -331,7 +365,8 @@ class TrackAnalyzer:
             self.on_frames(S)
 
     def finalize(self) -> dict:
-        """Flush the last frames and return ``{"duration": s, "tempo": BPM, "key": tonic, "mode", "key_confidence", "loudness": LUFS}``."""
+        """Flush the last frames and return ``{"duration": s, "tempo": BPM, "rhythm": [13 floats], "key": tonic,
+        "mode", "key_confidence", "chroma": [12 floats], "loudness": LUFS}`` (those ``include`` asks for)."""
         if self._finalized:
             raise ParameterError("TrackAnalyzer.finalize() called twice; create a new analyzer per track")
         if self.n_samples == 0:
@@ -341,9 +376,11 @@ class TrackAnalyzer:
             self._frames(self._mel.finalize())
         out: dict = {"duration": self.n_samples / self.sr}
         if self._tempo is not None:
-            out["tempo"] = self._tempo.result()
+            out["tempo"], rhythm = self._tempo.result()
+            out["rhythm"] = [float(v) for v in rhythm]
         if self._key is not None:
-            out["key"], out["mode"], out["key_confidence"] = self._key.result()
+            out["key"], out["mode"], out["key_confidence"], chroma = self._key.result()
+            out["chroma"] = [float(v) for v in chroma]
         if self._loudness is not None:
             out["loudness"] = self._loudness.result()
         return out
@@ -356,8 +393,9 @@ def _analyze(y: np.ndarray, sr, include: tuple[str, ...]) -> dict:
 
 
 def describe(y: np.ndarray, *, sr: int | None = None) -> dict:
-    """All descriptors of a mono signal y [shape=(samples,)]: duration (s), tempo (BPM), key (tonic),
-    mode ("major"|"minor"), key_confidence (Pearson r), loudness (LUFS, ``-inf`` for silence)."""
+    """All descriptors of a mono signal y [shape=(samples,)]: duration (s), tempo (BPM), rhythm (tempogram
+    ratio, list of 13), key (tonic), mode ("major"|"minor"), key_confidence (Pearson r), chroma (profile, list
+    of 12), loudness (LUFS, ``-inf`` for silence)."""
     return _analyze(y, sr, DESCRIPTORS)
 
 

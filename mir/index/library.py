@@ -200,12 +200,13 @@ def update_library_index(lib: Library, model: str | None = None) -> tuple[Librar
 
 
 def _check_model(lib: Library, model_id: str, manifest: dict, folder: Path) -> None:
+    from ..models.builders import ModelConfig
     from ..tagging import model_info
 
     if manifest.get("model_id") != model_id:
         raise CatalogError(f"index in {folder} was built for model {manifest.get('model_id')!r}, not {model_id!r}; "
                            f"rebuild it with `mir index build {lib.root} --model {model_id}`")
-    dim = int(model_info(lib, model_id)["config"]["embed_dim"])
+    dim = ModelConfig.from_dict(model_info(lib, model_id)["config"]).output_dim
     if int(manifest.get("dim", -1)) != dim:
         raise CatalogError(f"index in {folder} has dimension {manifest.get('dim')}, model {model_id} embeds in {dim}; "
                            f"rebuild it with `mir index build {lib.root} --model {model_id}`")

@@ -69,6 +69,7 @@ def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | o
     from ..features.descriptors import describe
     from ..models import load_checkpoint
     from ..models.inference import decide_tags, predict_logmels, prepare_model
+    from ..models.track_head import track_context
     from ..tagging import model_info
 
     info = model_info(li.lib, li.model_id)
@@ -84,10 +85,12 @@ def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | o
     y = audio.load(path, sr=cfg.sample_rate)
     mel = log_mel(y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
                   fmin=cfg.fmin, fmax=cfg.fmax)
-    out = predict_logmels(prepare_model(loaded.model), [mel], chunk_frames=loaded.config.chunk_frames)
+    desc = describe(y, sr=cfg.sample_rate)
+    context = track_context([desc["chroma"]], [desc["rhythm"]], [desc["tempo"]])
+    out = predict_logmels(prepare_model(loaded.model), [mel], chunk_frames=loaded.config.chunk_frames,
+                          context=context if loaded.model.track_head is not None else None)
     probs = out["tag_probs"][0]
     on = np.flatnonzero(decide_tags(probs[None, :], np.asarray(loaded.thresholds))[0])
-    desc = describe(y, sr=cfg.sample_rate)
     return Seed(os.fspath(path), out["embedding"][0], None, [loaded.tags[j] for j in on[np.argsort(-probs[on])]],
                 float(desc["tempo"]) or None, desc["key"], desc["mode"])
 

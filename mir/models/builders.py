@@ -42,6 +42,7 @@ class ModelConfig:
     widths: tuple[int, ...] = (64, 128, 128, 128, 128, 128, 256)
     embed_dim: int = 256
     dropout: float = 0.5
+    track_hidden: int = 0  # width of the track-level head (mir.models.track_head); 0 = no head
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(self.widths))
@@ -53,6 +54,8 @@ class ModelConfig:
                 raise ParameterError(f"{name} must be a positive int, got {value!r}")
         if not self.widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.widths):
             raise ParameterError(f"widths must be a non-empty sequence of positive ints, got {self.widths!r}")
+        if isinstance(self.track_hidden, bool) or not isinstance(self.track_hidden, int) or self.track_hidden < 0:
+            raise ParameterError(f"track_hidden must be an int ≥ 0, got {self.track_hidden!r}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ParameterError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
@@ -60,10 +63,17 @@ class ModelConfig:
     def n_blocks(self) -> int:
         return len(self.widths)
 
+    @property
+    def output_dim(self) -> int:
+        """Size of the track embedding the model outputs: the track head's width if it has one."""
+        return self.track_hidden or self.embed_dim
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-python form (lists, not tuples) for checkpoints and JSON."""
         d = dataclasses.asdict(self)
         d["widths"] = list(self.widths)
+        if not self.track_hidden:
+            del d["track_hidden"]  # models without a track head keep the config (and model id) they had
         return d
 
     @classmethod
@@ -124,6 +134,7 @@ def build_model(config: ModelConfig) -> ShortChunkCNN:
             dropout=config.dropout,
             n_tags=config.n_tags,
             n_genres=config.n_genres,
+            track_hidden=config.track_hidden,
         )
     raise ParameterError(f"arch={config.arch!r} is unknown; known: {list(ARCHS)}")  # pragma: no cover
 

@@ -211,6 +211,7 @@ def predict_logmels(
     precision: str = "fp32",
     channels_last: bool | None = None,
     fixed_batch: bool = True,
+    context: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-track predictions of ``model`` for the log-mels ``mels`` (chunk, batch, aggregate).
 
@@ -227,11 +228,56 @@ def predict_logmels(
     channels_last : feed channels_last input; ``None`` = when the model's weights are channels_last
     fixed_batch : pad the last batch to ``batch_size`` chunks, for bit-reproducible results (see the
         module docstring); ``False`` saves the padding's compute when only a few chunks are run
+    context : ``[n, CONTEXT_DIM]`` descriptors of the tracks (:func:`mir.models.track_head.track_context`);
+        required when the model has a track head, whose outputs then replace the chunk means
 
     Returns
     -------
     dict with ``tag_probs [n, n_tags]``, ``genre_probs [n, n_genres]``, ``embedding [n, d]`` (float32,
     rows L2-normalised) and ``n_chunks [n]`` (int64), where ``n = len(mels)``.
+    """
+    inner = getattr(model, "_orig_mod", model)
+    head = getattr(inner, "track_head", None)
+    if head is not None:
+        context = _check_context(context, len(mels))
+    per_chunk, counts = predict_chunk_outputs(model, mels, chunk_frames=chunk_frames, n_chunks=n_chunks,
+                                              batch_size=batch_size, precision=precision,
+                                              channels_last=channels_last, fixed_batch=fixed_batch)
+    result = aggregate(per_chunk, counts)
+    if head is not None:
+        from .track_head import pool_chunks
+
+        result.update(head.predict(pool_chunks(per_chunk, counts), context))
+    return result
+
+
+def _check_context(context, n: int) -> np.ndarray:
+    from .track_head import CONTEXT_DIM
+
+    if context is None:
+        raise ParameterError("this model has a track head: pass context=track_context(...) of the tracks' "
+                             "descriptors (analyse them with `mir analyze`)")
+    context = np.asarray(context, dtype=np.float32)
+    if context.shape != (n, CONTEXT_DIM):
+        raise ParameterError(f"context must have shape ({n}, {CONTEXT_DIM}) (one row per track), got {context.shape}")
+    return context
+
+
+def predict_chunk_outputs(
+    model: nn.Module,
+    mels: Sequence[np.ndarray],
+    *,
+    chunk_frames: int,
+    n_chunks: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    precision: str = "fp32",
+    channels_last: bool | None = None,
+    fixed_batch: bool = True,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-chunk outputs of ``model`` for ``mels`` before aggregation (arguments as :func:`predict_logmels`).
+
+    Returns ``(per_chunk, counts)``: ``tag_probs``, ``genre_probs``, ``embedding`` with one row per
+    chunk, grouped by track in track order, and ``counts[i]`` = chunks of track ``i``.
     """
     chunk_frames = _positive_int(chunk_frames, "chunk_frames")
     batch_size = _positive_int(batch_size, "batch_size")
@@ -265,7 +311,7 @@ def predict_logmels(
                 arr[b : b + len(batch)] = out[key][: len(batch)]
     finally:
         inner.train(was_training)
-    return aggregate(per_chunk, counts)
+    return per_chunk, counts
 
 
 def aggregate(per_chunk: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:

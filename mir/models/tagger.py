@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from ..errors import ParameterError
 from .blocks import ResBlock2d
+from .track_head import TrackHead, pooled_dim
 
 
 class TaggerOutput(NamedTuple):
@@ -50,6 +51,10 @@ class ShortChunkCNN(nn.Module):
         Dropout before the heads (training only).
     n_tags, n_genres : int
         Sizes of the tag and genre vocabularies.
+    track_hidden : int
+        Width of the optional track-level head (:mod:`mir.models.track_head`), which turns a
+        whole track's chunk outputs plus its descriptors into track outputs; 0 = none (track
+        outputs are means over chunks).
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class ShortChunkCNN(nn.Module):
         dropout: float,
         n_tags: int,
         n_genres: int,
+        track_hidden: int = 0,
     ):
         super().__init__()
         widths = [int(w) for w in widths]
@@ -77,6 +83,8 @@ class ShortChunkCNN(nn.Module):
         self.tag_head = nn.Linear(embed_dim, n_tags)
         self.genre_head = nn.Linear(embed_dim, n_genres)
         self._init_weights()
+        self.track_head = (TrackHead(in_dim=pooled_dim(embed_dim, n_tags, n_genres), hidden=track_hidden,
+                                     n_tags=n_tags, n_genres=n_genres, dropout=dropout) if track_hidden else None)
 
     def _init_weights(self) -> None:
         for m in self.modules():

@@ -96,8 +96,14 @@ def evaluate(
 
     version = stage_versions()["logmel"]
     mels = [lib.arrays.load("logmel", version, h, mmap=True) for h in labels.hashes]
+    context = None
+    if loaded.model.track_head is not None:
+        from ..models.track_head import contexts_from_descriptors
+
+        table = lib.stage_table("descriptors", stage_versions()["descriptors"])
+        context = contexts_from_descriptors(table, labels.hashes)
     preds = predict_logmels(loaded.model, mels, chunk_frames=loaded.config.chunk_frames, n_chunks=n_chunks,
-                            batch_size=batch_size or DEFAULT_BATCH_SIZE, precision=precision)
+                            batch_size=batch_size or DEFAULT_BATCH_SIZE, precision=precision, context=context)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MetricWarning)
         scores = score_predictions(labels, np.arange(len(labels)), preds, thresholds=loaded.thresholds)

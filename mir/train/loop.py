@@ -142,6 +142,7 @@ class TrainingData:
     split: np.ndarray  # [n] str: train / valid / test
     bank: LogmelBank
     splits_source: str  # a file path, or "hash" for the built-in 80/10/10 split
+    context: np.ndarray | None = None  # [n, CONTEXT_DIM] descriptor contexts for a track head; None if not analysed
 
     def index(self, name: str) -> np.ndarray:
         return np.flatnonzero(self.split == name)
@@ -182,7 +183,20 @@ def prepare(lib, labels_path: str | os.PathLike, *, splits: str | os.PathLike | 
         raise LabelError(f"no labelled track is in the train split ({source}); nothing to train on")
     require_analysed(lib, labels)
     bank = LogmelBank.load(lib, labels.hashes, progress=progress)
-    return TrainingData(labels=labels, split=split, bank=bank, splits_source=source)
+    return TrainingData(labels=labels, split=split, bank=bank, splits_source=source, context=_contexts(lib, labels))
+
+
+def _contexts(lib, labels: LabelSet) -> np.ndarray | None:
+    """Descriptor contexts of the labelled tracks (for a track head), or None when some lack descriptors."""
+    from ..catalog.stages import stage_versions
+    from ..errors import CatalogError
+    from ..models.track_head import contexts_from_descriptors
+
+    table = lib.stage_table("descriptors", stage_versions()["descriptors"])
+    try:
+        return contexts_from_descriptors(table, labels.hashes)
+    except CatalogError:
+        return None
 
 
 # --- results -----------------------------------------------------------------------------------

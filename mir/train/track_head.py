@@ -1,0 +1,195 @@
+"""Training the track-level head (:mod:`mir.models.track_head`) on a trained tagger's frozen backbone.
+
+    from mir.train import prepare
+    from mir.train.track_head import HeadConfig, train_track_head
+    data = prepare(Library("LIB"), "labels.csv", splits="clips.parquet")
+    result = train_track_head(data, "backbone.pt", "model.pt", config=HeadConfig(hidden=256))
+
+The backbone runs once over every labelled track's non-overlapping chunks. Each epoch then pools
+a random subset of every training track's chunks (all of them half of the time, so the head also
+learns from what ``--chunks N`` tagging sees) and takes AdamW steps on the same loss the backbone
+was trained with. Validation pools all chunks, as inference does; the best epoch by macro ROC-AUC
+over tags and genres is kept (early stopping), thresholds are calibrated on the valid split, and
+the whole model (backbone + head, a new model id) is written with
+:func:`mir.models.save_checkpoint`. Seeded runs are reproducible. A run takes seconds to minutes,
+so it is not resumable: run it again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..errors import LabelError, ParameterError
+from ..models import build_model, load_checkpoint, save_checkpoint
+from ..models.inference import predict_chunk_outputs
+from ..models.track_head import pool_chunks
+from .evaluate import score_predictions
+from .loop import TrainingData, class_weights, robust_thresholds, tagging_loss, validation_scores
+from .metrics import MetricWarning
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Hyper-parameters of a track-head run (stored in the checkpoint's ``extra``)."""
+
+    hidden: int = 256
+    epochs: int = 300
+    patience: int = 40
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    dropout: float = 0.3
+    full_share: float = 0.5  # share of training draws that pool all of a track's chunks
+    seed: int = 0
+
+    def __post_init__(self):
+        for key in ("hidden", "epochs", "batch_size"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ParameterError(f"{key} must be a positive int, got {v!r}")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise ParameterError(f"patience must be an int ≥ 0, got {self.patience!r}")
+        for key, lo, hi in (("lr", 0.0, math.inf), ("weight_decay", 0.0, math.inf), ("dropout", 0.0, 1.0),
+                            ("full_share", 0.0, 1.0)):
+            v = getattr(self, key)
+            if not isinstance(v, (int, float)) or not (lo <= v <= hi) or (key == "lr" and v == 0) or (key == "dropout" and v == 1):
+                raise ParameterError(f"{key} must be a number in [{lo}, {hi}], got {v!r}")
+
+
+@dataclass
+class HeadResult:
+    path: Path
+    model_id: str
+    backbone_id: str
+    best_epoch: int
+    history: list[dict]
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def _draw(counts: np.ndarray, rng: np.random.Generator, full_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Random chunk subsets: (row indices into the per-chunk arrays, chunks drawn per track)."""
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rows, drawn = [], np.empty(len(counts), np.int64)
+    for i, (o, n) in enumerate(zip(offsets, counts)):
+        k = n if rng.random() < full_share else int(rng.integers(1, n + 1))
+        pick = np.arange(n) if k == n else np.sort(rng.choice(n, size=k, replace=False))
+        rows.append(o + pick)
+        drawn[i] = k
+    return np.concatenate(rows), drawn
+
+
+def _subset(per_chunk: dict, counts: np.ndarray, index: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The chunks of tracks ``index`` (in that order)."""
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rows = np.concatenate([np.arange(offsets[i], offsets[i] + counts[i]) for i in index]) if len(index) else np.zeros(0, int)
+    return {k: v[rows] for k, v in per_chunk.items()}, counts[index]
+
+
+def train_track_head(data: TrainingData, backbone: str | Path, out: str | Path, *, config: HeadConfig = HeadConfig(),
+                     log: Callable[[str], None] | None = None) -> HeadResult:
+    """Train a track head on ``backbone``'s frozen chunk outputs; write backbone + head to ``out``.
+
+    ``data`` must carry descriptor contexts (:func:`mir.train.prepare` loads them when the tracks
+    are analysed) and the backbone's vocabularies must equal the labels'.
+    """
+    say = log or (lambda line: None)
+    t_start = time.monotonic()
+    if data.context is None:
+        raise LabelError("the labelled tracks lack current descriptors (chroma, rhythm); run `mir analyze LIB` first")
+    loaded = load_checkpoint(backbone)
+    if tuple(loaded.tags) != tuple(data.labels.tags) or tuple(loaded.genres) != tuple(data.labels.genres):
+        raise LabelError(f"{backbone}: the backbone's vocabularies differ from the labels' "
+                         f"(tags {list(loaded.tags)[:4]}…, genres {list(loaded.genres)[:4]}…); train it on these labels")
+    model_config = dataclasses.replace(loaded.config, track_hidden=config.hidden, dropout=loaded.config.dropout)
+    torch.manual_seed(config.seed)
+    model = build_model(model_config)
+    backbone_state = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("track_head.")}
+    model.load_state_dict(backbone_state, strict=False)
+    head = model.track_head
+    head.dropout.p = config.dropout
+    model.eval()
+
+    say(f"track head: backbone {loaded.model_id} runs over {len(data.labels)} tracks")
+    per_chunk, counts = predict_chunk_outputs(model, data.bank.mels, chunk_frames=loaded.config.chunk_frames)
+    labels = data.labels
+    train_idx, valid_idx, test_idx = data.index("train"), data.index("valid"), data.index("test")
+    if not len(train_idx):
+        raise LabelError("no labelled track is in the train split")
+    tr_chunks, tr_counts = _subset(per_chunk, counts, train_idx)
+    head.set_standardisation(pool_chunks(tr_chunks, tr_counts), data.context[train_idx])
+    pos_weight, genre_w = class_weights(labels, train_idx, "loss")
+    y_tags = torch.from_numpy(labels.y_tags.astype(np.float32))
+    y_genre = torch.from_numpy(labels.y_genre.astype(np.int64))
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    rng = np.random.default_rng(config.seed)
+
+    def predict(index):
+        chunks, c = _subset(per_chunk, counts, index)
+        return head.predict(pool_chunks(chunks, c), data.context[index])
+
+    best = {"score": -math.inf, "epoch": 0, "state": None}
+    history, bad = [], 0
+    for epoch in range(1, config.epochs + 1):
+        head.train()
+        rows, drawn = _draw(tr_counts, rng, config.full_share)
+        pooled = torch.from_numpy(pool_chunks({k: v[rows] for k, v in tr_chunks.items()}, drawn))
+        ctx = torch.from_numpy(data.context[train_idx])
+        order = rng.permutation(len(train_idx))
+        losses = []
+        for b in range(0, len(order), config.batch_size):
+            sel = order[b : b + config.batch_size]
+            it = torch.from_numpy(train_idx[sel])
+            output = head(pooled[sel], ctx[sel])
+            loss = tagging_loss(output, y_tags[it], y_genre[it], pos_weight=pos_weight, genre_weight_vec=genre_w)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        entry = {"epoch": epoch, "loss": float(np.mean(losses))}
+        if len(valid_idx):
+            scores = validation_scores(labels, valid_idx, predict(valid_idx))
+            entry.update({f"val_{k}": v for k, v in scores.items()})
+            score = scores["score"] if math.isfinite(scores["score"]) else -math.inf
+        else:
+            score = float(epoch)
+        history.append(entry)
+        if score > best["score"] + 1e-6:
+            best, bad = {"score": score, "epoch": epoch, "state": {k: v.clone() for k, v in head.state_dict().items()}}, 0
+        else:
+            bad += 1
+        if epoch == 1 or epoch % 10 == 0:
+            say(f"epoch {epoch:3d}  loss {entry['loss']:.4f}" + (
+                f"  val tags AUC {entry['val_tags_roc_auc']:.3f}  genre acc {entry['val_genre_accuracy']:.3f}"
+                if "val_tags_roc_auc" in entry else ""))
+        if config.patience and len(valid_idx) and bad >= config.patience:
+            say(f"no improvement for {bad} epochs, stopping at epoch {epoch}")
+            break
+
+    head.load_state_dict(best["state"])
+    head.eval()
+    calib_idx = valid_idx if len(valid_idx) else train_idx
+    calib = predict(calib_idx)
+    thresholds = robust_thresholds(labels.y_tags[calib_idx], calib["tag_probs"])
+    metrics: dict[str, Any] = {"best_epoch": best["epoch"], "epochs_run": len(history), "history": history}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        metrics["valid" if len(valid_idx) else "train"] = score_predictions(labels, calib_idx, calib, thresholds=thresholds)
+        if len(test_idx):
+            metrics["test"] = score_predictions(labels, test_idx, predict(test_idx), thresholds=thresholds)
+    extra = {"head_config": dataclasses.asdict(config), "backbone": loaded.model_id,
+             "backbone_metrics": {k: loaded.metrics[k] for k in ("valid", "test") if k in loaded.metrics},
+             "backbone_extra": loaded.extra, "labels": labels.source, "splits": data.splits_source,
+             "n_tracks": data.counts()}
+    mid = save_checkpoint(out, model, config=model_config, tags=labels.tags, genres=labels.genres,
+                          thresholds=thresholds, metrics=metrics, analysis=loaded.analysis, extra=extra)
+    return HeadResult(path=Path(out), model_id=mid, backbone_id=loaded.model_id, best_epoch=best["epoch"],
+                      history=history, metrics=metrics, seconds=time.monotonic() - t_start)
