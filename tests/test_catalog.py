@@ -1,6 +1,8 @@
 """Catalogue: scanning by content hash, analysis cache, failures, kill-and-resume."""
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 import signal
@@ -190,6 +192,8 @@ def test_export_formats(tmp_path, music):
         out = lib.export(tmp_path / f"out.{fmt}")
         frame = {"csv": pd.read_csv, "parquet": pd.read_parquet, "json": pd.read_json}[fmt](out)
         assert len(frame) == 4 and {"track_id", "tempo", "key", "loudness"} <= set(frame.columns)
+        chroma = frame["chroma"].map(json.loads) if fmt == "csv" else frame["chroma"]  # CSV cells: JSON lists
+        assert all(len(c) == 12 and abs(sum(c) - 1) < 1e-3 for c in chroma)
 
 
 # --- kill -9 at random moments, then resume: identical to an uninterrupted run ---------------------

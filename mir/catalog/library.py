@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from .. import __version__, atomic, audio
@@ -351,8 +352,12 @@ class Library:
         path = Path(path)
         fmt = (fmt or path.suffix.lstrip(".")).lower()
         frame = self.descriptors()
+        flat = frame.copy()  # CSV cells hold text: vector descriptors become JSON lists
+        for col in ("chroma", "rhythm"):
+            flat[col] = [json.dumps([round(float(v), 5) for v in x]) if isinstance(x, (list, np.ndarray)) else ""
+                         for x in flat[col]]
         writers = {
-            "csv": lambda tmp: frame.to_csv(tmp, index=False),
+            "csv": lambda tmp: flat.to_csv(tmp, index=False),
             "parquet": lambda tmp: frame.to_parquet(tmp, index=False),
             "json": lambda tmp: frame.to_json(tmp, orient="records", indent=1),
         }

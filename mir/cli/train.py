@@ -2,7 +2,7 @@
 
     mir train LIB --labels labels.csv [--model short-chunk|fast|debug] [--out model.pt] [--splits FILE]
                   [--epochs N] [--seed N] [--resume | --restart] [augmentation / optimisation flags]
-    mir train LIB --labels labels.csv --track-head BACKBONE.pt [--track-hidden 256] [--out model.pt] …
+    mir train LIB --labels labels.csv --track-head BACKBONE.pt [--track-hidden 128] [--out model.pt] …
     mir evaluate LIB --model model.pt --labels labels.csv [--splits FILE] [--split test] [--out DIR]
 """
 from __future__ import annotations
@@ -127,7 +127,7 @@ def register(sub) -> None:
     p.add_argument("--track-head", default=None, metavar="BACKBONE",
                    help="instead of training a CNN, train a track-level head (pooled chunk outputs + chroma, "
                         "rhythm and tempo descriptors) on this trained checkpoint's frozen backbone")
-    p.add_argument("--track-hidden", type=int, default=256, metavar="N", help="width of the track head (default 256)")
+    p.add_argument("--track-hidden", type=int, default=128, metavar="N", help="width of the track head (default 128)")
     p.add_argument("--seed", type=int, default=0)
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",

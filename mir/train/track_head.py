@@ -40,13 +40,13 @@ from .metrics import MetricWarning
 class HeadConfig:
     """Hyper-parameters of a track-head run (stored in the checkpoint's ``extra``)."""
 
-    hidden: int = 256
+    hidden: int = 128
     epochs: int = 300
     patience: int = 40
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    dropout: float = 0.3
+    dropout: float = 0.5
     full_share: float = 0.5  # share of training draws that pool all of a track's chunks
     seed: int = 0
 
