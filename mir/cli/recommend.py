@@ -8,7 +8,7 @@ import sys
 from ..catalog import Library
 from ..errors import ParameterError
 
-METHODS = ["popularity", "content", "als", "bpr", "hybrid", "hybrid-blend", "hybrid-learned"]
+METHODS = ["popularity", "content", "content-taste", "als", "bpr", "hybrid", "hybrid-blend", "hybrid-learned"]
 
 
 def _progress(args) -> bool:
@@ -47,6 +47,30 @@ def collab_summary(model) -> str | None:
     return f"{cf.algorithm} factors {cf.factors_}, regularization {cf.regularization_:g}, alpha {cf.alpha_:g} ({how})"
 
 
+def hybrid_settings(model) -> dict | None:
+    """The settings a hybrid chose on its validation split (or was given); None for other methods."""
+    if getattr(model, "weight_", None) is None:
+        return None
+    out = {"weight": float(model.weight_), "cold_offset": float(model.cold_offset_)}
+    if hasattr(model, "cold_user_weight_"):  # hybrid-blend: cold-start users get a content-weighted blend
+        out["cold_user_weight"] = float(model.cold_user_weight_)
+    if getattr(model, "cold_users", None):  # hybrid: cold-start users get the taste prior or content lists
+        out["cold_users"] = model.cold_users
+    return out
+
+
+def hybrid_summary(model) -> str | None:
+    s = hybrid_settings(model)
+    if s is None:
+        return None
+    text = f"collaborative weight {s['weight']:.2f}, cold-track offset {s['cold_offset']:.2f}"
+    if "cold_user_weight" in s:
+        text += f", cold-user weight {s['cold_user_weight']:.2f}"
+    if "cold_users" in s:
+        text += f", cold-start users: {s['cold_users']} lists"
+    return text
+
+
 def _collab(args) -> dict:
     return {k: v for k, v in (("factors", args.factors), ("regularization", args.regularization),
                               ("alpha", args.alpha)) if v is not None}
@@ -70,7 +94,15 @@ def _method_params(method: str, args) -> dict:
         params["tune_k"] = args.k
         if _collab(args):
             params["collaborative"] = Collaborative(**_collab(args))
-    if method in ("hybrid", "hybrid-blend"):
+    if method == "hybrid":
+        params["tune_k"] = args.k
+        if getattr(args, "weight", None) is not None:
+            params["weight"] = args.weight
+        if getattr(args, "cold_users", None):
+            params["cold_users"] = args.cold_users
+        if _collab(args):
+            params["collaborative"] = Collaborative(**_collab(args))
+    if method == "hybrid-blend":
         if index:
             params["content"] = ContentBased(index=index)
         params["tune_k"] = args.k
@@ -114,9 +146,8 @@ def cmd_recommend(args) -> int:
         model.fit(inputs.interactions, inputs.tracks)
         if collab_summary(model):
             print(collab_summary(model), file=sys.stderr)
-        if getattr(model, "weight_", None) is not None:
-            print(f"hybrid: collaborative weight {model.weight_:.2f}, cold-user weight {model.cold_user_weight_:.2f}, "
-                  f"cold-track offset {model.cold_offset_:.1f}", file=sys.stderr)
+        if hybrid_summary(model):
+            print(f"{args.method}: {hybrid_summary(model)}", file=sys.stderr)
     else:
         model = saved
         print("resuming: using the model fitted by the interrupted run", file=sys.stderr)
@@ -156,17 +187,14 @@ def cmd_eval(args) -> int:
     for name, m in models.items():
         if collab_summary(m):
             print(f"{name}: {collab_summary(m)}")
-    if "hybrid" in models and hasattr(models["hybrid"], "weight_"):
-        h = models["hybrid"]
-        print(f"hybrid (tuned on a validation split of the training events): collaborative weight {h.weight_:.2f}, "
-              f"cold-user weight {h.cold_user_weight_:.2f}, cold-track offset {h.cold_offset_:.1f}")
+        if hybrid_summary(m):
+            print(f"{name} (tuned on a validation split of the training events): {hybrid_summary(m)}")
     if args.json:
         doc = {"settings": dict(a), "events": inputs.report.to_dict(),
                "methods": json.loads(table.to_json(orient="index"))}
-        if "hybrid" in models and hasattr(models["hybrid"], "weight_"):
-            h = models["hybrid"]
-            doc["hybrid"] = {"weight": h.weight_, "cold_offset": h.cold_offset_, "cold_user_weight": h.cold_user_weight_}
         for name, m in models.items():
+            if hybrid_settings(m):
+                doc.setdefault("hybrids", {})[name] = hybrid_settings(m)
             cf = getattr(m, "collaborative_", m)
             if hasattr(cf, "factors_"):
                 doc.setdefault("collaborative", {})[name] = {"factors": int(cf.factors_),
@@ -212,7 +240,10 @@ def _collab_args(p) -> None:
     p.add_argument("--alpha", type=_auto_or(float), default=None, metavar="A|auto",
                    help="als/hybrid: confidence = 1 + alpha * log(1 + plays) (default auto)")
     p.add_argument("--cold-user-weight", default=None, metavar="W|auto",
-                   help="hybrid: collaborative weight for users with 1-3 plays (default 0: content lists; auto: tuned)")
+                   help="hybrid-blend: collaborative weight for users with 1-3 plays (default 0: content lists; auto: tuned)")
+    p.add_argument("--cold-users", choices=["prior", "content"], default=None,
+                   help="hybrid: lists for users with 1-3 plays: purely content-based (default) or their taste "
+                        "with the popularity prior learned from everyone's plays")
     p.add_argument("--content-index", default=None, metavar="TYPE",
                    help="content/hybrid: take content candidates from a FAISS index of this type (flat, hnsw, auto or "
                         "a factory string) instead of the exact scan of all tracks (default)")
@@ -231,7 +262,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="output Parquet: user, rank, track_id, score")
     p.add_argument("-k", type=int, default=50, help="tracks per user (default 50)")
     p.add_argument("--method", choices=METHODS, default="hybrid", help="recommender (default hybrid)")
-    p.add_argument("--weight", type=float, default=None, help="hybrid: collaborative weight in [0, 1] (default: tuned)")
+    p.add_argument("--weight", type=float, default=None, help="hybrid: ALS weight (>= 0; hybrid-blend: in [0, 1]) (default: tuned)")
     _collab_args(p)
     p.add_argument("--keep-played", action="store_true", help="allow tracks the user already played")
     p.add_argument("--diversity", type=float, default=0.0, help="MMR diversity in [0, 1] (default 0: off)")

@@ -30,6 +30,8 @@ class TrackSet:
     path: np.ndarray | None = None
     duration: np.ndarray | None = None
     model_id: str = ""
+    features: np.ndarray | None = None  # [n, F] predicted genre probabilities + normalised tag probabilities
+    feature_names: tuple[str, ...] = ()
     _pos: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -48,6 +50,12 @@ class TrackSet:
         self.tempo = np.full(n, np.nan) if self.tempo is None else np.asarray(self.tempo, dtype=np.float64)
         self.duration = np.full(n, np.nan) if self.duration is None else np.asarray(self.duration, dtype=np.float64)
         self.tags = [()] * n if self.tags is None else [tuple(t) for t in self.tags]
+        if self.features is not None:
+            feats = np.asarray(self.features, dtype=np.float32)
+            if feats.ndim != 2 or feats.shape[0] != n or not np.isfinite(feats).all():
+                raise ParameterError(f"features must be a finite [n_tracks={n}, F] array, got shape {feats.shape}")
+            self.features = feats
+            self.feature_names = tuple(self.feature_names)
         for name in ("artist", "genre", "key", "title", "path", "tempo", "duration", "tags"):
             if len(getattr(self, name)) != n:
                 raise ParameterError(f"{name} has {len(getattr(self, name))} entries for {n} tracks")
@@ -92,7 +100,21 @@ def from_library(lib, model_id: str | None = None) -> TrackSet:
         tempo=pd.to_numeric(frame["tempo"], errors="coerce").to_numpy(float), key=np.asarray(key, dtype=object),
         title=_clean(frame["title"]), path=_clean(frame["path"]),
         duration=pd.to_numeric(frame["duration"], errors="coerce").to_numpy(float), model_id=model_id,
+        features=content_features(frame), feature_names=tuple(f"genre:{g}" for g in tags.attrs.get("genres", ()))
+        + tuple(f"tag:{t}" for t in tags.attrs.get("tags", ())),
     )
+
+
+def content_features(frame: pd.DataFrame) -> np.ndarray | None:
+    """[n, G + T] from a tags table: predicted genre probabilities, then tag probabilities scaled to
+    sum 1 per track (a track's tags share its tag weight, as a mean over its tags does); None when
+    the tagging model stored no probabilities."""
+    if "genre_probs" not in frame or "tag_probs" not in frame or frame.empty:
+        return None
+    genres = np.stack(frame["genre_probs"].to_numpy()).astype(np.float64)
+    tags = np.stack(frame["tag_probs"].to_numpy()).astype(np.float64)
+    tags = tags / np.maximum(tags.sum(axis=1, keepdims=True), 1e-12)
+    return np.hstack([genres, tags]).astype(np.float32)
 
 
 def _clean(col: pd.Series) -> np.ndarray:

@@ -566,7 +566,8 @@ METHODS = {"popularity": Popularity, "content": ContentBased, "als": Collaborati
 
 
 def make(method: str, **params) -> Recommender:
-    """A recommender by name: popularity, content, als, bpr or hybrid."""
+    """A recommender by name: popularity, content, content-taste, als, bpr, hybrid (:class:`AffinityHybrid`),
+    hybrid-blend (:class:`Hybrid`) or hybrid-learned."""
     if method == "bpr":
         return Collaborative(algorithm="bpr", **params)
     if method not in METHODS:
@@ -576,5 +577,9 @@ def make(method: str, **params) -> Recommender:
 
 from .learned import LearnedHybrid  # noqa: E402  (imports the parts above lazily; here for make() and load_model)
 
+from .feature_models import AffinityHybrid, ContentTaste  # noqa: E402
+
+METHODS["hybrid"] = AffinityHybrid
 METHODS["hybrid-blend"] = Hybrid
 METHODS["hybrid-learned"] = LearnedHybrid
+METHODS["content-taste"] = ContentTaste

@@ -1,0 +1,213 @@
+"""Recommenders built on :mod:`mir.recommend.affinity` (per-user taste logits over track features).
+
+- :class:`ContentTaste` ("content-taste"): purely content-based; a user's taste over the tracks'
+  predicted genre and tag probabilities (no popularity, no item bias; other users enter only
+  through the shared prior of tastes).
+- :class:`AffinityHybrid` ("hybrid"): the way the demo histories are generated, "popularity ×
+  personal affinity": ``b_t + theta_u · phi_t`` (item bias learned from every user's plays plus the
+  user's content taste), blended with a collaborative (ALS) score; the ALS weight and the
+  never-played-track offset are tuned on a validation split of the training events.
+
+Both score every catalogue track for a block of users (dense ``[users, n_items]``), which is exact
+and cheap for catalogues up to ~10^5 tracks.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ParameterError
+from . import affinity
+from ._base import NEG, Recommender, gather_rows, topk
+from .tune import relevance_credit, validation_split
+
+ALS_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5)
+OFFSETS = (0.0, 0.25, -0.25, 0.5, -0.5, -0.75, -1.0, 1.0, -1.5, -2.0, -3.0)  # mildest first
+
+
+def _dense_topk(model, u, n, allowed, exclude_seen):
+    S = model._dense(u)
+    affinity.mask_unwanted(S, model.seen_, u, allowed, exclude_seen)
+    return topk(S, n)
+
+
+class ContentTaste(Recommender):
+    """Content-based: ``theta_u · phi_t`` with ``theta_u`` a MAP per-user multinomial logit over the
+    track features (:func:`mir.recommend.affinity.fit_tastes` without item bias; prior learned by EM).
+    ``iterations``, ``ridge``: see :func:`~mir.recommend.affinity.fit_tastes`."""
+
+    name = "content-taste"
+    needs_tracks = True
+
+    def __init__(self, iterations: int = 20, ridge: float = 1e-2):
+        self.iterations = iterations
+        self.ridge = ridge
+
+    def _fit(self, X, tracks) -> None:
+        self.features_ = affinity.track_features(tracks).astype(np.float32)
+        self.theta_, self.prior_mean_, _ = affinity.fit_tastes(self.seen_, self.features_, item_bias=False,
+                                                               iterations=self.iterations, ridge=self.ridge)
+
+    def _dense(self, u):
+        return affinity.scores(self.theta_[u], self.features_)
+
+    def _candidates(self, u, n, allowed, exclude_seen):
+        return _dense_topk(self, u, n, allowed, exclude_seen)
+
+    def _score(self, u, items):
+        out = np.einsum("bf,bcf->bc", self.theta_[u].astype(np.float32), gather_rows(self.features_, items))
+        return np.where(items >= 0, out, NEG).astype(np.float32)
+
+
+class AffinityHybrid(Recommender):
+    """``z(b_t + theta_u · phi_t) + w · z(ALS)`` per user (z: standardised over the catalogue).
+
+    The taste part is :func:`mir.recommend.affinity.fit_tastes` with item biases (learned from
+    every user's plays: the popularity prior of a track). Never-played tracks (cold-start tracks)
+    have no learned bias nor ALS factors: their bias is the median bias of played tracks, their
+    ALS term is replaced by the taste term, and ``cold_offset`` is added (``"match"``: the offset
+    of ``OFFSETS`` whose validation lists hold never-played tracks at the rate they make up of the
+    relevant held-out items; a number: as given). ``weight``: the ALS weight ``w`` ("auto": the
+    best validation recall@``tune_k`` over ``grid``). Users with 1 to ``cold_user_plays`` plays
+    (cold-start users) get ``cold_users="content"`` (default): a purely content list
+    (:class:`ContentTaste`), or ``"prior"``: the taste part alone (their few plays move the
+    population's taste, the item bias acts as a popularity prior: more recall on the demo, but not
+    content-based). ``collaborative``: the ALS part (default
+    ``Collaborative()``, its settings chosen on the same validation split).
+    """
+
+    name = "hybrid"
+    needs_tracks = True
+
+    def __init__(self, collaborative: Recommender | None = None, weight: float | str = "auto",
+                 cold_offset: float | str = "match", cold_users: str = "content", cold_user_plays: int = 3,
+                 iterations: int = 20, ridge: float = 1e-2, validation: float = 0.2, tune_k: int = 50,
+                 grid: tuple = ALS_WEIGHTS, cold_grid: tuple = OFFSETS, max_tune_users: int = 5000,
+                 random_state: int = 0):
+        self.collaborative = collaborative
+        self.weight = weight
+        self.cold_offset = cold_offset
+        self.cold_users = cold_users
+        self.cold_user_plays = cold_user_plays
+        self.iterations = iterations
+        self.ridge = ridge
+        self.validation = validation
+        self.tune_k = tune_k
+        self.grid = grid
+        self.cold_grid = cold_grid
+        self.max_tune_users = max_tune_users
+        self.random_state = random_state
+
+    # --- fitting ---------------------------------------------------------------------------------------
+    def _check(self) -> None:
+        if self.cold_users not in ("prior", "content"):
+            raise ParameterError(f"cold_users must be 'prior' or 'content', got {self.cold_users!r}")
+        if not (self.weight == "auto" or (not isinstance(self.weight, str) and float(self.weight) >= 0)):
+            raise ParameterError(f"weight must be a number >= 0 or 'auto', got {self.weight!r}")
+        if isinstance(self.cold_offset, str) and self.cold_offset != "match":
+            raise ParameterError(f"cold_offset must be a number or 'match', got {self.cold_offset!r}")
+
+    def _fit_parts(self, X, tracks, cf) -> dict:
+        """Fitted state of every part on ``X`` (a dict of the learned attributes)."""
+        from .methods import Collaborative
+
+        Phi = affinity.track_features(tracks).astype(np.float32)
+        seen = X.matrix()
+        theta, _, b = affinity.fit_tastes(seen, Phi, item_bias=True, iterations=self.iterations, ridge=self.ridge)
+        never = np.asarray(seen.sum(axis=0)).ravel() == 0
+        if never.any() and (~never).any():
+            b[never] = np.median(b[~never])
+        state = {"features_": Phi, "theta_": theta.astype(np.float32), "bias_": b.astype(np.float32),
+                 "never_played_": never}
+        if self.weight == "auto" or float(self.weight) > 0:
+            state["collaborative_"] = cf.fit(X, tracks) if cf is not None else Collaborative().fit(X, tracks)
+        if self.cold_users == "content":
+            state["content_"] = ContentTaste(self.iterations, self.ridge).fit(X, tracks)
+        return state
+
+    def _fit(self, X, tracks) -> None:
+        from .methods import Collaborative, clone
+
+        self._check()
+        cf = clone(self.collaborative) if self.collaborative is not None else Collaborative()
+        split = validation_split(X, self.validation, max_users=self.max_tune_users, random_state=self.random_state)
+        cf_tuning = None
+        if isinstance(cf, Collaborative) and cf._auto():  # choose the ALS settings once, on this split
+            settings, cf_tuning = cf.search(split, tracks)
+            for name, value in settings.items():
+                setattr(cf, name, value)
+        self.weight_ = 0.0 if self.weight == "auto" else float(self.weight)
+        self.cold_offset_ = 0.0 if isinstance(self.cold_offset, str) else float(self.cold_offset)
+        self.cold_share_target_ = float("nan")
+        self.tuning_ = np.zeros((0, 4))
+        if len(split.users) and (self.weight == "auto" or self.cold_offset == "match"):
+            self._tune(split, tracks, clone(cf))
+        for k, v in self._fit_parts(X, tracks, cf).items():
+            setattr(self, k, v)
+        if cf_tuning is not None and hasattr(self, "collaborative_"):  # the ALS search's rows, for reports
+            self.collaborative_.tuning_ = cf_tuning
+
+    def _tune(self, split, tracks, cf) -> None:
+        """Choose ``weight_`` then ``cold_offset_`` on ``split``; ``tuning_`` rows: ``[weight, offset,
+        recall@tune_k, never-played share of the lists]`` (warm validation users)."""
+        saved = dict(vars(self))
+        for k, v in self._fit_parts(split.train, tracks, cf).items():
+            setattr(self, k, v)
+        self.seen_ = split.train.matrix()
+        self.user_plays_ = np.asarray(self.seen_.sum(axis=1)).ravel()
+        users = split.users[self.user_plays_[split.users] > self.cold_user_plays]
+        weights = [float(w) for w in self.grid] if self.weight == "auto" else [self.weight_]
+        offsets = [float(c) for c in self.cold_grid] if self.cold_offset == "match" else [self.cold_offset_]
+        rows = []
+        for w in weights:
+            rows.append((w, offsets[0], *self._validate(users, split.relevant, w, offsets[0])))
+        best_w = rows[int(np.argmax([r[2] for r in rows]))][0] if rows else self.weight_
+        rel = np.concatenate([split.relevant[int(x)] for x in split.users])
+        target = float(np.mean(self.never_played_[rel])) if len(rel) else 0.0
+        best_c = offsets[0]
+        if len(offsets) > 1:
+            at = [(c, *self._validate(users, split.relevant, best_w, c)) for c in offsets]
+            rows += [(best_w, *r) for r in at[1:]]
+            best_c = at[int(np.argmin([abs(r[2] - target) for r in at]))][0]
+        vars(self).clear()
+        vars(self).update(saved)
+        self.weight_, self.cold_offset_, self.cold_share_target_ = best_w, best_c, target
+        self.tuning_ = np.array(rows, np.float64).reshape(-1, 4)
+
+    def _validate(self, users, relevant, w, c) -> tuple[float, float]:
+        """(mean recall@tune_k, never-played share of the lists) of warm ``users`` at weight ``w``, offset ``c``."""
+        self.weight_, self.cold_offset_ = w, c
+        hits, never, total = 0.0, 0, 0
+        for lo in range(0, len(users), 512):
+            u = users[lo:lo + 512]
+            items, _ = _dense_topk(self, u, self.tune_k, None, True)
+            hits += float(relevance_credit(items, u, relevant, len(self.never_played_)).sum())
+            ok = items >= 0
+            never += int(self.never_played_[items[ok]].sum())
+            total += int(ok.sum())
+        return hits / max(len(users), 1), never / max(total, 1)
+
+    # --- scoring ---------------------------------------------------------------------------------------
+    def _dense(self, u):
+        u = np.asarray(u, np.int64)
+        played = ~self.never_played_
+        z = affinity.zscore_dense(affinity.scores(self.theta_[u], self.features_, self.bias_))
+        if self.weight_ > 0:
+            cf = self.collaborative_
+            z_cf = affinity.zscore_dense(cf.user_factors_[u] @ cf.item_factors_.T, played)
+            z = z + self.weight_ * np.where(played, z_cf, z)
+        z = z + np.where(self.never_played_, self.cold_offset_, 0.0)
+        cold = self.user_plays_[u] <= self.cold_user_plays
+        if cold.any():
+            if self.cold_users == "content":
+                z[cold] = affinity.zscore_dense(self.content_._dense(u[cold]))
+            else:
+                z[cold] = affinity.zscore_dense(affinity.scores(self.theta_[u[cold]], self.features_, self.bias_))
+        return z.astype(np.float32)
+
+    def _candidates(self, u, n, allowed, exclude_seen):
+        return _dense_topk(self, u, n, allowed, exclude_seen)
+
+    def _score(self, u, items):
+        S = self._dense(u)
+        out = np.take_along_axis(S, np.maximum(items, 0), axis=1)
+        return np.where(items >= 0, out, NEG).astype(np.float32)

@@ -1,0 +1,177 @@
+"""Taste logits over track features: mir.recommend.affinity, ContentTaste, AffinityHybrid (the default hybrid)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from mir.errors import ParameterError
+from mir.recommend import AffinityHybrid, Collaborative, ContentTaste, Interactions, TrackSet, load_model, make, save_model
+from mir.recommend import affinity
+
+N_GENRES, PER_GENRE = 3, 8
+
+
+def feature_tracks(hidden: int = 0) -> TrackSet:
+    """Tracks whose predicted genre probabilities say the genre (0.9 / 0.05 / 0.05); 2 tags shared by all."""
+    n = N_GENRES * PER_GENRE + hidden
+    genre = np.arange(n) % N_GENRES
+    feats = np.full((n, N_GENRES), 0.05)
+    feats[np.arange(n), genre] = 0.9
+    feats = np.hstack([feats, np.full((n, 2), 0.5)])
+    emb = np.random.default_rng(0).normal(size=(n, 8))
+    return TrackSet(track_ids=[f"t{i:02d}" for i in range(n)], embeddings=emb, features=feats,
+                    genre=np.array([f"g{g}" for g in genre], dtype=object))
+
+
+def genre_history(tracks: TrackSet, n_users: int = 60, plays: int = 6, seed: int = 1, never: tuple = ()) -> Interactions:
+    """Each user plays ``plays`` tracks of one genre (user % 3); low-index tracks are more popular."""
+    rng = np.random.default_rng(seed)
+    genre = np.argmax(tracks.features[:, :N_GENRES], axis=1)
+    rows = []
+    for u in range(n_users):
+        pool = np.flatnonzero((genre == u % N_GENRES) & ~np.isin(np.arange(len(tracks)), never))
+        p = 1.0 / (1.0 + np.arange(len(pool)))
+        for e, t in enumerate(rng.choice(pool, size=min(plays, len(pool)), replace=False, p=p / p.sum())):
+            rows.append((f"u{u:03d}", tracks.track_ids[t], 1_700_000_000 + 1000 * e, 1))
+    events = pd.DataFrame(rows, columns=["user", "track_id", "timestamp", "plays"])
+    return Interactions.from_events(events, tracks.track_ids)
+
+
+def test_fit_tastes_recovers_a_genre_preference():
+    rng = np.random.default_rng(0)
+    Phi = np.eye(4)[np.repeat(np.arange(4), 10)]  # 40 tracks, one-hot over 4 genres
+    Y = np.zeros((30, 40))
+    for u in range(30):
+        Y[u, rng.choice(np.arange(10 * (u % 4), 10 * (u % 4) + 10), 5, replace=False)] = 1
+    theta, mu, b = affinity.fit_tastes(sp.csr_matrix(Y), Phi, item_bias=False, iterations=15)
+    assert np.all(np.argmax(theta, axis=1) == np.arange(30) % 4)
+    assert np.allclose(b, 0) and mu.shape == (4,)
+    # the exact and the shared-curvature Newton steps agree on the ranking
+    approx, _, _ = affinity.fit_tastes(sp.csr_matrix(Y), Phi, item_bias=False, iterations=15, exact_limit=0)
+    assert np.all(np.argmax(approx, axis=1) == np.arange(30) % 4)
+
+
+def test_fit_tastes_item_bias_follows_popularity():
+    Phi = np.ones((6, 1))  # no content signal: the bias alone explains the plays
+    Y = np.zeros((40, 6))
+    Y[:, 0] = 1
+    Y[:20, 1] = 1
+    Y[:5, 2] = 1
+    _, _, b = affinity.fit_tastes(Y, Phi, iterations=15)
+    assert b[0] > b[1] > b[2] > b[3] == pytest.approx(b[5])
+
+
+@pytest.mark.parametrize("scale", [1.0, 20.0])
+@pytest.mark.parametrize("exact_limit", [0, 2e9])
+def test_fit_tastes_is_stable_at_any_feature_scale(scale, exact_limit):
+    """Popular tracks plus large features: the old undamped shared-curvature step and bias step overflowed here."""
+    rng = np.random.default_rng(0)
+    U, N, F = 120, 400, 6
+    Phi = scale * rng.standard_normal((N, F))
+    true = rng.standard_normal((U, F)) / scale
+    Y = np.zeros((U, N))
+    for u in range(U):
+        p = np.exp(true[u] @ Phi.T - (true[u] @ Phi.T).max())
+        Y[u, rng.choice(N, size=8, replace=False, p=p / p.sum())] = 1
+    Y[:, :5] = 1  # five tracks everyone played
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning fails the test
+        theta, mu, b = affinity.fit_tastes(sp.csr_matrix(Y), Phi, iterations=10, exact_limit=exact_limit)
+    assert np.isfinite(theta).all() and np.isfinite(b).all() and np.isfinite(mu).all()
+    assert np.mean([np.corrcoef(theta[u], true[u])[0, 1] for u in range(U)]) > 0.7
+    assert b[:5].min() > b[5:].max()  # the tracks everyone played get the largest biases
+
+
+def test_fit_tastes_rejects_bad_settings():
+    with pytest.raises(ParameterError, match="iterations"):
+        affinity.fit_tastes(np.ones((2, 2)), np.eye(2), iterations=0)
+    with pytest.raises(ParameterError, match="features"):
+        affinity.fit_tastes(np.ones((2, 2)), np.full((2, 2), np.nan))
+
+
+def test_content_taste_recommends_the_users_genre():
+    tracks = feature_tracks()
+    X = genre_history(tracks)
+    m = ContentTaste(iterations=10).fit(X, tracks)
+    recs = m.recommend(k=2)
+    genre_of = dict(zip(tracks.track_ids, tracks.genre))
+    for user, group in recs.groupby("user"):
+        assert {genre_of[t] for t in group["track_id"]} == {f"g{int(user[1:]) % N_GENRES}"}
+    played = set(zip(X.users[X.user_idx], X.items[X.item_idx]))
+    assert not any((u, t) in played for u, t in zip(recs["user"], recs["track_id"]))
+
+
+def test_track_features_fall_back_to_embeddings():
+    tracks = TrackSet(track_ids=["a", "b"], embeddings=np.eye(2))
+    assert np.allclose(affinity.track_features(tracks), np.eye(2))
+    with pytest.raises(ParameterError, match="features"):
+        TrackSet(track_ids=["a", "b"], embeddings=np.eye(2), features=np.ones((3, 2)))
+
+
+ALS = {"factors": 4, "regularization": 0.1, "alpha": 1.0, "iterations": 5, "num_threads": 1}
+
+
+def test_affinity_hybrid_genre_popularity_and_cold_tracks(tmp_path):
+    tracks = feature_tracks(hidden=N_GENRES)  # the last 3 tracks (one per genre) are never played
+    never = tuple(range(N_GENRES * PER_GENRE, len(tracks)))
+    X = genre_history(tracks, never=never)
+    m = AffinityHybrid(collaborative=Collaborative(**ALS), tune_k=4).fit(X, tracks)
+    assert m.weight_ in m.grid and m.cold_offset_ in m.cold_grid and len(m.tuning_) > 0
+    assert m.never_played_[list(never)].all()
+    recs = m.recommend(k=2)  # each user has 2 unplayed, played-by-others tracks of their genre
+    genre_of = dict(zip(tracks.track_ids, tracks.genre))
+    for user, group in recs.groupby("user"):
+        assert {genre_of[t] for t in group["track_id"]} == {f"g{int(user[1:]) % N_GENRES}"}
+    # no never-played track is relevant on validation here, so the matched offset keeps them down
+    assert m.cold_share_target_ == 0.0 and m.cold_offset_ < 0
+    # without an offset, a never-played track of the user's genre outranks the other genres (content reaches it)
+    m0 = AffinityHybrid(collaborative=Collaborative(**ALS), weight=0.5, cold_offset=0.0).fit(X, tracks)
+    big = m0.recommend(["u000"], k=len(tracks) - 6, exclude_seen=True)
+    order = list(big["track_id"])
+    cold0 = tracks.track_ids[never[0]]  # genre 0, like u000
+    assert order.index(cold0) < min(order.index(t) for t in order if genre_of[t] != "g0")
+    # stored without pickle and reloaded to the same lists
+    save_model(m, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    pd.testing.assert_frame_equal(again.recommend(k=2), recs)
+
+
+def test_affinity_hybrid_cold_users_variants():
+    tracks = feature_tracks()
+    X = genre_history(tracks)
+    extra = pd.DataFrame({"user": ["z_new"], "track_id": [tracks.track_ids[1]], "timestamp": [1_800_000_000],
+                          "plays": [1]})  # one play of genre 1
+    events = pd.DataFrame({"user": X.users[X.user_idx], "track_id": X.items[X.item_idx], "timestamp": X.timestamp,
+                           "plays": X.plays})
+    X2 = Interactions.from_events(pd.concat([events, extra]), tracks.track_ids)
+    genre_of = dict(zip(tracks.track_ids, tracks.genre))
+    for variant in ("prior", "content"):
+        m = AffinityHybrid(collaborative=Collaborative(**ALS), weight=0.5, cold_offset=0.0, cold_users=variant).fit(X2, tracks)
+        top = m.recommend(["z_new"], k=3)["track_id"]
+        assert {genre_of[t] for t in top} == {"g1"}, variant
+    with pytest.raises(ParameterError, match="cold_users"):
+        AffinityHybrid(cold_users="nope").fit(X2, tracks)
+
+
+def test_make_hybrid_is_the_affinity_hybrid():
+    assert isinstance(make("hybrid"), AffinityHybrid) and isinstance(make("content-taste"), ContentTaste)
+    assert make("hybrid").cold_users == "content"  # the issue: cold-start users get content-based lists
+    assert type(make("hybrid-blend")).__name__ == "Hybrid"
+
+
+def test_cli_summary_names_each_hybrids_own_settings():
+    from mir.cli.recommend import hybrid_settings, hybrid_summary
+
+    tracks = feature_tracks()
+    X = genre_history(tracks)
+    m = AffinityHybrid(collaborative=Collaborative(**ALS), weight=0.5, cold_offset=-1.0).fit(X, tracks)
+    assert hybrid_settings(m) == {"weight": 0.5, "cold_offset": -1.0, "cold_users": "content"}
+    assert "cold-user weight" not in hybrid_summary(m) and "cold-start users: content lists" in hybrid_summary(m)
+    blend = make("hybrid-blend", collaborative=Collaborative(**ALS), weight=0.5, cold_offset=0.0,
+                  cold_user_weight=1.0).fit(X, tracks)
+    assert hybrid_settings(blend)["cold_user_weight"] == 1.0 and "cold-user weight 1.00" in hybrid_summary(blend)
+    assert hybrid_settings(Collaborative(**ALS).fit(X, tracks)) is None
