@@ -288,3 +288,12 @@ def test_recommend_applies_filters_and_cap_end_to_end():
     assert not recs.duplicated(["user", "track_id"]).any()
     kept = m.recommend(["u00"], 5, exclude_seen=False)
     assert set(kept["track_id"]) & {"t01", "t02", "t03", "t04"}  # played tracks allowed when asked
+
+
+def test_cli_bpm_range_reads_like_mir_similar():
+    from mir.cli.recommend import _bpm
+
+    assert _bpm("90-120") == _bpm("90:120") == (90.0, 120.0)
+    assert _bpm("90-") == (90.0, float("inf")) and _bpm("-120") == (0.0, 120.0) and _bpm(None) is None
+    with pytest.raises(ParameterError, match="--bpm"):
+        _bpm("fast")

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-PITCH_CLASSES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+from ..features.descriptors import PITCH_CLASSES
 
 
 def _truth_check(lib, data: Path) -> list[str]:

@@ -16,13 +16,13 @@ def _progress(args) -> bool:
 
 
 def _bpm(text: str | None):
+    """``--bpm`` as ``mir similar`` reads it (``90-120``, ``90-``, ``-120``; ``90:120`` too) -> (low, high)."""
+    from ..index.filters import parse_range
+
     if not text:
         return None
-    try:
-        lo, hi = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise ParameterError(f"--bpm takes LOW:HIGH (e.g. 90:120), got {text!r}") from None
-    return lo, hi
+    lo, hi = parse_range(text.replace(":", "-"), "--bpm")
+    return (0.0 if lo is None else lo, float("inf") if hi is None else hi)
 
 
 def _auto_or(kind):
@@ -269,7 +269,7 @@ def register(sub) -> None:
     p.add_argument("--max-per-artist", type=int, default=None, metavar="N", help="at most N tracks per artist")
     p.add_argument("--genre", action="append", default=None, help="only tracks of this genre (repeatable: any of)")
     p.add_argument("--tag", action="append", default=None, help="only tracks with this tag (repeatable: all of)")
-    p.add_argument("--bpm", default=None, metavar="LOW:HIGH", help="only tracks with a tempo in this range")
+    p.add_argument("--bpm", default=None, metavar="LO-HI", help="only tracks with a tempo in this range, e.g. 90-120, 90- or -120")
     p.add_argument("--shard-size", type=int, default=2000, metavar="N", help="users per shard (default 2000)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run shards on a Dask cluster (tcp://host:8786)")
     p.add_argument("--restart", action="store_true", help="discard an unfinished run of another job at --out")

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ParameterError
+from ..features.descriptors import PITCH_CLASSES
 from .base import PAD_ID, PAD_SCORE, VectorIndex, check_k
 
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _FLATS = {"DB": "C#", "EB": "D#", "GB": "F#", "AB": "G#", "BB": "A#", "CB": "B", "FB": "E", "E#": "F", "B#": "C"}
 MAX_ROUNDS = 40
 

@@ -28,18 +28,21 @@ import numpy as np
 
 from .. import atomic
 from ..errors import ParameterError
+from ..features.descriptors import PITCH_CLASSES
+from ..index.filters import parse_key
 
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-_FLATS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
 
 
 def camelot(key: str | None) -> tuple[int, str] | None:
-    """Camelot code ``(1..12, "A" minor | "B" major)`` of ``"A minor"``-style keys; None if unknown."""
-    if not isinstance(key, str) or " " not in key.strip():
+    """Camelot code ``(1..12, "A" minor | "B" major)`` of a key such as ``"A minor"`` or ``"Bbm"``
+    (:func:`mir.index.filters.parse_key`); None if unknown or without a mode."""
+    if not isinstance(key, str):
         return None
-    tonic, mode = key.strip().split(None, 1)
-    tonic = _FLATS.get(tonic, tonic)
-    if tonic not in PITCH_CLASSES or mode not in ("major", "minor"):
+    try:
+        tonic, mode = parse_key(key)
+    except ParameterError:
+        return None
+    if mode is None:
         return None
     pc = PITCH_CLASSES.index(tonic) + (3 if mode == "minor" else 0)  # a minor key sits with its relative major
     return ((pc * 7) % 12 + 7) % 12 + 1, "A" if mode == "minor" else "B"
