@@ -362,6 +362,15 @@ def test_track_head_trains_on_the_frozen_backbone_evaluates_and_tags(tiny, tmp_p
                              context=data.context[:1])
     assert len(rows.loc[h, "embedding"]) == 16
     np.testing.assert_allclose(rows.loc[h, "tag_probs"], direct["tag_probs"][0], atol=1e-3)  # bank mels are float16
+    # worker processes read the descriptors themselves and store the same rows, bit for bit
+    import shutil
+
+    copy = Library(shutil.copytree(tiny["lib"].root, tmp_path / "copy"))
+    shutil.rmtree(copy.stages.table(STAGE, result.model_id).folder)
+    assert tag(copy, model=result.path, workers=2, group_chunks=8).done == report.done  # several groups: the pool runs
+    pooled = copy.stages.table(STAGE, result.model_id).read().set_index("hash").sort_index()
+    for col in ("tag_probs", "genre_probs", "embedding"):
+        np.testing.assert_array_equal(np.stack(pooled[col].to_numpy()), np.stack(rows.sort_index()[col].to_numpy()))
     # the CLI trains the same kind of head
     assert cli(["train", str(tiny["lib"].root), "--labels", str(tiny["labels"]), "--splits", str(tiny["splits"]),
                 "--track-head", str(backbone), "--track-hidden", "8", "--epochs", "2", "--out", str(tmp_path / "cli.pt")]) == 0
