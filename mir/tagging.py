@@ -221,7 +221,8 @@ class TagReport:
         if self.skipped_failed:
             s += f", {self.skipped_failed} skipped after earlier failures (--retry-failed to retry)"
         if self.skipped_unanalysed:
-            s += f", {self.skipped_unanalysed} without a log-mel (analysis failed; see `mir failures`)"
+            s += (f", {self.skipped_unanalysed} not analysed (no log-mel, or older descriptors than the model needs: "
+                  "run `mir analyze`; failures: `mir failures`)")
         if self.done and self.wall_seconds:
             s += (f" ({self.audio_seconds / 60:.1f} min of audio in {self.wall_seconds:.1f} s, "
                   f"{self.audio_seconds / self.wall_seconds:.0f}x realtime)")

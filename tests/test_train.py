@@ -387,3 +387,24 @@ def test_track_head_refuses_a_backbone_with_other_vocabularies(tiny, tmp_path):
                     thresholds=np.full(8, 0.5), metrics={}, analysis={})
     with pytest.raises(LabelError, match="vocabularies"):
         train_track_head(tiny["prepared"], other, tmp_path / "head.pt")
+
+
+def test_head_model_on_a_library_with_older_descriptors_analyses_them_first(tiny, tmp_path, monkeypatch):
+    import shutil
+
+    from mir.catalog import stages as stages_mod
+    from mir.tagging import tag
+    from mir.train.track_head import HeadConfig, train_track_head
+
+    backbone = tmp_path / "backbone.pt"
+    run(tiny, backbone)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (LabelWarning, MetricWarning))
+        head = train_track_head(tiny["prepared"], backbone, tmp_path / "head.pt", config=HeadConfig(hidden=8, epochs=2))
+    copy = Library(shutil.copytree(tiny["lib"].root, tmp_path / "copy"))
+    monkeypatch.setattr(stages_mod, "DESCRIPTORS_CODE_VERSION", stages_mod.DESCRIPTORS_CODE_VERSION + "-next")
+    n = len(copy.tracks(include_missing=False))
+    skipped = tag(copy, model=head.path, analyze_missing=False)
+    assert skipped.done == 0 and skipped.skipped_unanalysed == n and "run `mir analyze`" in skipped.summary()
+    report = tag(copy, model=head.path)
+    assert report.analysed == n and report.done == n and report.failed == 0
