@@ -93,6 +93,58 @@ def test_fit_tastes_rejects_bad_settings():
         affinity.fit_tastes(np.ones((2, 2)), np.full((2, 2), np.nan))
 
 
+def _taste_problem(seed: int = 0, U: int = 40, N: int = 60, F: int = 4, plays: int = 8):
+    rng = np.random.default_rng(seed)
+    Phi = rng.standard_normal((N, F))
+    true = rng.standard_normal((U, F))
+    Y = np.zeros((U, N))
+    for u in range(U):
+        p = np.exp(true[u] @ Phi.T - (true[u] @ Phi.T).max())
+        Y[u, rng.choice(N, size=plays, replace=False, p=p / p.sum())] = 1
+    return Y, Phi
+
+
+@pytest.mark.parametrize("item_bias", [False, True])
+@pytest.mark.parametrize("exact_limit", [0, 2e9])
+def test_fit_taste_model_warm_start_continues_the_fit(item_bias, exact_limit):
+    """A fit started from a 4-round fit and run 4 more rounds is the 8-round fit (the state is complete)."""
+    Y, Phi = _taste_problem()
+    kw = dict(item_bias=item_bias, exact_limit=exact_limit, tol=0.0)
+    full = affinity.fit_taste_model(Y, Phi, iterations=8, **kw)
+    half = affinity.fit_taste_model(Y, Phi, iterations=4, **kw)
+    cont = affinity.fit_taste_model(Y, Phi, iterations=4, init=half, **kw)
+    assert full.rounds == 8 and half.rounds == cont.rounds == 4
+    for a, b in [(full.theta, cont.theta), (full.b, cont.b), (full.mu, cont.mu), (full.prec, cont.prec)]:
+        assert np.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fit_taste_model_warm_start_from_fewer_events_reaches_the_same_optimum():
+    """Start from a fit on half the plays: after the rounds to convergence, the cold-started optimum."""
+    Y, Phi = _taste_problem(seed=1)
+    rng = np.random.default_rng(2)
+    Y_half = Y * (rng.random(Y.shape) < 0.5)
+    kw = dict(item_bias=True, iterations=300, tol=1e-7)
+    cold = affinity.fit_taste_model(Y, Phi, **kw)
+    warm = affinity.fit_taste_model(Y, Phi, init=affinity.fit_taste_model(Y_half, Phi, **kw), **kw)
+    assert cold.rounds < 300 and warm.rounds < 300  # both stopped on the tolerance
+    assert np.allclose(warm.theta, cold.theta, atol=1e-2 * np.abs(cold.theta).max())
+    assert np.allclose(warm.b, cold.b, atol=2e-2 * np.abs(cold.b).max())
+    with pytest.raises(ParameterError, match="init"):
+        affinity.fit_taste_model(Y[:10], Phi, init=cold)
+
+
+def test_fit_taste_model_stops_on_the_tolerance():
+    Y, Phi = _taste_problem(seed=3)
+    loose = affinity.fit_taste_model(Y, Phi, iterations=50, tol=1e-2)
+    assert 1 < loose.rounds < 50 and len(loose.objective) == loose.rounds
+    fixed = affinity.fit_taste_model(Y, Phi, iterations=loose.rounds, tol=0.0)  # deterministic: the same fit
+    assert np.array_equal(loose.theta, fixed.theta) and np.array_equal(loose.b, fixed.b)
+    tight = affinity.fit_taste_model(Y, Phi, iterations=loose.rounds + 5, tol=0.0)
+    step = np.linalg.norm(tight.theta - affinity.fit_taste_model(Y, Phi, iterations=loose.rounds + 4, tol=0.0).theta)
+    assert step <= 1e-2 * np.linalg.norm(tight.theta)  # the tastes were barely moving when it stopped
+    assert affinity.fit_taste_model(Y, Phi, iterations=7, tol=0.0).rounds == 7
+
+
 def test_content_taste_recommends_the_users_genre():
     tracks = feature_tracks()
     X = genre_history(tracks)
@@ -155,6 +207,25 @@ def test_affinity_hybrid_cold_users_variants():
         assert {genre_of[t] for t in top} == {"g1"}, variant
     with pytest.raises(ParameterError, match="cold_users"):
         AffinityHybrid(cold_users="nope").fit(X2, tracks)
+    with pytest.raises(ParameterError, match="refit_iterations"):
+        AffinityHybrid(refit_iterations=0).fit(X2, tracks)
+
+
+def test_affinity_hybrid_refit_starts_from_the_validation_fit(monkeypatch):
+    """Tuned: one cold-started taste fit on the validation events, then a warm-started short refit;
+    the cold users' content model is fitted once (on all events), and the fit is deterministic."""
+    tracks = feature_tracks()
+    X = genre_history(tracks)
+    calls = []
+    real = affinity.fit_taste_model
+    monkeypatch.setattr(affinity, "fit_taste_model",
+                        lambda *a, **kw: calls.append((kw["item_bias"], kw["iterations"], kw.get("init") is not None))
+                        or real(*a, **kw))
+    m = AffinityHybrid(collaborative=Collaborative(**ALS), tune_k=4, iterations=12, refit_iterations=3).fit(X, tracks)
+    assert calls == [(True, 12, False), (True, 3, True), (False, 12, False)]
+    assert m.rounds_ <= 3 and m.content_.rounds_ <= 12
+    again = AffinityHybrid(collaborative=Collaborative(**ALS), tune_k=4, iterations=12, refit_iterations=3).fit(X, tracks)
+    pd.testing.assert_frame_equal(again.recommend(k=5), m.recommend(k=5))
 
 
 def test_make_hybrid_is_the_affinity_hybrid():

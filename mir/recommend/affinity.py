@@ -23,7 +23,10 @@ step safe where the shared curvature understates a user's.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 
 from ..errors import ParameterError
@@ -37,19 +40,44 @@ def track_features(tracks) -> np.ndarray:
 
 
 def log_softmax_parts(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(P [b, N], logsumexp [b])`` of the rows of ``S`` (log-sum-exp: finite for any finite ``S``)."""
+    """``(P [b, N], logsumexp [b])`` of the rows of ``S`` (log-sum-exp: finite for any finite ``S``).
+    ``P`` keeps ``S``'s dtype; the log-sum-exp is float64 (the row sums are accumulated in float64)."""
     m = S.max(axis=1, keepdims=True)
     P = np.exp(S - m)
-    z = P.sum(axis=1, keepdims=True)
-    P /= z
+    z = P.sum(axis=1, keepdims=True, dtype=np.float64)
+    P /= z.astype(P.dtype)
     return P, (m + np.log(z))[:, 0]
 
 
-def _objective(S, lse, rows, cols, nb, theta, mu, prec) -> np.ndarray:
-    """Per-user negative log posterior: ``n_u lse_u - sum_{t played} S_ut + (theta_u - mu)' prec (theta_u - mu) / 2``."""
-    picked = np.bincount(rows, weights=S[rows, cols], minlength=len(S))
+class Tastes(NamedTuple):
+    """A fitted taste model: tastes ``theta`` [U, F], prior mean ``mu`` [F] and precision ``prec``
+    [F, F], item biases ``b`` [N], EM ``rounds`` run, ``objective`` per round (per play)."""
+    theta: np.ndarray
+    mu: np.ndarray
+    b: np.ndarray
+    prec: np.ndarray
+    rounds: int
+    objective: np.ndarray
+
+
+def _evaluate(theta, PhiT32, b32):
+    """Softmax at ``theta`` [b, F] over the scores ``theta @ Phi.T + b``, in float32 and unnormalised:
+    ``(E [b, N] = exp(S - rowmax), z [b] = E's row sums (float64), lse [b] float64)``; ``P = E / z``."""
+    S = theta.astype(np.float32) @ PhiT32
+    if b32 is not None:
+        S += b32
+    m = S.max(axis=1, keepdims=True)
+    S -= m
+    np.exp(S, out=S)
+    z = S.sum(axis=1).astype(np.float64)  # >= 1: the row's largest term is exp(0)
+    return S, z, m[:, 0].astype(np.float64) + np.log(z)
+
+
+def _objective(lse, theta, picked_phi, picked_b, nb, mu, prec) -> np.ndarray:
+    """Per-user negative log posterior: ``n_u lse_u - sum_{t played} (theta_u·phi_t + b_t) + (theta_u - mu)' prec (theta_u - mu) / 2``
+    (the played scores exactly, from ``picked_phi = Y Phi`` and ``picked_b = Y b``)."""
     d = theta - mu
-    return nb * lse - picked + 0.5 * np.einsum("uf,fg,ug->u", d, prec, d)
+    return nb * lse - np.einsum("uf,uf->u", theta, picked_phi) - picked_b + 0.5 * np.einsum("uf,fg,ug->u", d, prec, d)
 
 
 def _bias_step(b, expected, counts, l2, span: float = 10.0, steps: int = 50) -> np.ndarray:
@@ -66,13 +94,20 @@ def _bias_step(b, expected, counts, l2, span: float = 10.0, steps: int = 50) -> 
 
 
 def _block_rows(block: int, n_items: int, budget: float = 2e7) -> int:
-    """Users per block: at most ``block``, and at most ``budget`` float64 scores per [users, items] array."""
+    """Users per block: at most ``block``, and at most ``budget`` scores per [users, items] array."""
     return max(1, min(block, int(budget // max(n_items, 1))))
 
 
-def fit_tastes(Y, Phi: np.ndarray, *, item_bias: bool = True, iterations: int = 20, ridge: float = 1e-2,
-               bias_l2: float = 1.0, block: int = 512, exact_limit: float = 2e9, max_halvings: int = 30):
-    """MAP tastes under a learned Gaussian prior: ``(theta [U, F], mu [F], b [N])``.
+def fit_tastes(Y, Phi: np.ndarray, **kwargs):
+    """MAP tastes under a learned Gaussian prior: ``(theta [U, F], mu [F], b [N])``; see :func:`fit_taste_model`."""
+    fit = fit_taste_model(Y, Phi, **kwargs)
+    return fit.theta, fit.mu, fit.b
+
+
+def fit_taste_model(Y, Phi: np.ndarray, *, item_bias: bool = True, iterations: int = 20, ridge: float = 1e-2,
+                    bias_l2: float = 1.0, block: int = 512, exact_limit: float = 2e9, max_halvings: int = 30,
+                    tol: float = 1e-4, init: Tastes | None = None) -> Tastes:
+    """MAP tastes under a learned Gaussian prior (:class:`Tastes`).
 
     ``Y`` [U, N] (sparse or dense) > 0 where a user played a track; ``Phi`` [N, F] features;
     ``item_bias`` learns ``b`` (L2 ``bias_l2``), else ``b = 0`` (a purely content model);
@@ -81,11 +116,27 @@ def fit_tastes(Y, Phi: np.ndarray, *, item_bias: bool = True, iterations: int = 
     Each round: a Newton step on every user's taste (exact or shared curvature), backtracked per
     user (halved up to ``max_halvings`` times until the user's objective falls enough, Armijo) so
     it cannot diverge whatever the features' scale; then the item biases' exact majorised step;
-    then the prior's EM update. Scores are only ever exponentiated through log-sum-exp.
+    then the prior's EM update. Scores are computed in float32 and only ever exponentiated through
+    log-sum-exp (float64 sums); the played tracks' scores enter the objective exactly.
+
+    Stopping: at most ``iterations`` rounds; earlier once a round moves the tastes and biases by
+    less than ``tol`` of their norm (``||(theta, b)_k - (theta, b)_k-1|| <= tol ||(theta, b)_k||``;
+    ``tol=0``: always ``iterations``). ``objective``: the mean negative log posterior per play after each round's
+    taste step (under that round's prior; it need not fall as the prior tightens). A user whose Newton decrement is
+    below the float32 noise of their objective keeps their taste for that round (nothing to gain).
+    ``init``: a previous fit on the same users and tracks (e.g. on a subset of the events) to
+    start from (a warm start: fewer rounds to the same optimum). Runs with one BLAS thread: the
+    products are skinny (``F`` columns), where BLAS threads cost more than they give.
     """
-    if iterations < 1 or not ridge > 0 or not bias_l2 > 0 or block < 1 or max_halvings < 0:
-        raise ParameterError(f"iterations and block must be >= 1, ridge and bias_l2 > 0, max_halvings >= 0; got "
-                             f"{iterations}, {block}, {ridge}, {bias_l2}, {max_halvings}")
+    with one_blas_thread():
+        return _fit_taste_model(Y, Phi, item_bias=item_bias, iterations=iterations, ridge=ridge, bias_l2=bias_l2,
+                                block=block, exact_limit=exact_limit, max_halvings=max_halvings, tol=tol, init=init)
+
+
+def _fit_taste_model(Y, Phi, *, item_bias, iterations, ridge, bias_l2, block, exact_limit, max_halvings, tol, init):
+    if iterations < 1 or not ridge > 0 or not bias_l2 > 0 or block < 1 or max_halvings < 0 or not tol >= 0:
+        raise ParameterError(f"iterations and block must be >= 1, ridge and bias_l2 > 0, max_halvings and tol >= 0; got "
+                             f"{iterations}, {block}, {ridge}, {bias_l2}, {max_halvings}, {tol}")
     Y = sp.csr_matrix(Y, dtype=np.float64)
     Y.data[:] = 1.0
     Y.eliminate_zeros()
@@ -95,81 +146,118 @@ def fit_tastes(Y, Phi: np.ndarray, *, item_bias: bool = True, iterations: int = 
     if Phi.ndim != 2 or len(Phi) != N or not np.isfinite(Phi).all():
         raise ParameterError(f"features must be a finite [{N}, F] array (one row per track), got shape {Phi.shape}")
     F = Phi.shape[1]
+    Phi32 = Phi.astype(np.float32)
+    PhiT32 = np.ascontiguousarray(Phi32.T)
     n = np.asarray(Y.sum(axis=1)).ravel()
     item_counts = np.asarray(Y.sum(axis=0)).ravel()
-    theta, mu, b = np.zeros((U, F)), np.zeros(F), np.zeros(N)
-    prec = np.eye(F)  # prior precision: starts at N(0, I)
+    YPhi = np.asarray(Y @ Phi)
+    if init is None:
+        theta, mu, b, prec = np.zeros((U, F)), np.zeros(F), np.zeros(N), np.eye(F)  # prior starts at N(0, I)
+    else:
+        if init.theta.shape != (U, F) or init.b.shape != (N,):
+            raise ParameterError(f"init must be a fit on the same {U} users, {N} tracks and {F} features; got tastes "
+                                 f"{init.theta.shape} and {init.b.shape[0]} biases")
+        theta, mu, prec = np.array(init.theta, np.float64), np.array(init.mu, np.float64), np.array(init.prec, np.float64)
+        b = np.array(init.b, np.float64) if item_bias else np.zeros(N)
     exact = float(U) * N * F * F <= exact_limit
+    # the exact curvature as one product with the features' outer products [N, F*F] (when small)
+    outer = (Phi[:, :, None] * Phi[:, None, :]).reshape(N, F * F) if exact and N * F * F <= 2e7 else None
     step_rows = _block_rows(block, N)
+    # softmax state at the accepted tastes (reused next round while b is unchanged: no item bias)
+    lse_c, M_c, cached = np.zeros(U), np.zeros((U, F)), False
+    noise = 1e-6 * (n + 1.0)  # float32 rounding of a user's objective, roughly
+    history = []
     for _ in range(iterations):
+        before = theta.copy()
         post_cov = np.zeros((F, F))
         expected = np.zeros(N)  # sum_u n_u p_ut at the new tastes
+        total = 0.0
+        b32 = b.astype(np.float32) if item_bias else None
+        picked_b = Y @ b
         shared = None
         if not exact:  # curvature at the population's choice distribution (under mu)
             p0, _ = log_softmax_parts((mu @ Phi.T + b)[None, :])
             m0 = p0[0] @ Phi
             shared = (Phi * p0[0][:, None]).T @ Phi - np.outer(m0, m0)
+            lam, V = scipy.linalg.eigh(shared, prec)  # V' prec V = I, V' shared V = diag(lam)
+            lam = np.maximum(lam, 0.0)
         for lo in range(0, U, step_rows):
             hi = min(U, lo + step_rows)
-            Yb = Y[lo:hi]
-            rows = np.repeat(np.arange(hi - lo), np.diff(Yb.indptr))
-            cols = Yb.indices
-            nb = n[lo:hi]
-            th = theta[lo:hi]
-            S = th @ Phi.T + b
-            P, lse = log_softmax_parts(S)
-            f0 = _objective(S, lse, rows, cols, nb, th, mu, prec)
-            grad = -(Yb @ Phi) + nb[:, None] * (P @ Phi) + (th - mu) @ prec
-            if exact:
-                M = P @ Phi
-                H = np.einsum("un,nf,ng->ufg", P, Phi, Phi) - M[:, :, None] * M[:, None, :]
+            nb, th, pphi, pb = n[lo:hi], theta[lo:hi], YPhi[lo:hi], picked_b[lo:hi]
+            E0 = None
+            if cached and not exact:
+                lse0, M0 = lse_c[lo:hi], M_c[lo:hi]
             else:
-                H = np.broadcast_to(shared, (hi - lo, F, F))
-            H = nb[:, None, None] * H + prec
-            step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
+                E0, z0, lse0 = _evaluate(th, PhiT32, b32)
+                M0 = (E0 @ Phi32).astype(np.float64) / z0[:, None]
+                if exact:  # sum_t p_ut phi_t phi_t' - M M'
+                    P64 = E0.astype(np.float64) / z0[:, None]
+                    second = (P64 @ outer).reshape(-1, F, F) if outer is not None else \
+                        np.einsum("un,nf,ng->ufg", P64, Phi, Phi)
+                    H = second - M0[:, :, None] * M0[:, None, :]
+            f0 = _objective(lse0, th, pphi, pb, nb, mu, prec)
+            grad = -pphi + nb[:, None] * M0 + (th - mu) @ prec
+            if exact:
+                Hinv = np.linalg.inv(nb[:, None, None] * H + prec)
+                step = np.einsum("ufg,ug->uf", Hinv, grad)
+                post_cov += Hinv.sum(axis=0)
+            else:  # (n_u A + prec)^-1 = V diag(1 / (n_u lam + 1)) V'
+                d = 1.0 / (nb[:, None] * lam + 1.0)
+                step = ((grad @ V) * d) @ V.T
+                post_cov += (V * d.sum(axis=0)) @ V.T
             slope = -np.einsum("uf,uf->u", grad, step)  # directional derivative (< 0: a descent direction)
-            alpha = np.ones(hi - lo)
-            new = th - step
-            S = new @ Phi.T + b
-            P, lse = log_softmax_parts(S)
-            f1 = _objective(S, lse, rows, cols, nb, new, mu, prec)
-            bad = ~(f1 <= f0 + 1e-4 * alpha * slope)
-            for _h in range(max_halvings):
-                if not bad.any():
+            new, lse1, M1, f1 = th.copy(), lse0.copy(), M0.copy(), f0.copy()
+            act = np.flatnonzero(-slope > noise[lo:hi])  # the others are at their optimum to rounding
+            alpha = np.ones(len(act))
+            stay = np.ones(hi - lo, bool)  # users still at their old taste
+            for _h in range(max_halvings + 1):
+                if not len(act):
                     break
-                r = np.flatnonzero(bad)
-                alpha[r] *= 0.5
-                new[r] = th[r] - alpha[r, None] * step[r]
-                sel = np.isin(rows, r)
-                rr = np.searchsorted(r, rows[sel])  # rows of the sub-block
-                Sr = new[r] @ Phi.T + b
-                Pr, lser = log_softmax_parts(Sr)
-                f1[r] = _objective(Sr, lser, rr, cols[sel], nb[r], new[r], mu, prec)
-                S[r], P[r] = Sr, Pr
-                bad[r] = ~(f1[r] <= f0[r] + 1e-4 * alpha[r] * slope[r])
-            if bad.any():  # no acceptable step (already at the optimum to rounding): keep the old taste
-                r = np.flatnonzero(bad)
-                new[r] = th[r]
-                P[r], _ = log_softmax_parts(th[r] @ Phi.T + b)
+                trial = th[act] - alpha[:, None] * step[act]
+                E, z, lse_t = _evaluate(trial, PhiT32, b32)
+                f_t = _objective(lse_t, trial, pphi[act], pb[act], nb[act], mu, prec)
+                ok = f_t <= f0[act] + 1e-4 * alpha * slope[act]
+                good = act[ok]
+                new[good], lse1[good], f1[good] = trial[ok], lse_t[ok], f_t[ok]
+                Eok = E if ok.all() else E[ok]
+                M1[good] = (Eok @ Phi32).astype(np.float64) / z[ok, None]
+                stay[good] = False
+                if item_bias:  # the bias step sees the new tastes (Gauss-Seidel)
+                    expected += (nb[good] / z[ok]).astype(np.float32) @ Eok
+                act, alpha = act[~ok], 0.5 * alpha[~ok]
+            # users with no acceptable step (already at the optimum to rounding) keep their taste
             theta[lo:hi] = new
-            post_cov += np.linalg.inv(H).sum(axis=0)
-            if item_bias:  # the bias step sees the new tastes (Gauss-Seidel)
-                expected += nb @ P
+            lse_c[lo:hi], M_c[lo:hi] = lse1, M1
+            total += float(f1.sum())
+            if item_bias:
+                expected += np.where(stay, nb / z0, 0.0).astype(np.float32) @ E0
+        cached = not item_bias
+        history.append(total / max(n.sum(), 1.0))
         mu = theta.mean(axis=0)
         D = theta - mu
         cov = (D.T @ D + post_cov) / max(U, 1) + ridge * np.eye(F)
         prec = np.linalg.inv(cov)
-        if item_bias:
-            b += _bias_step(b, expected, item_counts, bias_l2)
-    return theta, mu, b
+        delta = _bias_step(b, expected, item_counts, bias_l2) if item_bias else np.zeros(N)
+        b += delta
+        moved = np.sum((theta - before) ** 2) + np.sum(delta ** 2)
+        if moved <= tol ** 2 * (np.sum(theta ** 2) + np.sum(b ** 2)):
+            break
+    return Tastes(theta, mu, b, prec, len(history), np.array(history))
 
 
 def scores(theta: np.ndarray, Phi: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """Log-odds ``theta @ Phi.T (+ b)`` [len(theta), N] float32."""
-    out = np.asarray(theta, np.float64) @ np.asarray(Phi, np.float64).T
+    """Log-odds ``theta @ Phi.T (+ b)`` [len(theta), N] float32 (computed in float32)."""
+    out = np.asarray(theta, np.float32) @ np.asarray(Phi, np.float32).T
     if b is not None:
-        out += b
-    return out.astype(np.float32)
+        out += np.asarray(b, np.float32)
+    return out
+
+
+def one_blas_thread():
+    """Context: BLAS on one thread (the products here are skinny; BLAS threads cost more than they give)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, "blas")
 
 
 def zscore_dense(S: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
