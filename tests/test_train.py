@@ -378,6 +378,21 @@ def test_track_head_trains_on_the_frozen_backbone_evaluates_and_tags(tiny, tmp_p
     assert load_checkpoint(tmp_path / "cli.pt").config.track_hidden == 8
 
 
+def test_track_head_on_a_training_state_uses_its_best_weights_so_far(tiny, tmp_path):
+    from mir.train.track_head import HeadConfig, load_backbone, train_track_head
+
+    backbone = tmp_path / "backbone.pt"
+    run(tiny, backbone, epochs=2)
+    from_state = load_backbone(last_path(backbone))  # what a still-running training has kept as best
+    assert from_state.model_id == load_checkpoint(backbone).model_id and from_state.metrics["epochs_run"] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (LabelWarning, MetricWarning))
+        result = train_track_head(tiny["prepared"], last_path(backbone), tmp_path / "head.pt",
+                                  config=HeadConfig(hidden=8, epochs=2))
+    extra = load_checkpoint(result.path).extra
+    assert extra["backbone"] == from_state.model_id and extra["backbone_extra"]["training_state"].endswith(".last.pt")
+
+
 def test_track_head_refuses_a_backbone_with_other_vocabularies(tiny, tmp_path):
     from mir.models import build_model, debug, save_checkpoint
     from mir.train.track_head import train_track_head

@@ -35,6 +35,8 @@ from .evaluate import score_predictions
 from .loop import TrainingData, class_weights, robust_thresholds, tagging_loss, validation_scores
 from .metrics import MetricWarning
 
+ANALYSIS_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax")  # what train() stores
+
 
 @dataclass(frozen=True)
 class HeadConfig:
@@ -94,10 +96,37 @@ def _subset(per_chunk: dict, counts: np.ndarray, index: np.ndarray) -> tuple[dic
     return {k: v[rows] for k, v in per_chunk.items()}, counts[index]
 
 
+def load_backbone(path: str | Path):
+    """A trained tagger to put a head on: a checkpoint, or a running or finished training's
+    ``<out>.last.pt`` state, whose best-by-validation weights so far are used (so a head can be tried on
+    a long training before it ends; the state's epoch count is recorded)."""
+    from ..models import LoadedModel, ModelConfig, model_id
+    from .loop import load_state
+
+    path = Path(path)
+    if not path.name.endswith(".last.pt"):
+        return load_checkpoint(path)
+    state = load_state(path)
+    config = ModelConfig.from_dict(state["model_config"])
+    model = build_model(config)
+    model.load_state_dict(state["best"]["state"])
+    model.eval()
+    from ..config import get_config
+
+    a = dataclasses.asdict(get_config().analysis)
+    return LoadedModel(
+        model=model, config=config, tags=tuple(state["tags"]), genres=tuple(state["genres"]),
+        thresholds=np.full(len(state["tags"]), 0.5), analysis={k: a[k] for k in ANALYSIS_KEYS},
+        metrics={"best_epoch": state["best"]["epoch"], "epochs_run": state["epoch"], "history": state["history"]},
+        extra={"train_config": state["train_config"], "training_state": str(path)},
+        model_id=model_id(model.state_dict(), config), mir_version="", path=path)
+
+
 def train_track_head(data: TrainingData, backbone: str | Path, out: str | Path, *, config: HeadConfig = HeadConfig(),
                      log: Callable[[str], None] | None = None) -> HeadResult:
     """Train a track head on ``backbone``'s frozen chunk outputs; write backbone + head to ``out``.
 
+    ``backbone`` is a checkpoint or a training state (``<out>.last.pt``, see :func:`load_backbone`).
     ``data`` must carry descriptor contexts (:func:`mir.train.prepare` loads them when the tracks
     are analysed) and the backbone's vocabularies must equal the labels'.
     """
@@ -105,7 +134,7 @@ def train_track_head(data: TrainingData, backbone: str | Path, out: str | Path, 
     t_start = time.monotonic()
     if data.context is None:
         raise LabelError("the labelled tracks lack current descriptors (chroma, rhythm); run `mir analyze LIB` first")
-    loaded = load_checkpoint(backbone)
+    loaded = load_backbone(backbone)
     if tuple(loaded.tags) != tuple(data.labels.tags) or tuple(loaded.genres) != tuple(data.labels.genres):
         raise LabelError(f"{backbone}: the backbone's vocabularies differ from the labels' "
                          f"(tags {list(loaded.tags)[:4]}…, genres {list(loaded.genres)[:4]}…); train it on these labels")
@@ -186,7 +215,8 @@ def train_track_head(data: TrainingData, backbone: str | Path, out: str | Path, 
         if len(test_idx):
             metrics["test"] = score_predictions(labels, test_idx, predict(test_idx), thresholds=thresholds)
     extra = {"head_config": dataclasses.asdict(config), "backbone": loaded.model_id,
-             "backbone_metrics": {k: loaded.metrics[k] for k in ("valid", "test") if k in loaded.metrics},
+             "backbone_metrics": {k: loaded.metrics[k] for k in ("valid", "test", "best_epoch", "epochs_run")
+                                 if k in loaded.metrics},
              "backbone_extra": loaded.extra, "labels": labels.source, "splits": data.splits_source,
              "n_tracks": data.counts()}
     mid = save_checkpoint(out, model, config=model_config, tags=labels.tags, genres=labels.genres,
