@@ -82,7 +82,7 @@ class TagSettings:
     channels_last: bool = True
     compile: bool = False
     threads: int = 0  # torch threads in the worker; 0 = leave as is
-    descriptors_version: str = ""  # models with a track head read these descriptors; "" = none needed
+    with_context: bool = False  # the model has a track head: items carry their descriptor context (item[4])
 
 
 _WORKER_MODELS: dict[tuple, tuple] = {}  # per process: (path, model_id, compile, channels_last) -> (loaded, model)
@@ -106,21 +106,13 @@ def worker_model(settings: TagSettings):
 
 # --- one group of tracks (runs in this process, a worker process or a Dask worker) ---------------
 def load_group(items: Sequence[tuple], settings: TagSettings) -> tuple[list, list[np.ndarray], list[dict], np.ndarray | None]:
-    """Memory-map the cached log-mels of ``items`` [(track_id, hash, path)], and read their descriptor
-    contexts when the model has a track head; -> (ok items, mels, failures, contexts or None)."""
+    """Memory-map the cached log-mels of ``items`` [(track_id, hash, path, …)]; -> (ok items, mels, failures,
+    contexts): the items' descriptor contexts (``item[4]``) when the model has a track head, else None."""
     from .catalog.store import ArrayStore
 
     store = ArrayStore(os.path.join(settings.lib_root, "arrays"))
     ok, mels, failures = [], [], []
-    described = None
-    if settings.descriptors_version:
-        table = Library(settings.lib_root).stages.table("descriptors", settings.descriptors_version).read()
-        described = table.set_index("hash")
     for item in items:
-        if described is not None and item[1] not in described.index:
-            failures.append(_failure(item, settings, CatalogError(
-                "no current descriptors (chroma, rhythm) for the model's track head; run `mir analyze`")))
-            continue
         try:
             mel = store.load("logmel", settings.logmel_version, item[1], mmap=True)
             if mel.ndim != 2 or mel.shape[1] < 1:
@@ -130,11 +122,7 @@ def load_group(items: Sequence[tuple], settings: TagSettings) -> tuple[list, lis
             continue
         ok.append(item)
         mels.append(mel)
-    contexts = None
-    if described is not None:
-        from .models.track_head import contexts_from_descriptors
-
-        contexts = contexts_from_descriptors(described.loc[[i[1] for i in ok]].reset_index(), [i[1] for i in ok])
+    contexts = np.stack([item[4] for item in ok]) if settings.with_context and ok else None
     return ok, mels, failures, contexts
 
 
@@ -357,13 +345,19 @@ def tag(
     settings = TagSettings(
         model_path=str(path), model_id=loaded.model_id, lib_root=str(lib.root), logmel_version=logmel_version,
         n_chunks=n_chunks, batch_size=batch_size, precision=precision, compile=compile,
-        threads=threads or (1 if (scheduler or workers > 1) else 0), descriptors_version=descriptors_version,
+        threads=threads or (1 if (scheduler or workers > 1) else 0), with_context=bool(descriptors_version),
     )
     with lib.lock():
         todo, counts = plan(lib, loaded.model_id, logmel_version, retry_failed=retry_failed,
                             descriptors_version=descriptors_version)
         report.todo, report.already = len(todo), counts["already"]
         report.skipped_failed, report.skipped_unanalysed = counts["skipped_failed"], counts["unanalysed"]
+        if descriptors_version and todo:  # read the descriptors once; each item carries its context to any worker
+            from .models.track_head import contexts_from_descriptors
+
+            described = lib.stages.table("descriptors", descriptors_version).read()
+            contexts = contexts_from_descriptors(described, [item[1] for item in todo])
+            todo = [(*item, context) for item, context in zip(todo, contexts)]
         table = lib.stages.table(STAGE, loaded.model_id)
         _write_model_info(table.folder, loaded, path)
         frames = _frames_of(lib, logmel_version)
@@ -639,8 +633,8 @@ def predict_files(model, paths: Sequence[str | os.PathLike], *, chunk_frames: in
     returns, one row per path. Raises the :class:`~mir.errors.AudioError` of an unreadable file.
     """
     from . import audio
-    from .features import TrackAnalyzer, log_mel
-    from .models.track_head import CONTEXT_DIM, track_context
+    from .features import describe_with_logmel, log_mel
+    from .models.track_head import CONTEXT_DIM, context_of
 
     cfg = cfg or get_config().analysis
     params = dict(sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
@@ -651,11 +645,8 @@ def predict_files(model, paths: Sequence[str | os.PathLike], *, chunk_frames: in
         y = audio.load(path, sr=cfg.sample_rate)
         if not with_context:
             return log_mel(y, **params), None
-        frames: list[np.ndarray] = []  # one pass gives the log-mel and the descriptors the track head needs
-        analyzer = TrackAnalyzer(**params, on_frames=frames.append, include=("tempo", "key"))
-        analyzer.update(y)
-        d = analyzer.finalize()
-        return np.concatenate(frames, axis=1), track_context([d["chroma"]], [d["rhythm"]], [d["tempo"]])[0]
+        mel, desc = describe_with_logmel(y, **params, include=("tempo", "key"))  # what the track head needs
+        return mel, context_of(desc)[0]
 
     paths = list(paths)
     if not paths:

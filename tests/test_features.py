@@ -11,7 +11,7 @@ import torch
 
 from mir.errors import ParameterError
 from mir.features import (
-    LogMel, LogMelStream, TrackAnalyzer, describe, key, log_mel, loudness, mel_filterbank, tempo,
+    LogMel, LogMelStream, TrackAnalyzer, describe, describe_with_logmel, key, log_mel, loudness, mel_filterbank, tempo,
 )
 from mir.features.descriptors import PITCH_CLASSES, RHYTHM_FACTORS, k_weighting_sos
 
@@ -356,6 +356,14 @@ def test_describe_keys_and_values():
     assert len(d["rhythm"]) == len(RHYTHM_FACTORS) and d["rhythm"][RHYTHM_FACTORS.index(1.0)] > 0.5
     assert len(d["chroma"]) == 12 and sum(d["chroma"]) == pytest.approx(1.0)
     assert PITCH_CLASSES[int(np.argmax(d["chroma"]))] in ("A", "C", "E")  # the A-minor triad dominates
+
+
+def test_describe_with_logmel_is_log_mel_and_describe_in_one_pass():
+    y = progression(57, MINOR_CADENCE, seconds=0.5, repeats=4) + clicks(120, seconds=8.0)
+    S, d = describe_with_logmel(y, sr=SR)
+    np.testing.assert_array_equal(S, log_mel(y, sr=SR))
+    assert d == describe(y, sr=SR)
+    assert set(describe_with_logmel(y, sr=SR, include=("key",))[1]) == {"duration", "key", "mode", "key_confidence", "chroma"}
 
 
 def test_rhythm_tells_triple_from_duple_metre():

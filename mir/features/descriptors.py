@@ -392,6 +392,18 @@ def _analyze(y: np.ndarray, sr, include: tuple[str, ...]) -> dict:
     return analyzer.finalize()
 
 
+def describe_with_logmel(y: np.ndarray, *, sr=None, n_fft=None, hop_length=None, n_mels=None, fmin=None, fmax=None,
+                         include: Iterable[str] = DESCRIPTORS) -> tuple[np.ndarray, dict]:
+    """``(S, descriptors)`` of a mono signal y [shape=(samples,)] from one pass: S [shape=(n_mels, t)] equals
+    :func:`~mir.features.log_mel` with these parameters, the dict is :func:`describe`'s (``include`` only)."""
+    frames: list[np.ndarray] = []
+    analyzer = TrackAnalyzer(sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                             on_frames=frames.append, include=include)
+    analyzer._update(check_audio(y, mono=True))
+    desc = analyzer.finalize()
+    return np.concatenate(frames, axis=1), desc
+
+
 def describe(y: np.ndarray, *, sr: int | None = None) -> dict:
     """All descriptors of a mono signal y [shape=(samples,)]: duration (s), tempo (BPM), rhythm (tempogram
     ratio, list of 13), key (tonic), mode ("major"|"minor"), key_confidence (Pearson r), chroma (profile, list

@@ -65,11 +65,10 @@ def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | o
     """An audio file analysed on the fly with the index's model (decoded, embedded, described; not added)."""
     from .. import audio
     from ..config import get_config
-    from ..features import log_mel
-    from ..features.descriptors import describe
+    from ..features import describe_with_logmel
     from ..models import load_checkpoint
     from ..models.inference import decide_tags, predict_logmels, prepare_model
-    from ..models.track_head import track_context
+    from ..models.track_head import context_of
     from ..tagging import model_info
 
     info = model_info(li.lib, li.model_id)
@@ -83,12 +82,10 @@ def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | o
                          "give the checkpoint that tagged the library")
     cfg = get_config().analysis
     y = audio.load(path, sr=cfg.sample_rate)
-    mel = log_mel(y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
-                  fmin=cfg.fmin, fmax=cfg.fmax)
-    desc = describe(y, sr=cfg.sample_rate)
-    context = track_context([desc["chroma"]], [desc["rhythm"]], [desc["tempo"]])
+    mel, desc = describe_with_logmel(y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                                     n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
     out = predict_logmels(prepare_model(loaded.model), [mel], chunk_frames=loaded.config.chunk_frames,
-                          context=context if loaded.model.track_head is not None else None)
+                          context=context_of(desc) if loaded.model.track_head is not None else None)
     probs = out["tag_probs"][0]
     on = np.flatnonzero(decide_tags(probs[None, :], np.asarray(loaded.thresholds))[0])
     return Seed(os.fspath(path), out["embedding"][0], None, [loaded.tags[j] for j in on[np.argsort(-probs[on])]],

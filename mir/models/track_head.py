@@ -77,6 +77,11 @@ def track_context(chroma, rhythm, tempo) -> np.ndarray:
     return np.hstack([rotated, top, rhythm, log_tempo]).astype(np.float32)
 
 
+def context_of(desc) -> np.ndarray:
+    """``[1, CONTEXT_DIM]`` context of one track's descriptors (a :func:`mir.features.describe` dict)."""
+    return track_context([desc["chroma"]], [desc["rhythm"]], [desc["tempo"]])
+
+
 class TrackHead(nn.Module):
     """``pooled [b, in_dim]`` + ``context [b, CONTEXT_DIM]`` -> tag logits, genre logits, unit embedding."""
 

@@ -54,6 +54,7 @@ from .metrics import MetricWarning, calibrate_thresholds
 STATE_FORMAT = "mir.train-state"
 STATE_VERSION = 1
 BALANCE = ("loss", "sampling", "none")
+ANALYSIS_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax")  # feature settings a checkpoint records
 MODEL_NAMES = {"short-chunk": "short_chunk", "short_chunk": "short_chunk", "fast": "fast", "debug": "debug"}
 
 
@@ -403,7 +404,7 @@ def train(
         from ..config import get_config
 
         analysis = dataclasses.asdict(get_config().analysis)
-    analysis = {k: analysis[k] for k in ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax") if k in analysis}
+    analysis = {k: analysis[k] for k in ANALYSIS_KEYS if k in analysis}
     labels = data.labels
     model_config = config.model_config(labels, data.bank.n_mels)
     fingerprint = _fingerprint(data, config, model_config)

@@ -32,10 +32,9 @@ from ..models import build_model, load_checkpoint, save_checkpoint
 from ..models.inference import predict_chunk_outputs
 from ..models.track_head import pool_chunks
 from .evaluate import score_predictions
-from .loop import TrainingData, class_weights, robust_thresholds, tagging_loss, validation_scores
+from .loop import ANALYSIS_KEYS, TrainingData, class_weights, robust_thresholds, tagging_loss, validation_scores
 from .metrics import MetricWarning
 
-ANALYSIS_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax")  # what train() stores
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ def train_track_head(data: TrainingData, backbone: str | Path, out: str | Path, 
     if tuple(loaded.tags) != tuple(data.labels.tags) or tuple(loaded.genres) != tuple(data.labels.genres):
         raise LabelError(f"{backbone}: the backbone's vocabularies differ from the labels' "
                          f"(tags {list(loaded.tags)[:4]}…, genres {list(loaded.genres)[:4]}…); train it on these labels")
-    model_config = dataclasses.replace(loaded.config, track_hidden=config.hidden, dropout=loaded.config.dropout)
+    model_config = dataclasses.replace(loaded.config, track_hidden=config.hidden)
     torch.manual_seed(config.seed)
     model = build_model(model_config)
     backbone_state = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("track_head.")}
@@ -153,8 +152,9 @@ def train_track_head(data: TrainingData, backbone: str | Path, out: str | Path, 
     train_idx, valid_idx, test_idx = data.index("train"), data.index("valid"), data.index("test")
     if not len(train_idx):
         raise LabelError("no labelled track is in the train split")
+    pooled_all = pool_chunks(per_chunk, counts)  # every chunk of every track: what validation and test see
     tr_chunks, tr_counts = _subset(per_chunk, counts, train_idx)
-    head.set_standardisation(pool_chunks(tr_chunks, tr_counts), data.context[train_idx])
+    head.set_standardisation(pooled_all[train_idx], data.context[train_idx])
     pos_weight, genre_w = class_weights(labels, train_idx, "loss")
     y_tags = torch.from_numpy(labels.y_tags.astype(np.float32))
     y_genre = torch.from_numpy(labels.y_genre.astype(np.int64))
@@ -162,16 +162,15 @@ def train_track_head(data: TrainingData, backbone: str | Path, out: str | Path, 
     rng = np.random.default_rng(config.seed)
 
     def predict(index):
-        chunks, c = _subset(per_chunk, counts, index)
-        return head.predict(pool_chunks(chunks, c), data.context[index])
+        return head.predict(pooled_all[index], data.context[index])
 
+    ctx = torch.from_numpy(data.context[train_idx])
     best = {"score": -math.inf, "epoch": 0, "state": None}
     history, bad = [], 0
     for epoch in range(1, config.epochs + 1):
         head.train()
         rows, drawn = _draw(tr_counts, rng, config.full_share)
         pooled = torch.from_numpy(pool_chunks({k: v[rows] for k, v in tr_chunks.items()}, drawn))
-        ctx = torch.from_numpy(data.context[train_idx])
         order = rng.permutation(len(train_idx))
         losses = []
         for b in range(0, len(order), config.batch_size):
