@@ -18,7 +18,8 @@ by successive halving on a validation split of the training events (its fit time
 search; the chosen values are printed and stored in the JSON); "hybrid-auto" likewise (not in the
 default list). "hybrid" is mir's default hybrid (mir.recommend.AffinityHybrid: taste logits over the
 track features blended with ALS, its fit including the validation tuning); "content-taste" its purely
-content part; "hybrid-blend" (not in the default list) the score blend of content and ALS (mir.recommend.Hybrid);
+content part; "ease" (not in the default list; catalogues up to 10,000 tracks) the closed-form item-item model
+(mir.recommend.EASE, its fit including the ridge's validation choice); "hybrid-blend" (not in the default list) the score blend of content and ALS (mir.recommend.Hybrid);
 "hybrid-learned" (not in the default list) is the two-stage hybrid
 (mir.recommend.learned) with the fixed ALS settings, its fit including the scorer's training. Method "content-hnsw" (not in the default
 list) is content-based with candidates from a mir.index HNSW index instead of the exact scan. --scale s
@@ -41,7 +42,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from mir import atomic  # noqa: E402
-from mir.recommend import AffinityHybrid, Collaborative, ContentBased, ContentTaste, Hybrid, Interactions, Popularity, TrackSet, temporal_split  # noqa: E402
+from mir.recommend import (EASE, AffinityHybrid, Collaborative, ContentBased, ContentTaste, Hybrid, Interactions,  # noqa: E402
+                           Popularity, TrackSet, temporal_split)
 from mir.recommend.learned import LearnedHybrid  # noqa: E402
 
 K = 50
@@ -148,7 +150,7 @@ def main(argv=None) -> int:
               "hybrid": lambda: AffinityHybrid(collaborative=Collaborative(**ALS), max_tune_users=5000),
               "hybrid-blend": lambda: Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000),
               "hybrid-learned": lambda: LearnedHybrid(collaborative=Collaborative(**ALS), max_tune_users=5000),
-              "content-taste": ContentTaste}
+              "content-taste": ContentTaste, "ease": EASE}
     row, peer = run_implicit(train, relevant)
     rows = [row]
     print(rows[-1], flush=True)
@@ -160,6 +162,8 @@ def main(argv=None) -> int:
         cf = getattr(model, "collaborative_", model)
         if name.endswith("-auto"):  # the settings the validation search chose
             row["chosen"] = f"{cf.factors_}/{cf.regularization_:g}/{cf.alpha_:g} ({len(cf.tuning_)} fits)"
+        if name == "ease":  # the ridge chosen on validation
+            row["chosen"] = f"l2 {model.regularization_:g} ({len(model.tuning_)} values)"
         rows.append(row)
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows).set_index("method")

@@ -8,7 +8,7 @@ import sys
 from ..catalog import Library
 from ..errors import ParameterError
 
-METHODS = ["popularity", "content", "content-taste", "als", "bpr", "hybrid", "hybrid-blend", "hybrid-learned"]
+METHODS = ["popularity", "content", "content-taste", "als", "bpr", "ease", "hybrid", "hybrid-blend", "hybrid-learned"]
 
 
 def _progress(args) -> bool:
@@ -39,11 +39,13 @@ def _auto_or(kind):
 
 
 def collab_summary(model) -> str | None:
-    """The collaborative settings in use (chosen on validation or given), for als/bpr/hybrid models."""
+    """The collaborative settings in use (chosen on validation or given), for als/bpr/ease/hybrid models."""
     cf = getattr(model, "collaborative_", model)
+    how = f"chosen on a validation split ({len(cf.tuning_)} fits)" if len(getattr(cf, "tuning_", ())) else "as given"
+    if getattr(cf, "name", None) == "ease" and hasattr(cf, "regularization_"):
+        return f"ease l2 {cf.regularization_:g} ({how.replace(' fits)', ' values)')})"
     if not hasattr(cf, "factors_"):
         return None
-    how = f"chosen on a validation split ({len(cf.tuning_)} fits)" if len(getattr(cf, "tuning_", ())) else "as given"
     return f"{cf.algorithm} factors {cf.factors_}, regularization {cf.regularization_:g}, alpha {cf.alpha_:g} ({how})"
 
 
@@ -196,7 +198,10 @@ def cmd_eval(args) -> int:
             if hybrid_settings(m):
                 doc.setdefault("hybrids", {})[name] = hybrid_settings(m)
             cf = getattr(m, "collaborative_", m)
-            if hasattr(cf, "factors_"):
+            if getattr(cf, "name", None) == "ease" and hasattr(cf, "regularization_"):
+                doc.setdefault("collaborative", {})[name] = {"l2": float(cf.regularization_),
+                                                             "tuned_fits": len(cf.tuning_)}
+            elif hasattr(cf, "factors_"):
                 doc.setdefault("collaborative", {})[name] = {"factors": int(cf.factors_),
                                                              "regularization": float(cf.regularization_),
                                                              "alpha": float(cf.alpha_), "tuned_fits": len(cf.tuning_)}

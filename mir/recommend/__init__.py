@@ -5,6 +5,7 @@
 - :mod:`~mir.recommend.methods`: :class:`Popularity`, :class:`ContentBased`, :class:`Collaborative`, :class:`Hybrid`
 - :mod:`~mir.recommend.feature_models`: :class:`ContentTaste`, :class:`AffinityHybrid` (the default
   ``hybrid``: item popularity × per-user taste logits over predicted genre/tag probabilities, plus ALS)
+- :mod:`~mir.recommend.ease`: :class:`EASE` (closed-form item-item model; catalogues up to 10,000 tracks)
 - :mod:`~mir.recommend.learned`: :class:`LearnedHybrid` (two-stage: candidates, then a learned logistic scorer)
 - :mod:`~mir.recommend.rerank`: filters, per-artist cap, MMR diversity
 - :mod:`~mir.recommend.metrics`, :mod:`~mir.recommend.split`, :mod:`~mir.recommend.evaluate`: offline evaluation
@@ -14,13 +15,14 @@
 from ._base import Recommender, load_model, save_model, search_embeddings
 from .catalogue import TrackSet, from_library
 from .events import EventReport, Interactions, clean_events, read_events, track_resolver
-from .methods import AffinityHybrid, Collaborative, ContentBased, ContentTaste, Hybrid, LearnedHybrid, Popularity, make
+from .methods import (EASE, AffinityHybrid, Collaborative, ContentBased, ContentTaste, Hybrid, LearnedHybrid, Popularity,
+                      make)
 from .rerank import Reranker
 from .split import temporal_split
 
 __all__ = [
     "Recommender", "load_model", "save_model", "search_embeddings", "TrackSet", "from_library", "EventReport",
     "Interactions", "clean_events", "read_events", "track_resolver", "Collaborative", "ContentBased", "Hybrid",
-    "LearnedHybrid", "AffinityHybrid", "ContentTaste",
+    "LearnedHybrid", "AffinityHybrid", "ContentTaste", "EASE",
     "Popularity", "make", "Reranker", "temporal_split",
 ]

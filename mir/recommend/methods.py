@@ -566,7 +566,7 @@ METHODS = {"popularity": Popularity, "content": ContentBased, "als": Collaborati
 
 
 def make(method: str, **params) -> Recommender:
-    """A recommender by name: popularity, content, content-taste, als, bpr, hybrid (:class:`AffinityHybrid`),
+    """A recommender by name: popularity, content, content-taste, als, bpr, ease, hybrid (:class:`AffinityHybrid`),
     hybrid-blend (:class:`Hybrid`) or hybrid-learned."""
     if method == "bpr":
         return Collaborative(algorithm="bpr", **params)
@@ -578,8 +578,10 @@ def make(method: str, **params) -> Recommender:
 from .learned import LearnedHybrid  # noqa: E402  (imports the parts above lazily; here for make() and load_model)
 
 from .feature_models import AffinityHybrid, ContentTaste  # noqa: E402
+from .ease import EASE  # noqa: E402
 
 METHODS["hybrid"] = AffinityHybrid
 METHODS["hybrid-blend"] = Hybrid
 METHODS["hybrid-learned"] = LearnedHybrid
 METHODS["content-taste"] = ContentTaste
+METHODS["ease"] = EASE
