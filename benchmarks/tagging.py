@@ -1,21 +1,33 @@
 """Tagging throughput on CPU: mir (decode → log-mel → batched CNN → aggregation) against a plain loop.
 
     python benchmarks/tagging.py [--audio DIR] [--clips 100] [--baseline-clips 12] [--seconds 1.5]
-                                 [--no-compile] [--out benchmarks/results/tagging.json]
+                                 [--no-compile] [--no-presets] [--no-default-model]
+                                 [--out benchmarks/results/tagging.json]
 
 Audio: ``--clips`` files from ``--audio`` (default /work/data/mirdemo-demo/audio when present, 30 s
 clips in flac/ogg/mp3/wav), else generated 30 s clips (benchmarks/analysis.py's synthesiser).
 Models: the ``short_chunk`` and ``fast`` presets with random weights (50 tags, 10 genres): speed
-does not depend on the weights.
+does not depend on the weights (``--no-presets`` skips sections 2 and 3 for them); and the shipped
+default model (``mir/models/default/default.pt``: a ``fast`` backbone + a track-level head that also
+needs whole-track descriptors computed from the audio), in sections 3 and 4 when it is installed.
 
 Sections
 1. peak: this machine's fp32 matmul rate (4096² torch.matmul, best of several), the yardstick.
 2. CNN: chunks/s and GFLOP/s (2 × ``conv_macs_per_chunk``) per setting (batch size, memory format,
    bf16 autocast, torch.compile, torch threads), each the best of three timed windows.
 3. end to end, on the same ``--baseline-clips`` files: the loop a user would write (per file
-   ``librosa.load`` → ``melspectrogram`` + ``power_to_db`` → the model on one chunk at a time, fp32,
+   ``librosa.load`` → ``melspectrogram`` + ``power_to_db(top_db=None)`` → the model on one chunk at a time, fp32,
    eval mode under ``torch.no_grad``) against :func:`mir.tagging.predict_files` in several settings;
-   then mir alone on all ``--clips`` files for the realtime factor of both models.
+   then mir alone on all ``--clips`` files for the realtime factor of both models. For the default
+   model the plain loop also runs ``mir.features.describe`` per file (all descriptors, loudness
+   included) and the track head on the pooled chunk outputs + descriptors; mir computes the log-mel
+   and the head's descriptors in one pass (``describe_with_logmel``, tempo + key only).
+4. default model stages: decode, log-mel alone, log-mel + descriptors, ``describe``, and backbone +
+   head on ready log-mels, each alone on all ``--clips`` files with 1 torch and 1 BLAS thread (as in a
+   ``mir tag`` worker), with their shares of the serial total.
+
+"1 thread" rows cap numpy's BLAS threads as well as torch's (:func:`mir.parallel.limit_threads`): on a
+loaded machine, BLAS threads oversubscribing the cores slow the descriptor maths several-fold.
 
 Timings on a shared machine are noisy; every number is the best of its repeats and the load
 average is recorded. Not a test: nothing asserts.
@@ -153,37 +165,71 @@ def cnn_sweep(name, cfg, model, *, peak: float, seconds: float, compile: bool) -
 
 
 # --- end to end ------------------------------------------------------------------------------------
-def baseline(model, cfg, paths) -> tuple[np.ndarray, np.ndarray]:
-    """What a user would write: one file, one chunk at a time, fp32, no batching."""
+def plain_mel(path) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(y, S, sr)`` as a user would get them: ``librosa.load`` → ``melspectrogram`` → ``power_to_db``
+    (``top_db=None`` as mir's log-mel: librosa's default 80 dB floor changes the default model's tags by up to 0.16)."""
     import librosa
+
+    y, sr = librosa.load(path, sr=SR, mono=True)
+    S = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS),
+                            top_db=None)
+    return y, S, sr
+
+
+def plain_chunks(model, cfg, S) -> dict[str, np.ndarray]:
+    """The model on one chunk of ``S`` at a time (fp32, ``torch.no_grad``): per-chunk probabilities and embeddings."""
+    out = {"tag_probs": [], "genre_probs": [], "embedding": []}
+    n = max(1, S.shape[1] // cfg.chunk_frames)
+    for i in range(n):
+        chunk = S[:, i * cfg.chunk_frames:(i + 1) * cfg.chunk_frames]
+        if chunk.shape[1] < cfg.chunk_frames:
+            chunk = np.pad(chunk, ((0, 0), (0, cfg.chunk_frames - chunk.shape[1])), constant_values=-100.0)
+        with torch.no_grad():
+            o = model(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))[None])
+        out["tag_probs"].append(torch.sigmoid(o.tags)[0].numpy())
+        out["genre_probs"].append(torch.softmax(o.genre, -1)[0].numpy())
+        out["embedding"].append(o.embedding[0].numpy())
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def baseline(model, cfg, paths) -> tuple[np.ndarray, np.ndarray]:
+    """What a user would write: one file, one chunk at a time, fp32, no batching; mean over chunks."""
+    model.eval()
+    all_probs, all_genre = [], []
+    for path in paths:
+        _, S, _ = plain_mel(path)
+        chunks = plain_chunks(model, cfg, S)
+        all_probs.append(chunks["tag_probs"].mean(axis=0))
+        all_genre.append(chunks["genre_probs"].mean(axis=0))
+    return np.array(all_probs), np.array(all_genre)
+
+
+def baseline_track_head(model, cfg, paths) -> tuple[np.ndarray, np.ndarray]:
+    """The same loop for a model with a track head: the backbone chunk by chunk as :func:`baseline`, then
+    per file ``mir.features.describe`` (all descriptors) and the head on the pooled chunks + descriptors."""
+    from mir.features import describe
+    from mir.models.track_head import context_of, pool_chunks
 
     model.eval()
     all_probs, all_genre = [], []
     for path in paths:
-        y, sr = librosa.load(path, sr=SR, mono=True)
-        S = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS))
-        probs, genre = [], []
-        n = max(1, S.shape[1] // cfg.chunk_frames)
-        for i in range(n):
-            chunk = S[:, i * cfg.chunk_frames:(i + 1) * cfg.chunk_frames]
-            if chunk.shape[1] < cfg.chunk_frames:
-                chunk = np.pad(chunk, ((0, 0), (0, cfg.chunk_frames - chunk.shape[1])), constant_values=-100.0)
-            with torch.no_grad():
-                out = model(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))[None])
-            probs.append(torch.sigmoid(out.tags)[0].numpy())
-            genre.append(torch.softmax(out.genre, -1)[0].numpy())
-        all_probs.append(np.mean(probs, axis=0))
-        all_genre.append(np.mean(genre, axis=0))
+        y, S, sr = plain_mel(path)
+        chunks = plain_chunks(model, cfg, S)
+        pooled = pool_chunks(chunks, np.array([len(chunks["tag_probs"])]))
+        context = context_of(describe(y, sr=sr))
+        with torch.no_grad():
+            out = model.track_head(torch.from_numpy(pooled), torch.from_numpy(context))
+        all_probs.append(torch.sigmoid(out.tags)[0].numpy())
+        all_genre.append(torch.softmax(out.genre, -1)[0].numpy())
     return np.array(all_probs), np.array(all_genre)
 
 
 def with_threads(n: int, fn):
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
+    """``fn()`` with ``n`` torch threads and ``n`` BLAS/OpenMP threads (numpy's maths: log-mel, descriptors)."""
+    from mir.parallel import limit_threads
+
+    with limit_threads(n):
         return fn()
-    finally:
-        torch.set_num_threads(old)
 
 
 def mir_in_process(model, cfg, paths, *, precision="fp32", prefetch=1, n_chunks=None):
@@ -247,13 +293,16 @@ def save_random_checkpoint(folder: Path, name: str, cfg, model) -> Path:
     return path
 
 
-def end_to_end(name, cfg, model, few, paths, *, checkpoint: Path, bf16: bool) -> tuple[list[dict], dict]:
+def end_to_end(name, cfg, model, few, paths, *, checkpoint: Path, bf16: bool, plain=baseline) -> tuple[list[dict], dict]:
+    """``plain`` (the peer) against mir on ``few``, then mir on ``paths``; rows and the outputs' agreement."""
     from mir.models.inference import prepare_model
     from mir.parallel import process_pool
 
     threads = torch.get_num_threads()
     few_s, all_s = audio_seconds(few), audio_seconds(paths)
     rows = []
+
+    peer = "baseline loop" if plain is baseline else "baseline loop + describe + head"
 
     def add(method, files, seconds, audio_s, base=None):
         rows.append(dict(model=name, method=method, files=files, seconds=seconds, x_realtime=audio_s / seconds,
@@ -264,12 +313,12 @@ def end_to_end(name, cfg, model, few, paths, *, checkpoint: Path, bf16: bool) ->
               flush=True)
 
     model.to(memory_format=torch.contiguous_format)
-    baseline(model, cfg, few[:1])  # warm-up: librosa's first call compiles and caches
-    t_base, (p_base, g_base) = timed(lambda: baseline(model, cfg, few))
-    add(f"baseline loop, torch default ({threads} threads)", len(few), t_base, few_s, t_base)
+    plain(model, cfg, few[:1])  # warm-up: librosa's first call compiles and caches
+    t_base, (p_base, g_base) = timed(lambda: plain(model, cfg, few))
+    add(f"{peer}, torch default ({threads} threads)", len(few), t_base, few_s, t_base)
     if threads > 1:
-        t1, _ = timed(lambda: with_threads(1, lambda: baseline(model, cfg, few)))
-        add("baseline loop, 1 thread", len(few), t1, few_s, t_base)
+        t1, _ = timed(lambda: with_threads(1, lambda: plain(model, cfg, few)))
+        add(f"{peer}, 1 thread", len(few), t1, few_s, t_base)
 
     prepare_model(model)  # eval + channels_last from here on
     precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
@@ -319,6 +368,80 @@ def end_to_end(name, cfg, model, few, paths, *, checkpoint: Path, bf16: bool) ->
     return rows, agree
 
 
+# --- the shipped default model ---------------------------------------------------------------------
+def default_stages(loaded, paths, *, bf16: bool, threads: int = 1) -> list[dict]:
+    """Where the default model's time goes: each stage alone on the same files, best of two, with ``threads``
+    torch and BLAS threads (1 = as in each ``mir tag`` worker): decode, log-mel alone, log-mel + the track
+    head's descriptors in one pass (``describe_with_logmel``, what :func:`mir.tagging.predict_files` runs),
+    all descriptors (``mir.features.describe``, the plain loop's), backbone + head on the ready log-mels."""
+    from mir import audio
+    from mir.config import get_config
+    from mir.features import describe, describe_with_logmel, log_mel
+    from mir.models.inference import predict_logmels, prepare_model
+    from mir.models.track_head import context_of
+
+    a = get_config().analysis
+    params = {"sr": a.sample_rate, "n_fft": a.n_fft, "hop_length": a.hop_length, "n_mels": a.n_mels,
+              "fmin": a.fmin, "fmax": a.fmax}
+    audio_s = audio_seconds(paths)
+    model = prepare_model(loaded.model)
+
+    def run() -> dict[str, float]:
+        t = {}
+        t["decode"], ys = timed(lambda: [audio.load(p, sr=a.sample_rate) for p in paths], repeats=2)
+        warm = ys[0][: 5 * a.sample_rate]
+        describe_with_logmel(warm, **params), describe(warm, sr=a.sample_rate)  # build the filter banks once
+        t["log-mel"], _ = timed(lambda: [log_mel(y, **params) for y in ys], repeats=2)
+        t["both"], both = timed(lambda: [describe_with_logmel(y, **params, include=("tempo", "key")) for y in ys],
+                                repeats=2)
+        t["describe"], _ = timed(lambda: [describe(y, sr=a.sample_rate) for y in ys], repeats=2)
+        mels, context = [m for m, _ in both], np.concatenate([context_of(d) for _, d in both])
+        predict_logmels(model, mels[:1], chunk_frames=loaded.config.chunk_frames, context=context[:1])  # warm-up
+        for prec in ["fp32", "bf16"] if bf16 else ["fp32"]:
+            t[prec], _ = timed(lambda prec=prec: predict_logmels(model, mels, chunk_frames=loaded.config.chunk_frames,
+                                                                 precision=prec, context=context), repeats=2)
+        return t
+
+    t = with_threads(threads, run)
+    loaded.model.to(memory_format=torch.contiguous_format)
+    total = t["decode"] + t["both"] + t["fp32"]  # predict_files' work in fp32, in series
+    rows = [("decode (mir.audio.load)", t["decode"], True),
+            ("log-mel alone (mir.features.log_mel)", t["log-mel"], False),
+            ("log-mel + head descriptors (describe_with_logmel)", t["both"], True),
+            ("  of which descriptors (that minus log-mel alone)", t["both"] - t["log-mel"], True),
+            ("all descriptors (mir.features.describe, the plain loop's)", t["describe"], False),
+            ("backbone + head on ready log-mels, fp32", t["fp32"], True)]
+    if bf16:
+        rows.append(("backbone + head on ready log-mels, bf16", t["bf16"], False))
+    rows.append(("total in series (decode + describe_with_logmel + CNN fp32)", total, True))
+    out = []
+    for stage, seconds, in_total in rows:
+        share = seconds / total if in_total else None
+        out.append({"stage": stage, "files": len(paths), "threads": threads, "seconds": seconds,
+                    "x_realtime": audio_s / max(seconds, 1e-9), "share_of_fp32_total": share})
+        sh = f"{share:5.0%} of total" if share is not None else ""
+        print(f"  {stage:58s} {len(paths):4d} files {seconds:7.2f} s {audio_s / max(seconds, 1e-9):7.1f}x realtime  "
+              f"{sh}", flush=True)
+    return out
+
+
+def default_model_section(path: Path, few, paths, *, bf16: bool) -> tuple[list[dict], dict, dict]:
+    """The shipped default model (backbone + track head) end to end against its plain loop, then its stages."""
+    from mir.models import load_checkpoint
+
+    loaded = load_checkpoint(path)
+    print(f"default model {loaded.model_id} ({path.name}): end to end incl. the descriptor pass; the plain loop "
+          f"computes all descriptors with mir.features.describe per file")
+    rows, agree = end_to_end("default", loaded.config, loaded.model, few, paths, checkpoint=path, bf16=bf16,
+                             plain=baseline_track_head)
+    print(f"default model, stages alone on the {len(paths)} files (1 torch + BLAS thread, as a `mir tag` worker; "
+          "best of 2):")
+    stages = default_stages(loaded, paths, bf16=bf16)
+    info = {"path": str(path), "model_id": loaded.model_id, "preset": loaded.config.arch,
+            "chunk_frames": loaded.config.chunk_frames, "stages": stages}
+    return rows, agree, info
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--audio", type=Path, default=DEMO_AUDIO if DEMO_AUDIO.is_dir() else None)
@@ -326,14 +449,22 @@ def main() -> int:
     parser.add_argument("--baseline-clips", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=1.5, help="length of each CNN timing window")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile settings")
+    parser.add_argument("--presets", action=argparse.BooleanOptionalAction, default=True,
+                        help="time the short_chunk and fast presets (random weights): CNN sweep and end to end")
+    parser.add_argument("--default-model", action=argparse.BooleanOptionalAction, default=None,
+                        help="time the shipped default model (backbone + track head) end to end "
+                             "(default: on when mir/models/default/default.pt exists)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "tagging.json")
     args = parser.parse_args()
 
     import tempfile
 
     from mir.models.inference import cpu_supports_bf16
+    from mir.tagging import DEFAULT_MODEL
 
     bf16 = cpu_supports_bf16()
+    if args.default_model is None:
+        args.default_model = DEFAULT_MODEL.is_file()
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -346,8 +477,9 @@ def main() -> int:
     result["peak_gflops"] = {k: v / 1e9 for k, v in peak.items()}
     print("matmul peak GFLOP/s: " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in peak.items()))
 
-    nets = models()
-    print("CNN alone (random input, per setting the best of 3 windows; fraction of the best fp32 matmul):")
+    nets = models() if args.presets else {}
+    if nets:
+        print("CNN alone (random input, per setting the best of 3 windows; fraction of the best fp32 matmul):")
     result["cnn"] = []
     for name, (cfg, model) in nets.items():
         result["cnn"] += cnn_sweep(name, cfg, model, peak=peak["fp32"], seconds=args.seconds,
@@ -364,6 +496,10 @@ def main() -> int:
             rows, agree = end_to_end(name, cfg, model, few, paths, checkpoint=ckpt, bf16=bf16)
             result["end_to_end"] += rows
             result["agreement"][name] = agree
+    if args.default_model:
+        rows, agree, result["default_model"] = default_model_section(DEFAULT_MODEL, few, paths, bf16=bf16)
+        result["end_to_end"] += rows
+        result["agreement"]["default"] = agree
 
     result["machine"]["load_average_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
