@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from mir.errors import ParameterError
 from mir.recommend import AffinityHybrid, Collaborative, ContentTaste, Interactions, TrackSet, load_model, make, save_model
-from mir.recommend import affinity
+from mir.recommend import affinity, feature_models
 
 N_GENRES, PER_GENRE = 3, 8
 
@@ -246,3 +246,95 @@ def test_cli_summary_names_each_hybrids_own_settings():
                   cold_user_weight=1.0).fit(X, tracks)
     assert hybrid_settings(blend)["cold_user_weight"] == 1.0 and "cold-user weight 1.00" in hybrid_summary(blend)
     assert hybrid_settings(Collaborative(**ALS).fit(X, tracks)) is None
+
+
+def _sequential_brute(S, picks):
+    """Sum of log normalisers of picks drawn without replacement: each softmax over the tracks not yet picked."""
+    out = []
+    for u, order in enumerate(picks):
+        avail, total = np.ones(S.shape[1], bool), 0.0
+        for t in order:
+            total += np.log(np.exp(S[u, avail]).sum())
+            avail[t] = False
+        out.append(total)
+    return np.array(out)
+
+
+def test_sequential_normalisers_match_brute_force_and_their_gradient():
+    rng = np.random.default_rng(0)
+    U, N = 5, 12
+    Y = sp.csr_matrix((rng.random((U, N)) < 0.5).astype(float))
+    first = Y.copy()
+    first.data = rng.random(Y.nnz)  # a random first-play time per played track
+    indptr, items = affinity._pick_order(first, Y)
+    picks = [items[indptr[u]:indptr[u + 1]] for u in range(U)]
+    assert all(np.all(np.diff(first[u].toarray()[0][p]) > 0) for u, p in enumerate(picks))  # time order
+    S = rng.normal(size=(U, N))
+    E = np.exp(S - S.max(axis=1, keepdims=True))
+    z = E.sum(axis=1)
+    lse = S.max(axis=1) + np.log(z)
+    nb = np.diff(Y.indptr).astype(float)
+    lse_sum, W = affinity._normalisers(E.copy(), z, lse, nb, affinity._picks((indptr, items), np.arange(U)))
+    assert np.allclose(lse_sum, _sequential_brute(S, picks), atol=1e-10)
+    h, grad = 1e-6, np.zeros((U, N))
+    for t in range(N):
+        up, down = S.copy(), S.copy()
+        up[:, t] += h
+        down[:, t] -= h
+        grad[:, t] = (_sequential_brute(up, picks) - _sequential_brute(down, picks)) / (2 * h)
+    assert np.allclose(W, grad, atol=1e-6) and np.allclose(W.sum(axis=1), nb)
+    # independent picks: n_u lse_u and n_u P
+    lse_ind, W_ind = affinity._normalisers(E.copy(), z, lse, nb, None)
+    assert np.allclose(lse_ind, nb * lse) and np.allclose(W_ind, nb[:, None] * E / z[:, None])
+
+
+def test_sequential_picks_spread_the_biases_of_a_heavy_users_catalogue():
+    """Users who take most of the catalogue: without replacement the popular tracks' early picks count,
+    so the biases spread more (toward the true log popularity) than under independent picks."""
+    rng = np.random.default_rng(0)
+    N, U = 20, 80
+    log_pop = np.linspace(1.5, -1.5, N)
+    Y, first = np.zeros((U, N)), np.zeros((U, N))
+    for u in range(U):
+        p = np.exp(log_pop) / np.exp(log_pop).sum()
+        order = rng.choice(N, size=15, replace=False, p=p)  # sequential draws without replacement
+        Y[u, order] = 1
+        first[u, order] = 1 + np.arange(15)
+    Phi = np.ones((N, 1))
+    ind = affinity.fit_taste_model(Y, Phi, bias_l2=0.01).b
+    seq = affinity.fit_taste_model(Y, Phi, bias_l2=0.01, first_play=first).b
+    slope = lambda b: np.polyfit(log_pop, b, 1)[0]  # noqa: E731
+    assert slope(ind) < 0.7 and 0.8 < slope(seq) < 1.25
+    assert np.all(np.diff(affinity.fit_taste_model(Y, Phi, first_play=first, iterations=30).objective) < 1e-9)
+    with pytest.raises(ParameterError, match="first_play"):
+        affinity.fit_taste_model(Y, Phi, first_play=first[:, :-1])
+
+
+def test_first_plays_ranks_each_tracks_first_event():
+    tracks = feature_tracks()
+    events = pd.DataFrame([("a", "t03", 30, 1), ("a", "t01", 10, 1), ("a", "t03", 5, 2), ("b", "t02", 7, 1),
+                           ("a", "t05", 10, 1)], columns=["user", "track_id", "timestamp", "plays"])
+    X = Interactions.from_events(events, tracks.track_ids)
+    F = feature_models.first_plays(X)
+    a, b = list(X.users).index("a"), list(X.users).index("b")
+    row = dict(zip(F[a].indices, F[a].data))
+    # a: t03 first at time 5, then t01 and t05 at 10 (input order breaks the tie)
+    assert row[3] < row[1] < row[5] and list(F[b].indices) == [2]
+    assert (F != 0).toarray().tolist() == (X.matrix() != 0).toarray().tolist()
+
+
+def test_affinity_hybrid_picks_setting(tmp_path):
+    tracks = feature_tracks()
+    X = genre_history(tracks)
+    with pytest.raises(ParameterError, match="picks"):
+        AffinityHybrid(picks="bag").fit(X, tracks)
+    genre_of = dict(zip(tracks.track_ids, tracks.genre))
+    for picks, l2 in (("independent", 1.0), ("sequential", 0.1)):
+        m = AffinityHybrid(picks=picks, bias_l2=l2, weight=0.0, cold_offset=0.0).fit(X, tracks)
+        recs = m.recommend(k=2)  # each user has 2 unplayed tracks of their genre
+        for user, group in recs.groupby("user"):
+            assert {genre_of[t] for t in group["track_id"]} == {f"g{int(user[1:]) % N_GENRES}"}
+        save_model(m, tmp_path / picks)
+        again = load_model(tmp_path / picks)
+        assert (again.picks, again.bias_l2) == (picks, l2)
+        pd.testing.assert_frame_equal(again.recommend(k=2), recs)

@@ -24,6 +24,24 @@ ALS_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5)
 OFFSETS = (0.0, 0.25, -0.25, 0.5, -0.5, -0.75, -1.0, 1.0, -1.5, -2.0, -3.0)  # mildest first
 
 
+def first_plays(X):
+    """[n_users, n_items] CSR, the pattern of ``X.matrix()``: each (user, track)'s first play as its rank in
+    the user's events by time (ties: input order), for :func:`~mir.recommend.affinity.fit_taste_model`'s
+    ``first_play``."""
+    import scipy.sparse as sp
+
+    order = np.lexsort((np.arange(len(X)), X.timestamp, X.user_idx))
+    rank = np.empty(len(X), np.float64)
+    rank[order] = np.arange(1, len(X) + 1)
+    key = X.user_idx.astype(np.int64) * X.n_items + X.item_idx
+    uniq, inv = np.unique(key, return_inverse=True)
+    best = np.full(len(uniq), np.inf)
+    np.minimum.at(best, inv, rank)
+    out = sp.csr_matrix((best, (uniq // X.n_items, uniq % X.n_items)), shape=(X.n_users, X.n_items))
+    out.sort_indices()
+    return out
+
+
 def _dense_topk(model, u, n, allowed, exclude_seen):
     with affinity.one_blas_thread():
         S = model._dense(u)
@@ -79,7 +97,11 @@ class AffinityHybrid(Recommender):
     ``ridge``, ``tol``: the taste fits' (:func:`~mir.recommend.affinity.fit_taste_model`); the final
     taste fit on all events starts from the validation fit's tastes, biases and prior and runs at
     most ``refit_iterations`` rounds (None: ``iterations``; fewer is faster: 5 cost 0.004 recall on
-    the demo).
+    the demo). ``picks``: ``"sequential"`` (default) fits the taste part with each user's tracks as draws
+    without replacement in first-play order (:func:`first_plays`), ``"independent"`` as independent
+    draws; ``bias_l2``: the item biases' L2. On the demo's validation split (inside the training events)
+    sequential with ``bias_l2=0.1`` gained +0.016 and +0.011 recall@50 over independent with 1.0 (holdouts
+    0.2 / 0.3, paired SE 0.008); on the demo's test split 0.437 against 0.425.
     """
 
     name = "hybrid"
@@ -89,7 +111,8 @@ class AffinityHybrid(Recommender):
                  cold_offset: float | str = "match", cold_users: str = "content", cold_user_plays: int = 3,
                  iterations: int = 20, ridge: float = 1e-2, validation: float = 0.2, tune_k: int = 50,
                  grid: tuple = ALS_WEIGHTS, cold_grid: tuple = OFFSETS, max_tune_users: int = 5000,
-                 random_state: int = 0, tol: float = 1e-4, refit_iterations: int | None = None):
+                 random_state: int = 0, tol: float = 1e-4, refit_iterations: int | None = None,
+                 picks: str = "sequential", bias_l2: float = 0.1):
         self.collaborative = collaborative
         self.weight = weight
         self.cold_offset = cold_offset
@@ -105,9 +128,13 @@ class AffinityHybrid(Recommender):
         self.random_state = random_state
         self.tol = tol
         self.refit_iterations = refit_iterations
+        self.picks = picks
+        self.bias_l2 = bias_l2
 
     # --- fitting ---------------------------------------------------------------------------------------
     def _check(self) -> None:
+        if self.picks not in ("independent", "sequential"):
+            raise ParameterError(f"picks must be 'independent' or 'sequential', got {self.picks!r}")
         if self.cold_users not in ("prior", "content"):
             raise ParameterError(f"cold_users must be 'prior' or 'content', got {self.cold_users!r}")
         if self.refit_iterations is not None and int(self.refit_iterations) < 1:
@@ -126,7 +153,8 @@ class AffinityHybrid(Recommender):
         seen = X.matrix()
         rounds = self.iterations if init is None or self.refit_iterations is None else self.refit_iterations
         fit = affinity.fit_taste_model(seen, Phi, item_bias=True, iterations=rounds, ridge=self.ridge,
-                                       tol=self.tol, init=init)
+                                       bias_l2=self.bias_l2, tol=self.tol, init=init,
+                                       first_play=first_plays(X) if self.picks == "sequential" else None)
         theta, b = fit.theta, fit.b.copy()
         never = np.asarray(seen.sum(axis=0)).ravel() == 0
         if never.any() and (~never).any():
