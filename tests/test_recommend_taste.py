@@ -274,7 +274,8 @@ def test_sequential_normalisers_match_brute_force_and_their_gradient():
     z = E.sum(axis=1)
     lse = S.max(axis=1) + np.log(z)
     nb = np.diff(Y.indptr).astype(float)
-    lse_sum, W = affinity._normalisers(E.copy(), z, lse, nb, affinity._picks((indptr, items), np.arange(U)))
+    lse_sum, scale, delta = affinity._normalisers(E.copy(), z, lse, nb, affinity._picks((indptr, items), np.arange(U)))
+    W = scale[:, None] * E + delta.toarray()
     assert np.allclose(lse_sum, _sequential_brute(S, picks), atol=1e-10)
     h, grad = 1e-6, np.zeros((U, N))
     for t in range(N):
@@ -284,7 +285,9 @@ def test_sequential_normalisers_match_brute_force_and_their_gradient():
         grad[:, t] = (_sequential_brute(up, picks) - _sequential_brute(down, picks)) / (2 * h)
     assert np.allclose(W, grad, atol=1e-6) and np.allclose(W.sum(axis=1), nb)
     # independent picks: n_u lse_u and n_u P
-    lse_ind, W_ind = affinity._normalisers(E.copy(), z, lse, nb, None)
+    lse_ind, scale_ind, delta_ind = affinity._normalisers(E.copy(), z, lse, nb, None)
+    W_ind = scale_ind[:, None] * E
+    assert delta_ind is None
     assert np.allclose(lse_ind, nb * lse) and np.allclose(W_ind, nb[:, None] * E / z[:, None])
 
 

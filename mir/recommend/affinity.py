@@ -86,14 +86,17 @@ def _objective(lse_sum, theta, picked_phi, picked_b, mu, prec) -> np.ndarray:
 
 
 def _normalisers(E, z, lse, nb, seq):
-    """``(lse_sum [b], W [b, N])`` of users' picks from the unnormalised softmax ``E`` [b, N] (rows summing
-    to ``z``, log-sum-exp ``lse``): the sum of the picks' log normalisers and the expected pick counts
-    ``W[u, t] = sum_j P_j(t)`` (the gradient of ``lse_sum`` in the scores). ``seq`` None: ``nb`` independent
-    picks from the whole catalogue (``n_u lse_u``, ``W = n_u P``). Else ``(rows, items)``: each row's
-    picks in order (``rows`` ascending), drawn without replacement: pick ``j``'s normaliser leaves out
-    the row's earlier picks, ``Z_j = (mass never picked) + sum_{i >= j} e_i`` (sums of positive terms)."""
+    """``(lse_sum [b], scale [b], delta)`` of users' picks from the unnormalised softmax ``E`` [b, N] (rows
+    summing to ``z``, log-sum-exp ``lse``): the sum of the picks' log normalisers, and the expected pick
+    counts ``W[u, t] = sum_j P_j(t)`` (the gradient of ``lse_sum`` in the scores) kept implicit as
+    ``W = scale[:, None] * E + delta`` (:func:`_expected_features`, :func:`_expected_counts`), so no
+    ``[b, N]`` copy is made. ``seq`` None: ``nb`` independent picks from the whole catalogue (``n_u lse_u``,
+    ``W = n_u P``, ``delta`` None). Else ``(rows, items)``: each row's picks in order (``rows`` ascending),
+    drawn without replacement: pick ``j``'s normaliser leaves out the row's earlier picks,
+    ``Z_j = (mass never picked) + sum_{i >= j} e_i`` (sums of positive terms); ``delta`` is a sparse
+    ``[b, N]`` correction on the picked entries."""
     if seq is None:
-        return nb * lse, E * (nb / z).astype(E.dtype)[:, None]
+        return nb * lse, nb / z, None
     rows, items = seq
     e = E[rows, items].astype(np.float64)
     E[rows, items] = 0.0
@@ -111,9 +114,24 @@ def _normalisers(E, z, lse, nb, seq):
     np.add.at(total, rows, w)
     lse_sum = (lse - np.log(z)) * nb
     np.add.at(lse_sum, rows, np.log(Z))
-    W = E * total.astype(E.dtype)[:, None]
-    W[rows, items] = (e * prefix).astype(E.dtype)
-    return lse_sum, W
+    delta = sp.csr_matrix((e * (prefix - total[rows]), (rows, items)), shape=E.shape)
+    return lse_sum, total, delta
+
+
+def _expected_features(EPhi, scale, delta, Phi32) -> np.ndarray:
+    """``W Phi`` [b, F] float64 of :func:`_normalisers`' implicit ``W``, from ``EPhi = E @ Phi`` (float64)."""
+    M = EPhi * scale[:, None]
+    if delta is not None:
+        M += delta @ Phi32
+    return M
+
+
+def _expected_counts(E, scale, delta, keep) -> np.ndarray:
+    """Column sums [N] float64 of :func:`_normalisers`' implicit ``W`` over the rows ``keep`` (bool mask)."""
+    out = (np.where(keep, scale, 0.0).astype(np.float32) @ E).astype(np.float64)
+    if delta is not None:
+        out += np.asarray(delta[np.flatnonzero(keep)].sum(axis=0)).ravel()
+    return out
 
 
 def _bias_step(b, expected, counts, l2, span: float = 10.0, steps: int = 50) -> np.ndarray:
@@ -251,19 +269,19 @@ def _fit_taste_model(Y, Phi, *, item_bias, iterations, ridge, bias_l2, block, ex
         for lo in range(0, U, step_rows):
             hi = min(U, lo + step_rows)
             nb, th, pphi, pb = n[lo:hi], theta[lo:hi], YPhi[lo:hi], picked_b[lo:hi]
-            W0 = None
             seq = _picks(order, np.arange(lo, hi))
             if cached and not exact:
                 lse0, M0 = lse_c[lo:hi], M_c[lo:hi]
             else:
                 E0, z0, lse0 = _evaluate(th, PhiT32, b32)
-                lse0, W0 = _normalisers(E0, z0, lse0, nb, seq)
-                M0 = (W0 @ Phi32).astype(np.float64)  # sum_t W_ut phi_t: the expected picks' features
-                if exact:  # sum_t p_ut phi_t phi_t' - M M'
+                lse0, scale0, delta0 = _normalisers(E0, z0, lse0, nb, seq)
+                EPhi0 = (E0 @ Phi32).astype(np.float64)
+                M0 = _expected_features(EPhi0, scale0, delta0, Phi32)  # sum_t W_ut phi_t: the expected picks' features
+                if exact:  # sum_t p_ut phi_t phi_t' - m m'
                     P64 = E0.astype(np.float64) / z0[:, None]
                     second = (P64 @ outer).reshape(-1, F, F) if outer is not None else \
                         np.einsum("un,nf,ng->ufg", P64, Phi, Phi)
-                    m1 = (E0 @ Phi32).astype(np.float64) / z0[:, None]
+                    m1 = EPhi0 / z0[:, None]
                     H = second - m1[:, :, None] * m1[:, None, :]
             f0 = _objective(lse0, th, pphi, pb, mu, prec)
             grad = -pphi + M0 + (th - mu) @ prec
@@ -285,23 +303,22 @@ def _fit_taste_model(Y, Phi, *, item_bias, iterations, ridge, bias_l2, block, ex
                     break
                 trial = th[act] - alpha[:, None] * step[act]
                 E, z, lse_t = _evaluate(trial, PhiT32, b32)
-                lse_t, W = _normalisers(E, z, lse_t, nb[act], _picks(order, lo + act))
+                lse_t, scale, delta = _normalisers(E, z, lse_t, nb[act], _picks(order, lo + act))
                 f_t = _objective(lse_t, trial, pphi[act], pb[act], mu, prec)
                 ok = f_t <= f0[act] + 1e-4 * alpha * slope[act]
                 good = act[ok]
                 new[good], lse1[good], f1[good] = trial[ok], lse_t[ok], f_t[ok]
-                Wok = W if ok.all() else W[ok]
-                M1[good] = (Wok @ Phi32).astype(np.float64)
+                M1[good] = _expected_features((E @ Phi32).astype(np.float64), scale, delta, Phi32)[ok]
                 stay[good] = False
                 if item_bias:  # the bias step sees the new tastes (Gauss-Seidel)
-                    expected += Wok.sum(axis=0, dtype=np.float64)
+                    expected += _expected_counts(E, scale, delta, ok)
                 act, alpha = act[~ok], 0.5 * alpha[~ok]
             # users with no acceptable step (already at the optimum to rounding) keep their taste
             theta[lo:hi] = new
             lse_c[lo:hi], M_c[lo:hi] = lse1, M1
             total += float(f1.sum())
             if item_bias:
-                expected += W0[stay].sum(axis=0, dtype=np.float64)
+                expected += _expected_counts(E0, scale0, delta0, stay)
         cached = not item_bias
         history.append(total / max(n.sum(), 1.0))
         mu = theta.mean(axis=0)
