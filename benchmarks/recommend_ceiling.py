@@ -63,10 +63,9 @@ sys.path.insert(0, str(HERE.parent))
 from mir import atomic  # noqa: E402
 from mir.catalog import Library  # noqa: E402
 from mir.datasets.labels import TAG_SEPARATOR  # noqa: E402
-from mir.errors import ParameterError  # noqa: E402
 from mir.recommend import affinity, make, metrics  # noqa: E402
 from mir.recommend._base import topk  # noqa: E402
-from mir.recommend.evaluate import demo_affinity, evaluate_method  # noqa: E402
+from mir.recommend.evaluate import demo_affinity, evaluate_method, read_demo_truth  # noqa: E402
 from mir.recommend.inputs import load_inputs  # noqa: E402
 from mir.recommend.split import temporal_split  # noqa: E402
 
@@ -99,11 +98,7 @@ class Truth:
 
 def load_truth(folder: Path, resolve, items: np.ndarray) -> Truth:
     """Read ``tastes.json`` + ``labels.csv`` of a mirdemo folder onto ``items`` (catalogue track ids)."""
-    try:
-        tastes = json.loads((folder / "tastes.json").read_text())
-        labels = pd.read_csv(folder / "labels.csv", dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as exc:
-        raise ParameterError(f"{folder}: cannot read tastes.json and labels.csv of a mirdemo collection ({exc})") from exc
+    tastes, labels = read_demo_truth(folder)
     genre_names = sorted(tastes["clusters"][0]["genres"])
     tag_names = sorted(tastes["clusters"][0]["tags"])
     g_index = {g: i for i, g in enumerate(genre_names)}

@@ -67,10 +67,11 @@ def validation_recall(Y, users: np.ndarray, relevant: dict, grid, k: int, block:
     for lo in range(0, len(users), block):
         u = users[lo:lo + block]
         YV = np.asarray(Y[u] @ V)
+        played = Y[u].toarray().astype(bool)
         for g, l2 in enumerate(grid):
             d = 1.0 / (s + l2)
             S = ((YV * d).astype(np.float32) @ VT32) / (-(V2 @ d)).astype(np.float32)[None, :]
-            S[np.asarray(Y[u].toarray(), bool)] = NEG
+            S[played] = NEG
             items, _ = topk(S, k)
             hits[g] += float(relevance_credit(items, u, relevant, Y.shape[1]).sum())
     return hits / max(len(users), 1)

@@ -104,6 +104,17 @@ def evaluate(models: dict, interactions, tracks, *, k: int = 50, holdout: float 
 
 
 # --- hidden tastes of a mirdemo collection ---------------------------------------------------------------
+def read_demo_truth(dataset: str | os.PathLike) -> tuple[dict, pd.DataFrame]:
+    """``(tastes, labels)``: a ``mirdemo`` folder's hidden taste model (tastes.json) and labels.csv (as str)."""
+    folder = Path(dataset)
+    try:
+        tastes = json.loads((folder / "tastes.json").read_text())
+        labels = pd.read_csv(folder / "labels.csv", dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"{folder}: cannot read tastes.json and labels.csv of a mirdemo collection ({exc})") from exc
+    return tastes, labels
+
+
 def demo_affinity(dataset: str | os.PathLike, users: np.ndarray, resolve, items: np.ndarray) -> np.ndarray:
     """Hidden affinity [len(users), len(items)] from a ``mirdemo`` folder (tastes.json + labels.csv).
 
@@ -113,12 +124,7 @@ def demo_affinity(dataset: str | os.PathLike, users: np.ndarray, resolve, items:
     from ..datasets._histories import affinity
     from ..datasets.labels import TAG_SEPARATOR
 
-    folder = Path(dataset)
-    try:
-        tastes = json.loads((folder / "tastes.json").read_text())
-        labels = pd.read_csv(folder / "labels.csv", dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as exc:
-        raise ParameterError(f"{folder}: cannot read tastes.json and labels.csv of a mirdemo collection ({exc})") from exc
+    tastes, labels = read_demo_truth(dataset)
     pos = {t: i for i, t in enumerate(items)}
     cols, genres, tags = [], [], []
     for row in labels.itertuples(index=False):
