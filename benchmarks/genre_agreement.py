@@ -1,7 +1,10 @@
 """Genre agreement of nearest neighbours: the model's embeddings against mean-MFCC vectors.
 
-    python benchmarks/genre_agreement.py [--lib /work/data/lib-demo] [--data /work/data/mirdemo-demo]
+    python benchmarks/genre_agreement.py [--lib mir-demo/library] [--data mir-demo/collection]
                                          [--model MODEL_ID] [--k 10] [--out benchmarks/results/genre_agreement.json]
+
+The defaults are the folders that ``make demo`` (``mir demo --dir mir-demo``) writes under the current
+directory: the rendered collection and its library, tagged with the default model and indexed.
 
 For every tagged track of the library: its ``k`` nearest other tracks (exact cosine search with
 :class:`mir.index.ExactIndex`, the track itself excluded) and the share of them whose genre
@@ -25,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
+DEMO_DIR = Path("mir-demo")  # `make demo` writes the collection and its library here
 sys.path.insert(0, str(HERE.parent))
 
 from mir.catalog import Library, stage_versions  # noqa: E402
@@ -52,12 +56,17 @@ def mean_mfcc(lib: Library, hashes: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--lib", default="/work/data/lib-demo")
-    p.add_argument("--data", default="/work/data/mirdemo-demo", help="collection folder with labels.csv")
+    p.add_argument("--lib", default=str(DEMO_DIR / "library"), help="tagged library (default %(default)s)")
+    p.add_argument("--data", default=str(DEMO_DIR / "collection"),
+                   help="collection folder with labels.csv (default %(default)s)")
     p.add_argument("--model", default=None, help="model id (default: the latest that tagged the library)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--out", default=str(HERE / "results" / "genre_agreement.json"))
     args = p.parse_args()
+    for path, what in ((Path(args.lib) / "library.json", "--lib"), (Path(args.data) / "labels.csv", "--data")):
+        if not path.is_file():
+            p.error(f"{path} not found: run `make demo` (builds {DEMO_DIR}/collection and {DEMO_DIR}/library) "
+                    f"or pass {what}")
 
     lib = Library(args.lib)
     model_id = resolve_model_id(lib, args.model)

@@ -1,8 +1,8 @@
 """How far a mirdemo collection's listening histories let recall@k go: oracles that know the hidden
 tastes, next to mir's own recommenders, on the split and metric of `mir recommend-eval`.
 
-    python benchmarks/recommend_ceiling.py [--library /work/data/lib-demo]
-        [--events /work/data/mirdemo-demo/events.parquet] [--truth /work/data/mirdemo-demo]
+    python benchmarks/recommend_ceiling.py [--library mir-demo/library]
+        [--events mir-demo/collection/events.parquet] [--truth mir-demo/collection]
         [--model MODEL_ID] [-k 50] [--holdout 0.2] [--out benchmarks/results/recommend-ceiling.json]
 
 The histories are drawn by ``mir/datasets/_histories.py`` from a hidden taste model kept in the
@@ -200,9 +200,11 @@ def check_paths(p: argparse.ArgumentParser, args) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--library", default="/work/data/lib-demo", help="mir library over the collection, tagged")
-    p.add_argument("--events", default="/work/data/mirdemo-demo/events.parquet")
-    p.add_argument("--truth", default="/work/data/mirdemo-demo", help="mirdemo folder with tastes.json and labels.csv")
+    p.add_argument("--library", default="mir-demo/library",
+                   help="mir library over the collection, tagged (default %(default)s, from `make demo`)")
+    p.add_argument("--events", default="mir-demo/collection/events.parquet", help="default %(default)s")
+    p.add_argument("--truth", default="mir-demo/collection",
+                   help="mirdemo folder with tastes.json and labels.csv (default %(default)s)")
     p.add_argument("--model", default=None, metavar="MODEL_ID", help="tagging model (default: the latest that tagged LIB)")
     p.add_argument("-k", type=int, default=50, help="list length (default 50)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of each user's last events held out (default 0.2)")

@@ -4,8 +4,9 @@
                                  [--no-compile] [--no-presets] [--no-default-model]
                                  [--out benchmarks/results/tagging.json]
 
-Audio: ``--clips`` files from ``--audio`` (default /work/data/mirdemo-demo/audio when present, 30 s
-clips in flac/ogg/mp3/wav), else generated 30 s clips (benchmarks/analysis.py's synthesiser).
+Audio: ``--clips`` files from ``--audio`` (default ``mir-demo/collection/audio`` under the current
+directory, the demo collection that ``make demo`` renders: 30 s clips in flac/ogg/mp3/wav); when that
+folder is missing or holds too few files, generated 30 s clips (benchmarks/analysis.py's synthesiser).
 Models: the ``short_chunk`` and ``fast`` presets with random weights (50 tags, 10 genres): speed
 does not depend on the weights (``--no-presets`` skips sections 2 and 3 for them); and the shipped
 default model (``mir/models/default/default.pt``: a ``fast`` backbone + a track-level head that also
@@ -47,7 +48,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-DEMO_AUDIO = Path("/work/data/mirdemo-demo/audio")
+DEMO_AUDIO = Path("mir-demo") / "collection" / "audio"  # what `make demo` (mir demo --dir mir-demo) renders
 N_TAGS, N_GENRES = 50, 10
 SR, N_FFT, HOP, N_MELS = 22050, 1024, 512, 128
 
@@ -56,6 +57,9 @@ SR, N_FFT, HOP, N_MELS = 22050, 1024, 512, 128
 def pick_audio(folder: Path | None, clips: int, seconds: float = 30.0) -> list[Path]:
     from mir.audio import is_audio_path
 
+    if folder is not None and not folder.is_dir():
+        print(f"no audio folder {folder} (`make demo` renders the demo collection there); generating clips instead",
+              file=sys.stderr)
     if folder is not None and folder.is_dir():
         files = sorted(p for p in folder.rglob("*") if p.is_file() and is_audio_path(p))
         if len(files) >= clips:
@@ -444,7 +448,8 @@ def default_model_section(path: Path, few, paths, *, bf16: bool) -> tuple[list[d
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--audio", type=Path, default=DEMO_AUDIO if DEMO_AUDIO.is_dir() else None)
+    parser.add_argument("--audio", type=Path, default=DEMO_AUDIO,
+                        help=f"folder of audio files (default {DEMO_AUDIO}; generated clips when missing)")
     parser.add_argument("--clips", type=int, default=100)
     parser.add_argument("--baseline-clips", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=1.5, help="length of each CNN timing window")
