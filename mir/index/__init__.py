@@ -1,7 +1,8 @@
 """Similarity search over track embeddings: an exact reference index, FAISS indexes, storage, filters.
 
 One interface (:class:`VectorIndex`): ``build(ids, vectors)``, ``add``, ``remove``,
-``search(queries, k) -> (scores [n, k] float32, ids [n, k] str)``, ``save(folder)``, ``load(folder)``.
+``search(queries, k) -> (scores [n, k] float32, ids [n, k] str)``; :func:`save_index` and
+:func:`load_index` store it in a folder.
 Inner product on L2-normalised float32 vectors (cosine); track-id strings outside, int64 labels inside.
 
     from mir.index import FaissIndex, ExactIndex
@@ -15,16 +16,9 @@ from .base import PAD_ID, PAD_SCORE, VectorIndex
 from .exact import ExactIndex
 from .faiss_index import FaissIndex, choose_factory, resolve_factory
 from .filters import Filters, filtered_search, parse_key, parse_range
+from .make import make_index
 from .library import LibraryIndex, build_library_index, index_status, open_library_index, update_library_index
 from .storage import load_index, read_manifest, save_index
-
-
-def make_index(index_type: str | None = None, **params) -> VectorIndex:
-    """An empty index: ``"exact"`` (the NumPy reference), ``None``/``"auto"`` (FAISS, type by size),
-    ``"flat"``, ``"hnsw"``, ``"ivfpq"`` or any FAISS factory string."""
-    if index_type == "exact":
-        return ExactIndex()
-    return FaissIndex(index_type, **params)
 
 
 __all__ = [

@@ -279,17 +279,3 @@ class VectorIndex:
     def widened(self, level: int) -> dict:
         """Search knobs ``2**level`` times wider than the defaults (used to keep k results under filters)."""
         return {}
-
-    # --- storage -----------------------------------------------------------------------------
-    def save(self, folder, *, extra: dict | None = None) -> dict:
-        """Save into ``folder`` atomically (see :mod:`mir.index.storage`); returns the manifest."""
-        from .storage import save_index
-
-        return save_index(self, folder, extra=extra)
-
-    @staticmethod
-    def load(folder, *, mmap: bool = False, verify: bool | None = None) -> "VectorIndex":
-        """Load an index saved by :meth:`save` (an :class:`ExactIndex` or a :class:`FaissIndex`)."""
-        from .storage import load_index
-
-        return load_index(folder, mmap=mmap, verify=verify)[0]

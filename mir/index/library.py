@@ -27,7 +27,7 @@ from ..catalog.stages import stage_versions
 from ..errors import CatalogError, ParameterError
 from .base import PAD_ID, VectorIndex
 from .filters import Filters, filtered_search
-from .storage import MANIFEST, load_index, read_manifest
+from .storage import MANIFEST, load_index, read_manifest, save_index
 
 FOLDER = "indexes"
 
@@ -156,7 +156,7 @@ def build_library_index(lib: Library, model: str | None = None, *, index_type: s
     FAISS factory string; ``params``: :class:`~mir.index.FaissIndex` options (``ef_search``, ``nprobe``, …).
     """
     from ..tagging import load_embeddings
-    from . import make_index
+    from .make import make_index
 
     model_id = resolve_model_id(lib, model)
     with lib.lock():
@@ -165,7 +165,7 @@ def build_library_index(lib: Library, model: str | None = None, *, index_type: s
             raise CatalogError(f"no present track of library {str(lib.root)!r} is tagged by model {model_id}; "
                                f"run `mir tag {lib.root}` first")
         index = make_index(index_type, **params).build(ids, matrix)
-        manifest = index.save(index_dir(lib, model_id), extra=_manifest_extra(model_id, index))
+        manifest = save_index(index, index_dir(lib, model_id), extra=_manifest_extra(model_id, index))
     return LibraryIndex(lib, model_id, index, manifest)
 
 
@@ -195,7 +195,7 @@ def update_library_index(lib: Library, model: str | None = None) -> tuple[Librar
             index.add(ids[rows], matrix[rows])
         removed = index.remove(gone) if len(gone) else 0
         if len(new) or removed:
-            manifest = index.save(folder, extra=_manifest_extra(model_id, index))
+            manifest = save_index(index, folder, extra=_manifest_extra(model_id, index))
     return LibraryIndex(lib, model_id, index, manifest), {"added": int(len(new)), "removed": int(removed), "built": False}
 
 

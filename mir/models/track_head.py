@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from ..errors import ParameterError
 from ..features.descriptors import RHYTHM_FACTORS, _key_templates
+from .outputs import TaggerOutput
 
 CONTEXT_DIM = 12 + 4 + len(RHYTHM_FACTORS) + 1
 
@@ -108,8 +109,6 @@ class TrackHead(nn.Module):
         self.scale.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0)).float())
 
     def forward(self, pooled: torch.Tensor, context: torch.Tensor):
-        from .tagger import TaggerOutput
-
         if pooled.dim() != 2 or pooled.shape[1] != self.in_dim or context.shape != (len(pooled), CONTEXT_DIM):
             raise ParameterError(f"track head expects pooled [b, {self.in_dim}] and context [b, {CONTEXT_DIM}], "
                                  f"got {tuple(pooled.shape)} and {tuple(context.shape)}")
