@@ -8,10 +8,8 @@ import pandas as pd
 import pytest
 
 from mir.errors import CatalogError, ParameterError
-from mir.index import (
-    ExactIndex, FaissIndex, Filters, choose_factory, filtered_search, load_index, parse_key, parse_range,
-    faiss_index, resolve_factory, save_index,
-)
+from mir.index import ExactIndex, FaissIndex, choose_factory, faiss_index, load_index, resolve_factory, save_index
+from mir.similar import Filters, filtered_search, parse_key, parse_range
 
 D = 32
 

@@ -12,9 +12,11 @@ from mir import audio
 from mir.catalog import Library, analyze
 from mir.cli.main import main as cli
 from mir.errors import CatalogError, ParameterError, TrackNotFoundError
-from mir.index import ExactIndex, Filters, LibraryIndex, build_library_index, open_library_index, update_library_index
-from mir.index.similar import key_relation, similar, soft_min, tag_match, tempo_relation
-from mir.tagging import load_embeddings, tag
+from mir.catalog.predictions import load_embeddings
+from mir.index import ExactIndex
+from mir.similar import Filters, LibraryIndex, build_library_index, open_library_index, update_library_index
+from mir.similar.query import key_relation, similar, soft_min, tag_match, tempo_relation
+from mir.tagging import tag
 from test_index import one_faiss_thread  # noqa: F401 - autouse: one FAISS thread here too
 from test_tagging import SR, TAGS, save_debug_model, synth
 
@@ -244,7 +246,7 @@ def test_cli_index_and_similar(lib, capsys, tagged_lib):
 
 def test_neighbour_agreement_by_hand():
     from mir.index import ExactIndex
-    from mir.index.similar import neighbour_agreement
+    from mir.similar.query import neighbour_agreement
 
     ids = ["a", "b", "c", "d"]
     x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)  # a~b, c~d

@@ -331,7 +331,8 @@ def test_write_report_handles_nan_scores(tmp_path):
 
 
 def test_track_head_trains_on_the_frozen_backbone_evaluates_and_tags(tiny, tmp_path, capsys):
-    from mir.tagging import STAGE, tag
+    from mir.catalog.predictions import STAGE
+    from mir.tagging import tag
     from mir.train.track_head import HeadConfig, train_track_head
 
     data = tiny["prepared"]

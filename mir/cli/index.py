@@ -8,7 +8,7 @@ from ..catalog import Library
 
 
 def _line(li, verb: str, seconds: float) -> str:
-    from ..index.library import index_dir
+    from ..similar.library import index_dir
 
     m = li.manifest
     return (f"index {verb}: model {li.model_id}, {m['count']} tracks, dimension {m['dim']}, "
@@ -16,7 +16,7 @@ def _line(li, verb: str, seconds: float) -> str:
 
 
 def cmd_build(args) -> int:
-    from ..index import build_library_index
+    from ..similar import build_library_index
 
     params = {k: v for k, v in (("ef_search", args.ef_search), ("nprobe", args.nprobe)) if v is not None}
     start = time.monotonic()
@@ -26,7 +26,7 @@ def cmd_build(args) -> int:
 
 
 def cmd_update(args) -> int:
-    from ..index import update_library_index
+    from ..similar import update_library_index
 
     start = time.monotonic()
     li, report = update_library_index(Library(args.library), args.model)
@@ -36,7 +36,7 @@ def cmd_update(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from ..index import index_status
+    from ..similar import index_status
 
     status = index_status(Library(args.library), args.model)
     if args.json:

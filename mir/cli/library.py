@@ -67,7 +67,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from ..tagging import tagged_models, track_tags
+    from ..catalog.predictions import tagged_models, track_tags
 
     lib = Library(args.library)
     t = lib.track(args.track)

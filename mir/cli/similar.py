@@ -7,7 +7,7 @@ from ..catalog import Library
 
 
 def _filters(args):
-    from ..index import Filters
+    from ..similar import Filters
 
     split = lambda v: tuple(x.strip() for x in v.split(",") if x.strip()) if v else ()  # noqa: E731
     return Filters(genres=split(args.genre), tags=split(args.with_tags), bpm=args.bpm, keys=tuple(args.key or ()),
@@ -16,8 +16,7 @@ def _filters(args):
 
 
 def cmd_similar(args) -> int:
-    from ..index import open_library_index
-    from ..index.similar import similar
+    from ..similar import open_library_index, similar
 
     lib = Library(args.library)
     li = open_library_index(lib, args.model)

@@ -10,7 +10,7 @@ Conventions
 - ``search`` returns ``(scores [n, k] float32, ids [n, k] str)`` best first; rows with fewer than
   ``k`` results are padded with score ``-inf`` and id ``""``.
 - ``allowed``: an optional collection of track ids a search may return (a filter applied during
-  the search, see :mod:`mir.index.filters` for filters that also keep ``k`` results).
+  the search, see :mod:`mir.similar.filters` for filters that also keep ``k`` results).
 """
 from __future__ import annotations
 

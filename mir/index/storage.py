@@ -13,7 +13,7 @@ Every data file is written atomically under a fresh name before the manifest poi
 killed save leaves the previous index intact (and at most orphan files, removed by the next save).
 The manifest records kind, parameters, dimension, count, file sizes and BLAKE2b checksums, plus
 whatever the caller adds (the library index adds model id and library state, see
-:mod:`mir.index.library`). Nothing is unpickled: NumPy arrays load with ``allow_pickle=False``.
+:mod:`mir.similar.library`). Nothing is unpickled: NumPy arrays load with ``allow_pickle=False``.
 """
 from __future__ import annotations
 

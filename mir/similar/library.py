@@ -14,7 +14,6 @@ that fixes it. Writers hold the library lock; saves are atomic, so readers never
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -23,44 +22,18 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import Library
+from ..catalog.predictions import load_embeddings, load_tags, model_info, resolve_model_id
 from ..catalog.stages import stage_versions
-from ..errors import CatalogError, ParameterError
-from .base import PAD_ID, VectorIndex
+from ..errors import CatalogError
+from ..index.base import PAD_ID, VectorIndex
+from ..index.make import make_index
+from ..index.storage import MANIFEST, load_index, read_manifest, save_index
 from .filters import Filters, filtered_search
-from .storage import MANIFEST, load_index, read_manifest, save_index
 
 FOLDER = "indexes"
 
 
 # --- which model, which tracks -------------------------------------------------------------------
-def resolve_model_id(lib: Library, model: str | os.PathLike | None = None) -> str:
-    """Model id for ``--model``: a tagged model id (or unique prefix), a checkpoint path, or None =
-    the model that tagged most recently."""
-    from ..tagging import tagged_models
-
-    tagged = tagged_models(lib)
-    if model is None:
-        if not tagged:
-            raise CatalogError(f"library {str(lib.root)!r} has no tagged tracks; run `mir tag {lib.root}` first")
-        return tagged[0]
-    text = os.fspath(model)
-    hits = [m for m in tagged if m.startswith(text)] if text else []
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise ParameterError(f"model {text!r} is ambiguous: {hits}")
-    if Path(text).expanduser().is_file():
-        from ..models import load_checkpoint
-
-        mid = load_checkpoint(Path(text).expanduser()).model_id
-        if mid not in tagged:
-            raise CatalogError(f"model {mid} ({text}) has not tagged library {str(lib.root)!r}; "
-                               f"run `mir tag {lib.root} --model {text}` first")
-        return mid
-    raise ParameterError(f"model {text!r} is neither a model that tagged library {str(lib.root)!r} "
-                         f"({', '.join(tagged) or 'none'}) nor a checkpoint file")
-
-
 def index_dir(lib: Library, model_id: str) -> Path:
     lib.stages.table("tags", model_id)  # validates the name
     return lib.root / FOLDER / model_id
@@ -82,7 +55,7 @@ def tagged_track_ids(lib: Library, model_id: str) -> np.ndarray:
 class LibraryIndex:
     """A loaded library index: the vector index plus lazily read track metadata for filters.
 
-    ``search`` is :func:`~mir.index.filters.filtered_search` with :class:`Filters` resolved against
+    ``search`` is :func:`~mir.similar.filters.filtered_search` with :class:`Filters` resolved against
     the library (genre, tags, BPM, key, year, artists).
     """
 
@@ -117,8 +90,6 @@ class LibraryIndex:
         try:
             return self.index.vectors(track_ids)
         except RuntimeError:
-            from ..tagging import load_embeddings
-
             ids, _, matrix = load_embeddings(self.lib, self.model_id)
             row = {t: i for i, t in enumerate(ids)}
             return matrix[[row[t] for t in track_ids]]
@@ -126,8 +97,6 @@ class LibraryIndex:
 
 def track_metadata(lib: Library, model_id: str) -> pd.DataFrame:
     """Catalogue, descriptors and tags of ``model_id`` for every present tagged track, by track id."""
-    from ..tagging import load_tags
-
     tags = load_tags(lib, model_id)
     tracks = lib.tracks(include_missing=False)
     cols = [c for c in ("hash", "title", "artist", "album", "genre", "year") if c in tracks]
@@ -155,9 +124,6 @@ def build_library_index(lib: Library, model: str | None = None, *, index_type: s
     ``index_type``: ``"auto"`` (default: by size), ``"exact"``, ``"flat"``, ``"hnsw"``, ``"ivfpq"`` or a
     FAISS factory string; ``params``: :class:`~mir.index.FaissIndex` options (``ef_search``, ``nprobe``, …).
     """
-    from ..tagging import load_embeddings
-    from .make import make_index
-
     model_id = resolve_model_id(lib, model)
     with lib.lock():
         ids, _, matrix = load_embeddings(lib, model_id)
@@ -175,8 +141,6 @@ def update_library_index(lib: Library, model: str | None = None) -> tuple[Librar
 
     Returns ``(index, {"added": n, "removed": n, "built": bool})``.
     """
-    from ..tagging import load_embeddings
-
     model_id = resolve_model_id(lib, model)
     folder = index_dir(lib, model_id)
     if not (folder / MANIFEST).exists():
@@ -201,7 +165,6 @@ def update_library_index(lib: Library, model: str | None = None) -> tuple[Librar
 
 def _check_model(lib: Library, model_id: str, manifest: dict, folder: Path) -> None:
     from ..models.builders import ModelConfig
-    from ..tagging import model_info
 
     if manifest.get("model_id") != model_id:
         raise CatalogError(f"index in {folder} was built for model {manifest.get('model_id')!r}, not {model_id!r}; "
