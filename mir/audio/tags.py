@@ -75,6 +75,53 @@ def write_tags(path: str | os.PathLike, tags: dict, *, dry_run: bool = False) ->
     return changes
 
 
+def stamp_tags(path: str | os.PathLike, tags: dict, *, format: str | None = None) -> None:
+    """Write text tags into a file that has none yet (one just encoded), in one fixed layout so the
+    bytes depend on the input only: FLAC and Ogg Vorbis get upper-case Vorbis comment keys; MP3 and
+    WAV get ID3v2.4 with ``title``/``artist``/``album``/``genre`` as TIT2/TPE1/TALB/TCON, ``comment`` as
+    COMM and any other key as TXXX with an upper-case description. ``format`` names the container
+    when the file name does not (temp files). Not atomic: meant for a file not yet in place.
+    """
+    path = os.fspath(path)
+    fmt = format or format_from_extension(path)
+    if fmt in ("flac", "ogg"):
+        from mutagen.flac import FLAC
+        from mutagen.oggvorbis import OggVorbis
+
+        f = (FLAC if fmt == "flac" else OggVorbis)(path)
+        if f.tags is None:
+            f.add_tags()
+        for k, v in tags.items():
+            f.tags[k.upper()] = [str(v)]
+        f.save()
+        return
+    if fmt not in ("mp3", "wav"):
+        raise ParameterError(f"{path}: stamp_tags writes flac, ogg, mp3 and wav files, not {fmt}")
+    from mutagen.id3 import TALB, TCON, TIT2, TPE1
+
+    frames = {"title": TIT2, "artist": TPE1, "album": TALB, "genre": TCON}
+    if fmt == "mp3":
+        id3 = ID3()
+    else:
+        from mutagen.wave import WAVE
+
+        wav = WAVE(path)
+        if wav.tags is None:
+            wav.add_tags()
+        id3 = wav.tags
+    for k, v in tags.items():
+        if k in frames:
+            id3.add(frames[k](encoding=3, text=[str(v)]))
+        elif k == "comment":
+            id3.add(COMM(encoding=3, lang="eng", desc="", text=[str(v)]))
+        else:
+            id3.add(TXXX(encoding=3, desc=k.upper(), text=[str(v)]))
+    if fmt == "mp3":
+        id3.save(path, v2_version=4)
+    else:
+        wav.save()
+
+
 def _rewrite(path: str, kind: type, changes: dict) -> None:
     """Copy ``path`` beside itself, apply ``changes`` to the copy (opened as ``kind``), move it back."""
     with atomic_path(path) as tmp:
