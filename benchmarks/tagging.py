@@ -460,7 +460,7 @@ def main() -> int:
     import tempfile
 
     from mir.models.inference import cpu_supports_bf16
-    from mir.tagging import DEFAULT_MODEL
+    from mir.models.checkpoint import DEFAULT_CHECKPOINT as DEFAULT_MODEL
 
     bf16 = cpu_supports_bf16()
     if args.default_model is None:

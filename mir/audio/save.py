@@ -1,8 +1,8 @@
 """Writing audio files atomically: wav, flac, ogg (Vorbis), opus, mp3, aiff; reading a written file back.
 
-With ``ogg_serial`` and ``tags`` a write is byte-deterministic: libsndfile gives every Ogg stream a
+With ``ogg_serial`` and ``metadata`` a write is byte-deterministic: libsndfile gives every Ogg stream a
 random serial number, so Ogg pages are rewritten with the given serial (mutagen recomputes the page
-CRCs), and tags go in in one fixed layout (:func:`mir.audio.tags.stamp_tags`). FLAC, WAV and MP3
+CRCs), and metadata goes in in one fixed layout (:func:`mir.audio.metadata.stamp_metadata`). FLAC, WAV and MP3
 (LAME through libsndfile) are deterministic as they are.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ..atomic import atomic_path
 from ..errors import DecodeError, ParameterError
 from .formats import WRITE_FORMATS, format_from_extension
 from .load import RESAMPLE_QUALITY
-from .tags import stamp_tags
+from .metadata import stamp_metadata
 from .validate import check_finite
 
 OPUS_RATES = frozenset({8000, 12000, 16000, 24000, 48000})
@@ -33,7 +33,7 @@ def save(
     format: str | None = None,
     subtype: str | None = None,
     ogg_serial: int | None = None,
-    tags: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """Write ``y`` to ``path``; a reader never sees a half-written file.
 
@@ -47,7 +47,7 @@ def save(
     subtype : soundfile subtype such as ``"PCM_24"`` or ``"FLOAT"``; ``None`` = the format's
         default (PCM_16 for wav/flac/aiff)
     ogg_serial : Ogg stream serial number (0 to 2**32 - 1) for ogg/opus, instead of a random one
-    tags : text tags written into the new file with :func:`~mir.audio.tags.stamp_tags`
+    metadata : text fields written into the new file with :func:`~mir.audio.metadata.stamp_metadata`
 
     Raises
     ------
@@ -74,8 +74,8 @@ def save(
             raise ParameterError(f"{path}: cannot write {fmt} (subtype={subtype}, sr={sr}): {exc}") from None
         if ogg_serial is not None and sf_format == "OGG":
             Path(tmp).write_bytes(_with_ogg_serial(Path(tmp).read_bytes(), int(ogg_serial)))
-        if tags:
-            stamp_tags(tmp, tags, format=fmt)
+        if metadata:
+            stamp_metadata(tmp, metadata, format=fmt)
 
 
 def decoded_stats(path: str | os.PathLike) -> tuple[int, int, int, float]:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -46,30 +48,68 @@ def tagged_models(lib: Library) -> list[str]:
     return sorted((m for m in ids if newest(m) > 0), key=newest, reverse=True)
 
 
-def resolve_model_id(lib: Library, model: str | os.PathLike | None = None) -> str:
-    """Model id for ``--model``: a tagged model id (or unique prefix), a checkpoint path, or None =
-    the model that tagged most recently."""
-    tagged = tagged_models(lib)
-    if model is None:
-        if not tagged:
-            raise CatalogError(f"library {str(lib.root)!r} has no tagged tracks; run `mir tag {lib.root}` first")
-        return tagged[0]
-    text = os.fspath(model)
-    hits = [m for m in tagged if m.startswith(text)] if text else []
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise ParameterError(f"model {text!r} is ambiguous: {hits}")
-    if Path(text).expanduser().is_file():
+@dataclass(frozen=True)
+class ModelRef:
+    """A model named by ``--model`` (see :func:`resolve_model`)."""
+
+    checkpoint: Path | None  # the file the model loads from; None when it is no longer where it tagged from
+    tagged_id: str | None = None  # the model id, when the model has tagged the library
+
+    @cached_property
+    def model_id(self) -> str:
+        """The model id (read from the checkpoint when the model has not tagged the library)."""
+        if self.tagged_id is not None:
+            return self.tagged_id
         from ..models import load_checkpoint
 
-        mid = load_checkpoint(Path(text).expanduser()).model_id
-        if mid not in tagged:
-            raise CatalogError(f"model {mid} ({text}) has not tagged library {str(lib.root)!r}; "
-                               f"run `mir tag {lib.root} --model {text}` first")
-        return mid
-    raise ParameterError(f"model {text!r} is neither a model that tagged library {str(lib.root)!r} "
-                         f"({', '.join(tagged) or 'none'}) nor a checkpoint file")
+        return load_checkpoint(self.checkpoint).model_id
+
+
+def resolve_model(lib: Library, model: str | os.PathLike | None = None, *, tagged: bool = True) -> ModelRef:
+    """Which model ``--model`` names, for every command.
+
+    ``model`` is a checkpoint file, or the id (or a unique prefix of the id) of a model that tagged
+    ``lib``, whose checkpoint is the file it tagged from (``model.json``). ``None`` is the model that
+    tagged ``lib`` most recently, or with ``tagged=False`` the packaged default model.
+    ``tagged``: the model must have tagged ``lib`` (queries, indexes); ``False`` for commands that
+    run the model (``mir tag``, ``mir evaluate``).
+    """
+    names = tagged_models(lib)
+    if model is None:
+        if not tagged:
+            from ..models.checkpoint import default_checkpoint
+
+            return ModelRef(default_checkpoint())
+        if not names:
+            raise CatalogError(f"library {str(lib.root)!r} has no tagged tracks; run `mir tag {lib.root}` first")
+        return _tagged_ref(lib, names[0])
+    text = os.fspath(model)
+    hits = [m for m in names if m.startswith(text)] if text else []
+    if len(hits) == 1:
+        return _tagged_ref(lib, hits[0])
+    if len(hits) > 1:
+        raise ParameterError(f"model {text!r} is ambiguous: {hits}")
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ParameterError(f"model {text!r} is neither a model that tagged library {str(lib.root)!r} "
+                             f"({', '.join(names) or 'none'}) nor a checkpoint file")
+    ref = ModelRef(path.resolve())
+    if ref.model_id in names:
+        return ModelRef(ref.checkpoint, ref.model_id)
+    if tagged:
+        raise CatalogError(f"model {ref.model_id} ({text}) has not tagged library {str(lib.root)!r}; "
+                           f"run `mir tag {lib.root} --model {text}` first")
+    return ref
+
+
+def resolve_model_id(lib: Library, model: str | os.PathLike | None = None) -> str:
+    """Id of a model that tagged ``lib``, named as :func:`resolve_model` reads ``--model``."""
+    return resolve_model(lib, model).model_id
+
+
+def _tagged_ref(lib: Library, model_id: str) -> ModelRef:
+    path = model_info(lib, model_id).get("checkpoint")
+    return ModelRef(Path(path) if path and os.path.isfile(path) else None, model_id)
 
 
 def model_info(lib: Library, model_id: str) -> dict:

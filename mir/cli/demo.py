@@ -42,10 +42,11 @@ def _truth_check(lib, data: Path) -> list[str]:
 
 
 def _tag_with_default_model(lib, args, progress: bool) -> str | None:
-    from ..tagging import DEFAULT_MODEL, tag
+    from ..models.checkpoint import DEFAULT_CHECKPOINT
+    from ..tagging import tag
 
-    if not DEFAULT_MODEL.is_file():
-        print(f"[4/6] tagging skipped: no default model at {DEFAULT_MODEL} (train one with `mir train`)")
+    if not DEFAULT_CHECKPOINT.is_file():
+        print(f"[4/6] tagging skipped: no default model at {DEFAULT_CHECKPOINT} (train one with `mir train`)")
         return None
     print("[4/6] tag with the default model (log-mel → CNN → tags, genre, embedding)")
     report = tag(lib, workers=args.workers, progress=progress)

@@ -1,4 +1,4 @@
-"""Writing the rendered clips through :mod:`mir.audio`: deterministic bytes, tags, a decode check.
+"""Writing the rendered clips through :mod:`mir.audio`: deterministic bytes, metadata, a decode check.
 
 Every clip's Ogg serial number derives from the clip (see :func:`mir.audio.save`), so a build gives
 the same bytes on every run.
@@ -24,7 +24,7 @@ def save(path: str | os.PathLike, y: np.ndarray, sr: int, *, fmt: str, tags: dic
     if fmt not in FORMATS:
         raise DatasetError(f"unknown audio format {fmt!r}; known: {sorted(FORMATS)}")
     try:
-        audio.save(path, np.asarray(y).T, sr, format=fmt, ogg_serial=serial & 0x7FFFFFFF, tags=tags)
+        audio.save(path, np.asarray(y).T, sr, format=fmt, ogg_serial=serial & 0x7FFFFFFF, metadata=tags)
     except ParameterError as exc:
         raise DatasetError(str(exc)) from None
     return Path(path).read_bytes()

@@ -75,7 +75,7 @@ def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | o
     ckpt = checkpoint or info.get("checkpoint")
     if not ckpt or not os.path.isfile(ckpt):
         raise ModelError(f"the checkpoint of model {li.model_id} ({ckpt}) is not available to analyse {path}; "
-                         "pass --checkpoint PATH to the model file")
+                         "pass --model PATH to the model's checkpoint")
     loaded = load_checkpoint(ckpt)
     if loaded.model_id != li.model_id:
         raise ModelError(f"checkpoint {ckpt} is model {loaded.model_id}, the index holds embeddings of {li.model_id}; "

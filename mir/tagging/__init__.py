@@ -9,7 +9,7 @@ write its decided genre and tags into the files' own metadata.
 What a model wrote is read back with :mod:`mir.catalog.predictions` (``load_tags``, ``load_embeddings``, …).
 """
 from .files import predict_files
-from .job import DEFAULT_MODEL, TagReport, tag
+from .job import TagReport, tag
 from .writeback import file_tags_of, write_file_tags
 
-__all__ = ["DEFAULT_MODEL", "TagReport", "file_tags_of", "predict_files", "tag", "write_file_tags"]
+__all__ = ["TagReport", "file_tags_of", "predict_files", "tag", "write_file_tags"]

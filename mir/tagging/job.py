@@ -26,28 +26,15 @@ import pandas as pd
 
 from .. import atomic
 from ..catalog import Library, analyze
-from ..catalog.predictions import STAGE
+from ..catalog.predictions import STAGE, resolve_model
 from ..catalog.stages import stage_versions
 from ..config import AnalysisConfig, get_config
 from ..errors import ModelError, ParameterError
 from ..models.inference import DEFAULT_BATCH_SIZE, decide_tags, resolve_precision
 from .worker import TagSettings, load_group, tag_group, tag_loaded
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default" / "default.pt"
 GROUP_CHUNKS = 256  # chunks per task (≈ 16 batches): large enough that padding the last batch is cheap
 PRELOAD = ["mir.tagging.worker", "mir.models", "torch"]
-
-
-def resolve_model_path(model: str | os.PathLike | None) -> Path:
-    """Checkpoint path for ``--model`` (``None``: the packaged default model)."""
-    if model is not None:
-        return Path(model).expanduser().resolve()
-    if not DEFAULT_MODEL.is_file():
-        raise ModelError(
-            f"no model given and the default model {DEFAULT_MODEL} is not installed; "
-            "pass --model PATH to a checkpoint, or train one with `mir train`"
-        )
-    return DEFAULT_MODEL
 
 
 @dataclass
@@ -152,7 +139,9 @@ def tag(
 
     Parameters
     ----------
-    model : checkpoint path; ``None`` = the packaged default model (:data:`DEFAULT_MODEL`)
+    model : checkpoint path, or the id (or id prefix) of a model that tagged ``lib`` before (its checkpoint
+        is where it tagged from); ``None`` = the packaged default model (see
+        :func:`~mir.catalog.predictions.resolve_model`)
     n_chunks : chunks per track (evenly spaced); ``None`` = every non-overlapping chunk
     workers : 1 (default) = in this process, torch on all cores; N > 1 = N worker processes with one
         torch thread each
@@ -179,7 +168,7 @@ def tag(
     flush_seconds = conf.runtime.flush_seconds if flush_seconds is None else flush_seconds
     workers = 1 if workers is None else workers
     _check_options(n_chunks=n_chunks, batch_size=batch_size, precision=precision, workers=workers, threads=threads)
-    path, loaded = _load_model(model, cfg)
+    path, loaded = _load_model(lib, model, cfg)
     report = TagReport(model_id=loaded.model_id)
     start = time.monotonic()
     versions = stage_versions(cfg)
@@ -220,11 +209,15 @@ def _check_options(*, n_chunks, batch_size, precision, workers, threads) -> None
             raise ParameterError(f"{name} must be a positive int, got {value!r}")
 
 
-def _load_model(model, cfg: AnalysisConfig):
+def _load_model(lib: Library, model, cfg: AnalysisConfig):
     """``(checkpoint path, LoadedModel)``, refused when it was trained on other analysis settings."""
     from ..models import load_checkpoint
 
-    path = resolve_model_path(model)
+    ref = resolve_model(lib, model, tagged=False)
+    if ref.checkpoint is None:
+        raise ModelError(f"model {ref.model_id} tagged {str(lib.root)!r} from a checkpoint that is no longer there; "
+                         "pass --model PATH to its checkpoint")
+    path = ref.checkpoint
     loaded = load_checkpoint(path)
     loaded.check_analysis(cfg)
     if loaded.config.n_mels != cfg.n_mels:

@@ -9,7 +9,7 @@ from ..catalog import Library
 from ..catalog.predictions import load_tags
 from ..errors import MirError, ParameterError
 
-TAG_SEPARATOR = "; "  # how decided tags are joined in a file's ``mir_tags`` text tag (as read_tags joins values)
+TAG_SEPARATOR = "; "  # how decided tags are joined in a file's ``mir_tags`` text tag (as read_metadata joins values)
 
 
 def file_tags_of(row: pd.Series | dict, model_id: str) -> dict[str, str]:
@@ -22,7 +22,7 @@ def write_file_tags(lib: Library, model_id: str, *, dry_run: bool = False,
     """Write decided genre and tags of ``model_id`` into every file of the tagged tracks.
 
     Sets ``genre``, ``mir_tags`` (decided tags joined by ``"; "``) and ``mir_model`` through
-    :func:`mir.audio.write_tags`: tag blocks only, atomically, audio data untouched. Formats whose
+    :func:`mir.audio.write_metadata`: tag blocks only, atomically, audio data untouched. Formats whose
     tags take only fixed keys (M4A) get ``genre`` alone. ``tracks`` limits it to these track ids.
 
     Returns one entry per file: ``{"path", "track_id", "changes": {key: (old, new)}, "error"}``
@@ -57,9 +57,9 @@ def _write_file_tags(path: str, track_id: str, wanted: dict, dry_run: bool) -> d
     entry = {"path": path, "track_id": track_id, "changes": {}, "error": None}
     try:
         try:
-            entry["changes"] = audio.write_tags(path, wanted, dry_run=dry_run)
+            entry["changes"] = audio.write_metadata(path, wanted, dry_run=dry_run)
         except ParameterError:  # e.g. M4A takes no custom keys: write the genre only
-            entry["changes"] = audio.write_tags(path, {"genre": wanted["genre"]}, dry_run=dry_run)
+            entry["changes"] = audio.write_metadata(path, {"genre": wanted["genre"]}, dry_run=dry_run)
     except MirError as exc:
         entry["error"] = str(exc)
     return entry
