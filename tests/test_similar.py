@@ -280,6 +280,22 @@ def test_cli_index_and_similar(lib, capsys, tagged_lib):
     assert "needs at least 4096 vectors" in capsys.readouterr().err
 
 
+def test_cli_standalone_index_with_out(lib, tagged_lib, capsys, tmp_path, monkeypatch):
+    from mir.index import load_index
+
+    mid, root = tagged_lib["model_id"], str(lib.root)
+    assert cli(["index", "build", root, "--out", str(tmp_path / "shipped"), "--type", "exact"]) == 0
+    assert f"-> {tmp_path / 'shipped'}" in capsys.readouterr().out
+    index, manifest = load_index(tmp_path / "shipped")
+    ids, _, _ = load_embeddings(lib, mid)
+    assert sorted(index.ids) == sorted(ids) and manifest["model_id"] == mid and manifest["library"] == str(lib.root)
+    assert not (lib.root / "indexes" / mid).exists()  # the library's own index is untouched
+    monkeypatch.chdir(tmp_path)
+    assert cli(["index", "build", root, "--out", "--model", mid[:6]]) == 0
+    assert f"-> indexes/{lib.root.name}-{mid}" in capsys.readouterr().out
+    assert len(load_index(tmp_path / "indexes" / f"{lib.root.name}-{mid}")[0]) == 8
+
+
 def test_neighbour_agreement_by_hand():
     from mir.similar.query import neighbour_agreement
 

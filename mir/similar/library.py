@@ -14,6 +14,7 @@ that fixes it. Writers hold the library lock; saves are atomic, so readers never
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -118,11 +119,13 @@ def _manifest_extra(model_id: str, index: VectorIndex) -> dict:
 
 
 def build_library_index(lib: Library, model: str | None = None, *, index_type: str | None = None,
-                        **params) -> LibraryIndex:
+                        folder: str | os.PathLike | None = None, **params) -> LibraryIndex:
     """Index every present track tagged by ``model`` (see :func:`resolve_model_id`) from scratch.
 
     ``index_type``: ``"auto"`` (default: by size), ``"exact"``, ``"flat"``, ``"hnsw"``, ``"ivfpq"`` or a
     FAISS factory string; ``params``: :class:`~mir.index.FaissIndex` options (``ef_search``, ``nprobe``, …).
+    ``folder``: save a standalone index there (loaded with :func:`mir.index.load_index`; its manifest
+    also names the library) instead of the library's own ``LIB/indexes/<model_id>/``, which stays as it is.
     """
     model_id = resolve_model_id(lib, model)
     with lib.lock():
@@ -131,7 +134,8 @@ def build_library_index(lib: Library, model: str | None = None, *, index_type: s
             raise CatalogError(f"no present track of library {str(lib.root)!r} is tagged by model {model_id}; "
                                f"run `mir tag {lib.root}` first")
         index = make_index(index_type, **params).build(ids, matrix)
-        manifest = save_index(index, index_dir(lib, model_id), extra=_manifest_extra(model_id, index))
+        extra = _manifest_extra(model_id, index) | ({"library": str(lib.root)} if folder is not None else {})
+        manifest = save_index(index, index_dir(lib, model_id) if folder is None else folder, extra=extra)
     return LibraryIndex(lib, model_id, index, manifest)
 
 
