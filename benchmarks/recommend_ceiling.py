@@ -62,7 +62,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from mir import atomic  # noqa: E402
 from mir.catalog import Library  # noqa: E402
-from mir.datasets.labels import TAG_SEPARATOR  # noqa: E402
+from mir.catalog.labels import TAG_SEPARATOR  # noqa: E402
 from mir.recommend import affinity, make, metrics  # noqa: E402
 from mir.recommend._base import topk  # noqa: E402
 from mir.recommend.evaluate import demo_affinity, evaluate_method, read_demo_truth  # noqa: E402

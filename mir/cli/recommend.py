@@ -17,7 +17,7 @@ def _progress(args) -> bool:
 
 def _bpm(text: str | None):
     """``--bpm`` as ``mir similar`` reads it (``90-120``, ``90-``, ``-120``; ``90:120`` too) -> (low, high)."""
-    from ..index.filters import parse_range
+    from ..similar.filters import parse_range
 
     if not text:
         return None

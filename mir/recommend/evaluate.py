@@ -122,7 +122,7 @@ def demo_affinity(dataset: str | os.PathLike, users: np.ndarray, resolve, items:
     tracks or users the taste model does not know get nan.
     """
     from ..datasets._histories import affinity
-    from ..datasets.labels import TAG_SEPARATOR
+    from ..catalog.labels import TAG_SEPARATOR
 
     tastes, labels = read_demo_truth(dataset)
     pos = {t: i for i, t in enumerate(items)}
