@@ -64,7 +64,7 @@ from mir import atomic  # noqa: E402
 from mir.catalog import Library  # noqa: E402
 from mir.datasets.labels import TAG_SEPARATOR  # noqa: E402
 from mir.recommend import affinity, make, metrics  # noqa: E402
-from mir.recommend._base import topk  # noqa: E402
+from mir.recommend.arrays import topk  # noqa: E402
 from mir.recommend.evaluate import demo_affinity, evaluate_method, read_demo_truth  # noqa: E402
 from mir.recommend.inputs import load_inputs  # noqa: E402
 from mir.recommend.split import temporal_split  # noqa: E402

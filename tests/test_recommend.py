@@ -11,7 +11,8 @@ from mir.errors import ParameterError
 from mir.recommend import (Collaborative, ContentBased, Hybrid, Interactions, Popularity, Reranker, TrackSet,
                            clean_events, load_model, save_model, temporal_split, track_resolver)
 from mir.recommend import metrics
-from mir.recommend.methods import blend, zscore_rows
+from mir.recommend.arrays import zscore_rows
+from mir.recommend.methods import blend
 from mir.recommend.taste import mixture_scores, user_tastes
 
 # --- metrics on hand-computed cases -----------------------------------------------------------------------

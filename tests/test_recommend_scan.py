@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from mir.errors import ParameterError
 from mir.recommend import Collaborative, ContentBased, Hybrid, Interactions, TrackSet
-from mir.recommend._base import NEG, played, seen_mask, topk
+from mir.recommend.arrays import NEG, played, seen_mask, topk
 from mir.recommend.methods import content_to_factors
 from mir.recommend.scan import NormOrder, mips_topk, mixture_topk, topk_rows
 from mir.recommend.taste import mixture_scores

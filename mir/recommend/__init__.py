@@ -12,11 +12,16 @@
 - :mod:`~mir.recommend.batch`: the sharded, resumable batch job (in-process or on Dask)
 - :mod:`~mir.recommend.playlist`: seed continuation and track-to-track paths
 """
-from ._base import Recommender, load_model, save_model, search_embeddings
+from ._base import Recommender
 from .catalogue import TrackSet, from_library
+from .ease import EASE
 from .events import EventReport, Interactions, clean_events, read_events, track_resolver
-from .methods import (EASE, AffinityHybrid, Collaborative, ContentBased, ContentTaste, Hybrid, LearnedHybrid, Popularity,
-                      make)
+from .feature_models import AffinityHybrid, ContentTaste
+from .learned import LearnedHybrid
+from .methods import Collaborative, ContentBased, Hybrid, Popularity
+from .persist import load_model, save_model
+from .registry import make
+from .scan import search_embeddings
 from .rerank import Reranker
 from .split import temporal_split
 

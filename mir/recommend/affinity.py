@@ -354,15 +354,3 @@ def zscore_dense(S: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     mean = ref.mean(axis=1, keepdims=True)
     std = ref.std(axis=1, keepdims=True)
     return (S - mean) / np.where(std > 1e-12, std, 1.0)
-
-
-def mask_unwanted(S: np.ndarray, seen, u: np.ndarray, allowed: np.ndarray | None, exclude_seen: bool) -> np.ndarray:
-    """-inf where user ``u[r]`` played the item (``exclude_seen``) or the item is not ``allowed``."""
-    from ._base import played
-
-    if exclude_seen:
-        rows, cols = played(seen, u)
-        S[rows, cols] = -np.inf
-    if allowed is not None:
-        S[:, ~np.asarray(allowed, bool)] = -np.inf
-    return S

@@ -13,8 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ParameterError
-from ._base import NEG, Recommender, topk
-from .affinity import mask_unwanted
+from ._base import Recommender
+from .arrays import NEG, mask_unwanted, topk
 from .tune import relevance_credit, validation_split
 
 L2_GRID = (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)

@@ -17,7 +17,9 @@ import numpy as np
 
 from ..errors import ParameterError
 from . import affinity
-from ._base import NEG, Recommender, gather_rows, topk
+from ._base import Recommender, clone
+from .arrays import NEG, gather_rows, mask_unwanted, topk
+from .methods import Collaborative
 from .tune import relevance_credit, validation_split
 
 ALS_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5)
@@ -45,7 +47,7 @@ def first_plays(X):
 def _dense_topk(model, u, n, allowed, exclude_seen):
     with affinity.one_blas_thread():
         S = model._dense(u)
-    affinity.mask_unwanted(S, model.seen_, u, allowed, exclude_seen)
+    mask_unwanted(S, model.seen_, u, allowed, exclude_seen)
     return topk(S, n)
 
 
@@ -147,8 +149,6 @@ class AffinityHybrid(Recommender):
     def _fit_parts(self, X, tracks, cf, *, content: bool = True, init=None) -> tuple[dict, affinity.Tastes]:
         """Fitted state of every part on ``X`` (a dict of the learned attributes) and the taste fit.
         ``content``: fit the cold users' :class:`ContentTaste` too; ``init``: a taste fit to start from."""
-        from .methods import Collaborative
-
         Phi = affinity.track_features(tracks).astype(np.float32)
         seen = X.matrix()
         rounds = self.iterations if init is None or self.refit_iterations is None else self.refit_iterations
@@ -168,8 +168,6 @@ class AffinityHybrid(Recommender):
         return state, fit
 
     def _fit(self, X, tracks) -> None:
-        from .methods import Collaborative, clone
-
         self._check()
         cf = clone(self.collaborative) if self.collaborative is not None else Collaborative()
         split = validation_split(X, self.validation, max_users=self.max_tune_users, random_state=self.random_state)
@@ -231,7 +229,7 @@ class AffinityHybrid(Recommender):
                 z, zc = self._warm_parts(u, with_cf)
             for i, (w, c) in enumerate(settings):
                 S = self._combine(z, zc, w, c).astype(np.float32)
-                affinity.mask_unwanted(S, self.seen_, u, None, True)
+                mask_unwanted(S, self.seen_, u, None, True)
                 items, _ = topk(S, self.tune_k)
                 hits[i] += float(relevance_credit(items, u, relevant, len(self.never_played_)).sum())
                 ok = items >= 0

@@ -19,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
-from ._base import NEG, Recommender, dedupe_rows, max_seen, pick, seen_mask, zscore_rows
+from ._base import Recommender
+from .arrays import NEG, dedupe_rows, max_seen, pick, seen_mask, zscore_rows
+from .methods import Collaborative, hybrid_parts
 from .tune import relevance_credit, validation_split
 
 BASE = ("cf_z", "cf_logrank", "cb_z", "cb_logrank", "log_pop", "cold_track")
@@ -98,8 +100,6 @@ class LearnedHybrid(Recommender):
         self.cold_ridge = cold_ridge
 
     def _parts(self, cf_settings: dict | None = None):
-        from .methods import hybrid_parts  # methods imports this module
-
         return hybrid_parts(self.collaborative, self.content, cf_settings, self.cold_ridge)
 
     def _check(self) -> None:
@@ -111,8 +111,6 @@ class LearnedHybrid(Recommender):
 
     def _fit(self, X, tracks) -> None:
         from sklearn.linear_model import LogisticRegression
-
-        from .methods import Collaborative
 
         self._check()
         split = validation_split(X, self.validation, max_users=self.max_tune_users, random_state=self.random_state)

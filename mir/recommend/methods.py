@@ -11,14 +11,10 @@ import scipy.sparse as sp
 
 from ..errors import ParameterError
 from . import taste
-from ._base import NEG, Recommender, dedupe_rows, gather_rows, max_seen, pick, seen_mask, topk, zscore_rows
+from ._base import Recommender, clone
+from .arrays import NEG, dedupe_rows, gather_rows, max_seen, pick, seen_mask, topk, zscore_rows
 from .scan import NormOrder, mips_topk, mixture_topk
 from .tune import relevance_credit, successive_halving, validation_split
-
-
-def clone(model: Recommender) -> Recommender:
-    """An unfitted copy with the same hyper-parameters."""
-    return type(model)(**model.get_params())
 
 
 class Popularity(Recommender):
@@ -561,27 +557,3 @@ class Hybrid(Recommender):
         out = blend(z_cf, z_cb, cold_i, self._weights(u), self.cold_offset_, sub)
         return np.where(items >= 0, out, NEG).astype(np.float32)
 
-
-METHODS = {"popularity": Popularity, "content": ContentBased, "als": Collaborative, "hybrid": Hybrid}
-
-
-def make(method: str, **params) -> Recommender:
-    """A recommender by name: popularity, content, content-taste, als, bpr, ease, hybrid (:class:`AffinityHybrid`),
-    hybrid-blend (:class:`Hybrid`) or hybrid-learned."""
-    if method == "bpr":
-        return Collaborative(algorithm="bpr", **params)
-    if method not in METHODS:
-        raise ParameterError(f"unknown method {method!r}; choose one of {sorted([*METHODS, 'bpr'])}")
-    return METHODS[method](**params)
-
-
-from .learned import LearnedHybrid  # noqa: E402  (imports the parts above lazily; here for make() and load_model)
-
-from .feature_models import AffinityHybrid, ContentTaste  # noqa: E402
-from .ease import EASE  # noqa: E402
-
-METHODS["hybrid"] = AffinityHybrid
-METHODS["hybrid-blend"] = Hybrid
-METHODS["hybrid-learned"] = LearnedHybrid
-METHODS["content-taste"] = ContentTaste
-METHODS["ease"] = EASE

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ParameterError
-from ._base import NEG
+from .arrays import NEG
 
 
 def mmr_order(scores: np.ndarray, embeddings: np.ndarray, k: int, *, diversity: float = 0.0,

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import NEG, played, topk
+from .arrays import NEG, played, topk
+from .taste import mixture_scores
 
+SEARCH_CHUNK = 256  # queries scored at once by search_embeddings
 BLOCK_BYTES = 32 << 20  # score buffer per block of users
 SAMPLE_STRIDE = 16
 
@@ -186,8 +188,6 @@ def mixture_topk(tastes: np.ndarray, shares: np.ndarray, embeddings: np.ndarray,
     and ``U = min(L + t log T_u, max_j sim_j + t log sum_j share_j)`` (``T_u``: the user's number
     of tastes); so only items whose ``U`` reaches the n-th best ``L`` are scored exactly.
     """
-    from .taste import mixture_scores
-
     b, T, d = tastes.shape
     N = len(embeddings)
     n = int(min(n, N))
@@ -237,3 +237,23 @@ def mixture_topk(tastes: np.ndarray, shares: np.ndarray, embeddings: np.ndarray,
         items[r] = np.where(idx >= 0, np.take_along_axis(cand, np.maximum(idx, 0), axis=1), -1)
         scores[r] = vals
     return items, scores
+
+
+def search_embeddings(embeddings: np.ndarray, queries: np.ndarray, n: int, *,
+                      allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact maximum-inner-product search: ``(idx [m, n] int64, sims [m, n] float32)``, best first.
+
+    ``embeddings`` [n_items, d] and ``queries`` [m, d] are unit rows (inner product = cosine);
+    ``allowed`` [n_items] bool restricts the result (padding: -1 / -inf). For a few ad-hoc queries;
+    the recommenders use the blocked scans of :mod:`mir.recommend.scan` or a :mod:`mir.index` index.
+    """
+    queries = np.asarray(queries, np.float32)
+    parts = []
+    for start in range(0, len(queries), SEARCH_CHUNK):  # bounded memory: chunk × n_items scores at a time
+        sims = queries[start:start + SEARCH_CHUNK] @ embeddings.T
+        if allowed is not None:
+            sims[:, ~allowed] = NEG
+        parts.append(topk(sims, n))
+    if not parts:
+        return topk(np.zeros((0, len(embeddings)), np.float32), n)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

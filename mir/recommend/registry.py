@@ -1,0 +1,34 @@
+"""Recommenders by name: :func:`make` for the command line and the API, :func:`recommender_class`
+for reading saved models. The one module that knows every method."""
+from __future__ import annotations
+
+from ..errors import ParameterError
+from ._base import Recommender
+from .ease import EASE
+from .feature_models import AffinityHybrid, ContentTaste
+from .learned import LearnedHybrid
+from .methods import Collaborative, ContentBased, Hybrid, Popularity
+
+METHODS: dict[str, type[Recommender]] = {
+    "popularity": Popularity, "content": ContentBased, "content-taste": ContentTaste, "als": Collaborative,
+    "ease": EASE, "hybrid": AffinityHybrid, "hybrid-blend": Hybrid, "hybrid-learned": LearnedHybrid,
+}
+CLASSES: dict[str, type[Recommender]] = {cls.__name__: cls for cls in METHODS.values()}
+
+
+def make(method: str, **params) -> Recommender:
+    """A recommender by name: popularity, content, content-taste, als, bpr, ease, hybrid (:class:`AffinityHybrid`),
+    hybrid-blend (:class:`Hybrid`) or hybrid-learned."""
+    if method == "bpr":
+        return Collaborative(algorithm="bpr", **params)
+    if method not in METHODS:
+        raise ParameterError(f"unknown method {method!r}; choose one of {sorted([*METHODS, 'bpr'])}")
+    return METHODS[method](**params)
+
+
+def recommender_class(name: str) -> type[Recommender]:
+    """The recommender class a saved model names (``model.json``'s ``class``)."""
+    cls = CLASSES.get(name)
+    if cls is None:
+        raise ParameterError(f"unknown recommender class {name!r} in a saved model")
+    return cls
