@@ -12,7 +12,6 @@ from mir.recommend import (Collaborative, ContentBased, Hybrid, Interactions, Po
                            clean_events, load_model, save_model, temporal_split, track_resolver)
 from mir.recommend import metrics
 from mir.recommend.arrays import zscore_rows
-from mir.recommend.methods import blend
 from mir.recommend.taste import mixture_scores, user_tastes
 
 # --- metrics on hand-computed cases -----------------------------------------------------------------------
@@ -144,35 +143,7 @@ def test_collaborative_recommends_what_similar_users_played():
     assert bpr.recommend(["u00"], 1)["track_id"].iloc[0] in {f"t{i:02d}" for i in range(5)}
 
 
-def test_hybrid_reaches_cold_tracks_and_cold_users_through_content():
-    tracks = tiny_tracks()
-    rows = two_groups(tracks) + [("new", "t10", 0, 1)]  # folk t10-t14: only one play, by a new user
-    X = interactions(rows, tracks)
-    m = Hybrid(collaborative=Collaborative(factors=4, iterations=20), weight=0.5, cold_offset=0.0).fit(X, tracks)
-    # a cold-start user (1 play of folk) gets a content list: the other folk tracks, never played by anyone
-    assert set(m.recommend(["new"], 4)["track_id"]) == {"t11", "t12", "t13", "t14"}
-    assert m.collaborative_.item_users_[11] == 0
-    # a warm rock listener still gets the missing rock track first
-    assert m.recommend(["u00"], 1)["track_id"].iloc[0] == "t00"
-
-
-def test_hybrid_tunes_its_weights_on_a_validation_split():
-    tracks = tiny_tracks()
-    X = interactions(two_groups(tracks), tracks)
-    m = Hybrid(collaborative=Collaborative(factors=4, iterations=10), tune_k=3, grid=(0.0, 1.0),
-               cold_grid=(0.0, -1.0), cold_offset="auto").fit(X, tracks)
-    assert m.weight_ in (0.0, 1.0) and m.cold_offset_ in (0.0, -1.0)
-    assert m.tuning_.shape[1] == 5 and len(m.tuning_) >= 4
-    with pytest.raises(ParameterError, match="weight must be"):
-        Hybrid(weight=1.5).fit(X, tracks)
-
-
-def test_blend_uses_content_for_cold_items_and_cold_users():
-    z_cf = np.array([[1.0, -1.0, 0.0]])
-    z_cb = np.array([[-1.0, 1.0, 2.0]])
-    cold = np.array([[False, False, True]])
-    np.testing.assert_allclose(blend(z_cf, z_cb, cold, np.array([1.0])), [[1.0, -1.0, 2.0]])
-    np.testing.assert_allclose(blend(z_cf, z_cb, cold, np.array([0.0]), -0.5), [[-1.0, 1.0, 1.5]])
+def test_zscore_rows_standardises_finite_entries():
     z = zscore_rows(np.array([[1.0, 3.0, -np.inf]]))
     np.testing.assert_allclose(z[0, :2], [-1.0, 1.0])
     assert np.isneginf(z[0, 2])

@@ -1,6 +1,10 @@
 """Saving and loading fitted recommenders: ``model.json`` (class, hyper-parameters) + ``model.npz``
 (learned arrays and CSR matrices), no pickle. Classes are looked up by name in
 :mod:`~mir.recommend.registry`.
+
+Format 2 (``"format": 2`` in ``model.json``) names the default hybrid ``Hybrid``. Format 1 (no
+``format`` key) called it ``AffinityHybrid`` and used ``Hybrid`` for the retired ``hybrid-blend``;
+format-1 files of the default hybrid still load, those of retired methods are refused.
 """
 from __future__ import annotations
 
@@ -15,6 +19,10 @@ from .. import atomic
 from ..errors import ParameterError
 from ._base import Recommender
 from .registry import recommender_class
+
+FORMAT = 2
+RETIRED = {"Hybrid": "hybrid-blend", "LearnedHybrid": "hybrid-learned"}  # format-1 names of retired methods
+FORMAT1_NAMES = {"AffinityHybrid": "Hybrid"}  # format-1 names of classes still in use, by their new name
 
 
 def _learned(model) -> dict:
@@ -57,7 +65,7 @@ def save_model(model: Recommender, folder: str | os.PathLike) -> None:
 
     model._check_fitted()
     arrays: dict = {}
-    meta = _flatten(model, "", arrays)
+    meta = {"format": FORMAT, **_flatten(model, "", arrays)}
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     folder = Path(folder)
@@ -65,19 +73,31 @@ def save_model(model: Recommender, folder: str | os.PathLike) -> None:
     atomic.write_text(folder / "model.json", json.dumps(meta, indent=1, sort_keys=True))
 
 
-def _rebuild(meta: dict, prefix: str, arrays) -> Recommender:
+def _class(name: str, version: int, folder: Path) -> type[Recommender]:
+    if version == 1:
+        if name in RETIRED:
+            raise ParameterError(f"the saved recommender in {str(folder)!r} was fitted by the retired method "
+                                 f"{RETIRED[name]!r}; fit it again with `mir recommend` (default method: hybrid)")
+        name = FORMAT1_NAMES.get(name, name)
+    elif version != FORMAT:
+        raise ParameterError(f"the saved recommender in {str(folder)!r} has format {version!r}; this mir reads "
+                             f"formats 1 and {FORMAT}: fit it again with `mir recommend`")
+    return recommender_class(name)
+
+
+def _rebuild(meta: dict, prefix: str, arrays, version: int, folder: Path) -> Recommender:
     import scipy.sparse as sp
 
-    cls = recommender_class(meta["class"])
+    cls = _class(meta["class"], version, folder)
     params = {k: v for k, v in meta["params"].items() if not k.startswith("@")}
     init = set(inspect.signature(cls.__init__).parameters)
     for k, child in meta["children"].items():
         if k in init:
-            params[k] = _rebuild(child, f"{prefix}{k}.", arrays)
+            params[k] = _rebuild(child, f"{prefix}{k}.", arrays, version, folder)
     model = cls(**params)
     for k, child in meta["children"].items():
         if k not in init:
-            setattr(model, k, _rebuild(child, f"{prefix}{k}.", arrays))
+            setattr(model, k, _rebuild(child, f"{prefix}{k}.", arrays, version, folder))
     for k, v in meta["params"].items():
         if k.startswith("@"):
             setattr(model, k[1:], v)
@@ -99,4 +119,4 @@ def load_model(folder: str | os.PathLike) -> Recommender:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
         raise ParameterError(f"cannot read a saved recommender in {str(folder)!r}: {exc}") from exc
-    return _rebuild(meta, "", arrays)
+    return _rebuild(meta, "", arrays, meta.get("format", 1), folder)

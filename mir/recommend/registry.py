@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from ..errors import ParameterError
 from ._base import Recommender
+from .content_taste import ContentTaste
 from .ease import EASE
-from .feature_models import AffinityHybrid, ContentTaste
-from .learned import LearnedHybrid
-from .methods import Collaborative, ContentBased, Hybrid, Popularity
+from .hybrid import Hybrid
+from .methods import Collaborative, ContentBased, Popularity
 
 METHODS: dict[str, type[Recommender]] = {
     "popularity": Popularity, "content": ContentBased, "content-taste": ContentTaste, "als": Collaborative,
-    "ease": EASE, "hybrid": AffinityHybrid, "hybrid-blend": Hybrid, "hybrid-learned": LearnedHybrid,
+    "ease": EASE, "hybrid": Hybrid,
 }
 CLASSES: dict[str, type[Recommender]] = {cls.__name__: cls for cls in METHODS.values()}
 
 
 def make(method: str, **params) -> Recommender:
-    """A recommender by name: popularity, content, content-taste, als, bpr, ease, hybrid (:class:`AffinityHybrid`),
-    hybrid-blend (:class:`Hybrid`) or hybrid-learned."""
+    """A recommender by name: popularity, content, content-taste, als, bpr, ease or hybrid (the default)."""
     if method == "bpr":
         return Collaborative(algorithm="bpr", **params)
     if method not in METHODS:
@@ -27,7 +26,7 @@ def make(method: str, **params) -> Recommender:
 
 
 def recommender_class(name: str) -> type[Recommender]:
-    """The recommender class a saved model names (``model.json``'s ``class``)."""
+    """The recommender class a saved model's ``model.json`` names."""
     cls = CLASSES.get(name)
     if cls is None:
         raise ParameterError(f"unknown recommender class {name!r} in a saved model")

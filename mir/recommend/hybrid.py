@@ -1,24 +1,24 @@
-"""Recommenders built on :mod:`mir.recommend.affinity` (per-user taste logits over track features).
+"""The default recommender ``hybrid``: "popularity × personal affinity", blended with ALS.
 
-- :class:`ContentTaste` ("content-taste"): purely content-based; a user's taste over the tracks'
-  predicted genre and tag probabilities (no popularity, no item bias; other users enter only
-  through the shared prior of tastes).
-- :class:`AffinityHybrid` ("hybrid"): the way the demo histories are generated, "popularity ×
-  personal affinity": ``b_t + theta_u · phi_t`` (item bias learned from every user's plays plus the
-  user's content taste), blended with a collaborative (ALS) score; the ALS weight and the
-  never-played-track offset are tuned on a validation split of the training events.
+``b_t + theta_u · phi_t`` (an item bias learned from every user's plays plus the user's taste over
+the track features, :mod:`mir.recommend.affinity`), standardised per user and added to ``w ·`` the
+standardised ALS score; the ALS weight and the never-played-track offset are tuned on a validation
+split of the training events. Cold-start users get :class:`~mir.recommend.content_taste.ContentTaste`
+lists (or the taste part alone).
 
-Both score every catalogue track for a block of users (dense ``[users, n_items]``), which is exact
-and cheap for catalogues up to ~10^5 tracks.
+Scores every catalogue track for a block of users (dense ``[users, n_items]``), which is exact and
+cheap for catalogues up to ~10^5 tracks.
 """
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import ParameterError
 from . import affinity
 from ._base import Recommender, clone
-from .arrays import NEG, gather_rows, mask_unwanted, topk
+from .arrays import NEG, mask_unwanted, topk
+from .content_taste import ContentTaste, dense_topk
 from .methods import Collaborative
 from .tune import relevance_credit, validation_split
 
@@ -30,8 +30,6 @@ def first_plays(X):
     """[n_users, n_items] CSR, the pattern of ``X.matrix()``: each (user, track)'s first play as its rank in
     the user's events by time (ties: input order), for :func:`~mir.recommend.affinity.fit_taste_model`'s
     ``first_play``."""
-    import scipy.sparse as sp
-
     order = np.lexsort((np.arange(len(X)), X.timestamp, X.user_idx))
     rank = np.empty(len(X), np.float64)
     rank[order] = np.arange(1, len(X) + 1)
@@ -44,44 +42,7 @@ def first_plays(X):
     return out
 
 
-def _dense_topk(model, u, n, allowed, exclude_seen):
-    with affinity.one_blas_thread():
-        S = model._dense(u)
-    mask_unwanted(S, model.seen_, u, allowed, exclude_seen)
-    return topk(S, n)
-
-
-class ContentTaste(Recommender):
-    """Content-based: ``theta_u · phi_t`` with ``theta_u`` a MAP per-user multinomial logit over the
-    track features (:func:`mir.recommend.affinity.fit_tastes` without item bias; prior learned by EM).
-    ``iterations`` (at most), ``ridge``, ``tol``: see :func:`~mir.recommend.affinity.fit_taste_model`."""
-
-    name = "content-taste"
-    needs_tracks = True
-
-    def __init__(self, iterations: int = 20, ridge: float = 1e-2, tol: float = 1e-4):
-        self.iterations = iterations
-        self.ridge = ridge
-        self.tol = tol
-
-    def _fit(self, X, tracks) -> None:
-        self.features_ = affinity.track_features(tracks).astype(np.float32)
-        fit = affinity.fit_taste_model(self.seen_, self.features_, item_bias=False, iterations=self.iterations,
-                                       ridge=self.ridge, tol=self.tol)
-        self.theta_, self.prior_mean_, self.rounds_ = fit.theta, fit.mu, fit.rounds
-
-    def _dense(self, u):
-        return affinity.scores(self.theta_[u], self.features_)
-
-    def _candidates(self, u, n, allowed, exclude_seen):
-        return _dense_topk(self, u, n, allowed, exclude_seen)
-
-    def _score(self, u, items):
-        out = np.einsum("bf,bcf->bc", self.theta_[u].astype(np.float32), gather_rows(self.features_, items))
-        return np.where(items >= 0, out, NEG).astype(np.float32)
-
-
-class AffinityHybrid(Recommender):
+class Hybrid(Recommender):
     """``z(b_t + theta_u · phi_t) + w · z(ALS)`` per user (z: standardised over the catalogue).
 
     The taste part is :func:`mir.recommend.affinity.fit_tastes` with item biases (learned from
@@ -265,7 +226,7 @@ class AffinityHybrid(Recommender):
         return z.astype(np.float32)
 
     def _candidates(self, u, n, allowed, exclude_seen):
-        return _dense_topk(self, u, n, allowed, exclude_seen)
+        return dense_topk(self, u, n, allowed, exclude_seen)
 
     def _score(self, u, items):
         S = self._dense(u)
