@@ -13,6 +13,7 @@ from mir.recommend import (Collaborative, ContentBased, Hybrid, Interactions, Po
 from mir.recommend import metrics
 from mir.recommend.arrays import zscore_rows
 from mir.recommend.taste import mixture_scores, user_tastes
+from mir.topk import top_k
 
 # --- metrics on hand-computed cases -----------------------------------------------------------------------
 REC = ["a", "b", "c", "d"]
@@ -143,10 +144,19 @@ def test_collaborative_recommends_what_similar_users_played():
     assert bpr.recommend(["u00"], 1)["track_id"].iloc[0] in {f"t{i:02d}" for i in range(5)}
 
 
-def test_zscore_rows_standardises_finite_entries():
-    z = zscore_rows(np.array([[1.0, 3.0, -np.inf]]))
-    np.testing.assert_allclose(z[0, :2], [-1.0, 1.0])
-    assert np.isneginf(z[0, 2])
+def test_zscore_rows_standardises_over_the_chosen_columns():
+    S = np.array([[1.0, 3.0, 10.0], [2.0, 2.0, 5.0]])
+    np.testing.assert_allclose(zscore_rows(S, np.array([True, True, False])), [[-1.0, 1.0, 8.0], [0.0, 0.0, 3.0]])
+    z = zscore_rows(S.astype(np.float32))
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z.mean(axis=1), 0.0, atol=1e-6)
+    np.testing.assert_allclose(z.std(axis=1), 1.0, rtol=1e-6)
+
+
+def test_top_k_pads_and_orders_like_the_index():
+    vals, cols = top_k(np.array([[0.5, 2.0, -np.inf, 2.0]], np.float32), 5)
+    assert cols.tolist() == [[1, 3, 0, -1, -1]]  # ties by column; -inf never chosen; padded to k
+    assert vals.dtype == np.float32 and np.isneginf(vals[0, 3:]).all()
 
 
 def test_saved_model_recommends_the_same(tmp_path):

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ParameterError
-from .arrays import NEG, topk
+from ..topk import top_k
+from .arrays import NEG
 
 
 class Recommender:
@@ -79,7 +80,7 @@ class Recommender:
         scores = np.log1p(self.item_users_.astype(np.float32))[None, :]
         if allowed is not None:
             scores = np.where(allowed, scores, NEG)
-        idx, vals = topk(scores, n)
+        vals, idx = top_k(scores, n)
         return np.repeat(idx, b, axis=0), np.repeat(vals, b, axis=0)
 
     def user_index(self, users: Sequence[str] | None) -> np.ndarray:

@@ -37,7 +37,7 @@ from ..errors import ParameterError
 
 
 def track_features(tracks) -> np.ndarray:
-    """Content features [n_tracks, F] float64 of a :class:`~mir.recommend.catalogue.TrackSet`:
+    """Content features [n_tracks, F] float64 of a :class:`~mir.recommend.trackset.TrackSet`:
     its ``features`` (predicted genre and tag probabilities) when present, else its embeddings."""
     feats = getattr(tracks, "features", None)
     return np.asarray(tracks.embeddings if feats is None else feats, np.float64)
@@ -346,11 +346,3 @@ def one_blas_thread():
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1, "blas")
-
-
-def zscore_dense(S: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Standardise each row of ``S`` [b, N] over the columns ``valid`` [N] (all when None)."""
-    ref = S if valid is None else S[:, valid]
-    mean = ref.mean(axis=1, keepdims=True)
-    std = ref.std(axis=1, keepdims=True)
-    return (S - mean) / np.where(std > 1e-12, std, 1.0)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..topk import top_k
+
 NEG = np.float32(-np.inf)
 
 
@@ -17,43 +19,13 @@ def max_seen(seen, u: np.ndarray) -> int:
 
 
 def pick(cand: np.ndarray, scores: np.ndarray, n: int):
-    """The ``n`` best of candidates ``cand`` [b, c] by ``scores`` [b, c] -> ``(items, scores)``, -1 padded."""
-    idx, vals = topk(scores, n)
+    """The ``n`` best of candidates ``cand`` [b, c] by ``scores`` [b, c] -> ``(items [b, n], scores [b, n])``,
+    padded -1 / -inf."""
+    vals, idx = top_k(scores, n)
+    if cand.shape[1] == 0:
+        return np.full(idx.shape, -1, np.int64), vals
     items = np.where(idx >= 0, np.take_along_axis(cand, np.maximum(idx, 0), axis=1), -1)
     return items, vals
-
-
-def zscore_rows(s: np.ndarray) -> np.ndarray:
-    """Standardise each row over its finite entries (others stay -inf); constant rows become 0."""
-    ok = np.isfinite(s)
-    cnt = np.maximum(ok.sum(axis=1, keepdims=True), 1)
-    x = np.where(ok, s, 0.0).astype(np.float64)
-    mean = x.sum(axis=1, keepdims=True) / cnt
-    var = (np.where(ok, x - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / cnt
-    std = np.sqrt(var)
-    z = np.where(std > 1e-12, (x - mean) / np.where(std > 1e-12, std, 1.0), 0.0)
-    return np.where(ok, z, -np.inf)
-
-
-def topk(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top ``n`` of ``scores`` [b, m]: ``(idx, values)`` by decreasing value, ties by index.
-
-    Entries at -inf are returned as index -1.
-    """
-    b, m = scores.shape
-    n = int(min(n, m))
-    if n <= 0:
-        return np.zeros((b, 0), np.int64), np.zeros((b, 0), np.float32)
-    if n < m:
-        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    else:
-        part = np.broadcast_to(np.arange(m), (b, m))
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
-    vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
-    idx[~np.isfinite(vals) & (vals < 0)] = -1
-    return idx, vals
 
 
 def gather_rows(matrix: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -104,3 +76,12 @@ def mask_unwanted(S: np.ndarray, seen, u: np.ndarray, allowed: np.ndarray | None
     if allowed is not None:
         S[:, ~np.asarray(allowed, bool)] = -np.inf
     return S
+
+
+def zscore_rows(S: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Standardise each row of ``S`` [b, N] (finite) by the mean and standard deviation of its columns
+    ``valid`` [N] bool (all when None), in ``S``'s dtype; a constant row is only centred."""
+    ref = S if valid is None else S[:, valid]
+    mean = ref.mean(axis=1, keepdims=True)
+    std = ref.std(axis=1, keepdims=True)
+    return (S - mean) / np.where(std > 1e-12, std, 1.0)

@@ -11,7 +11,8 @@ import numpy as np
 
 from . import affinity
 from ._base import Recommender
-from .arrays import NEG, gather_rows, mask_unwanted, topk
+from ..topk import top_k
+from .arrays import NEG, gather_rows, mask_unwanted
 
 
 def dense_topk(model, u, n, allowed, exclude_seen):
@@ -19,7 +20,8 @@ def dense_topk(model, u, n, allowed, exclude_seen):
     with affinity.one_blas_thread():
         S = model._dense(u)
     mask_unwanted(S, model.seen_, u, allowed, exclude_seen)
-    return topk(S, n)
+    scores, items = top_k(S, n)
+    return items, scores
 
 
 class ContentTaste(Recommender):

@@ -14,7 +14,8 @@ import scipy.sparse as sp
 
 from ..errors import ParameterError
 from ._base import Recommender
-from .arrays import NEG, mask_unwanted, topk
+from ..topk import top_k
+from .arrays import NEG, mask_unwanted
 from .tune import relevance_credit, validation_split
 
 L2_GRID = (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
@@ -72,7 +73,7 @@ def validation_recall(Y, users: np.ndarray, relevant: dict, grid, k: int, block:
             d = 1.0 / (s + l2)
             S = ((YV * d).astype(np.float32) @ VT32) / (-(V2 @ d)).astype(np.float32)[None, :]
             S[played] = NEG
-            items, _ = topk(S, k)
+            _, items = top_k(S, k)
             hits[g] += float(relevance_credit(items, u, relevant, Y.shape[1]).sum())
     return hits / max(len(users), 1)
 
@@ -127,7 +128,8 @@ class EASE(Recommender):
     def _candidates(self, u, n, allowed, exclude_seen):
         S = self._dense(u)
         mask_unwanted(S, self.seen_, u, allowed, exclude_seen)
-        return topk(S, n)
+        scores, items = top_k(S, n)
+        return items, scores
 
     def _score(self, u, items):
         out = np.take_along_axis(self._dense(u), np.maximum(items, 0), axis=1)

@@ -17,7 +17,8 @@ import scipy.sparse as sp
 from ..errors import ParameterError
 from . import affinity
 from ._base import Recommender, clone
-from .arrays import NEG, mask_unwanted, topk
+from ..topk import top_k
+from .arrays import NEG, mask_unwanted, zscore_rows
 from .content_taste import ContentTaste, dense_topk
 from .methods import Collaborative
 from .tune import relevance_credit, validation_split
@@ -191,7 +192,7 @@ class Hybrid(Recommender):
             for i, (w, c) in enumerate(settings):
                 S = self._combine(z, zc, w, c).astype(np.float32)
                 mask_unwanted(S, self.seen_, u, None, True)
-                items, _ = topk(S, self.tune_k)
+                _, items = top_k(S, self.tune_k)
                 hits[i] += float(relevance_credit(items, u, relevant, len(self.never_played_)).sum())
                 ok = items >= 0
                 never[i] += int(self.never_played_[items[ok]].sum())
@@ -201,11 +202,11 @@ class Hybrid(Recommender):
     # --- scoring ---------------------------------------------------------------------------------------
     def _warm_parts(self, u, with_cf: bool):
         """Users ``u``'s standardised taste scores and ALS scores (the taste scores on never-played tracks)."""
-        z = affinity.zscore_dense(affinity.scores(self.theta_[u], self.features_, self.bias_))
+        z = zscore_rows(affinity.scores(self.theta_[u], self.features_, self.bias_))
         if not with_cf:
             return z, None
         cf, played = self.collaborative_, ~self.never_played_
-        z_cf = affinity.zscore_dense(cf.user_factors_[u] @ cf.item_factors_.T, played)
+        z_cf = zscore_rows(cf.user_factors_[u] @ cf.item_factors_.T, played)
         return z, np.where(played, z_cf, z)
 
     def _combine(self, z, zc, w, c):
@@ -220,9 +221,9 @@ class Hybrid(Recommender):
         cold = self.user_plays_[u] <= self.cold_user_plays
         if cold.any():
             if self.cold_users == "content":
-                z[cold] = affinity.zscore_dense(self.content_._dense(u[cold]))
+                z[cold] = zscore_rows(self.content_._dense(u[cold]))
             else:
-                z[cold] = affinity.zscore_dense(affinity.scores(self.theta_[u[cold]], self.features_, self.bias_))
+                z[cold] = zscore_rows(affinity.scores(self.theta_[u[cold]], self.features_, self.bias_))
         return z.astype(np.float32)
 
     def _candidates(self, u, n, allowed, exclude_seen):

@@ -13,7 +13,7 @@ from ..errors import ParameterError
 from . import taste
 from ._base import Recommender, clone
 from .arrays import NEG, dedupe_rows, gather_rows, max_seen, pick, seen_mask
-from .scan import NormOrder, mips_topk, mixture_topk
+from .exact_topk import NormOrder, mips_topk, mixture_topk
 from .tune import successive_halving, validation_split
 
 
@@ -49,7 +49,7 @@ class ContentBased(Recommender):
     plays and recency weighting, ``half_life_days``; one cluster per ``min_tracks`` distinct
     tracks). Items are ranked under the user's taste mixture (``temperature``), so several tastes
     share the list by their weight. ``index`` None: exact blocked scan of the catalogue
-    (:func:`~mir.recommend.scan.mixture_topk`); a :func:`mir.index.make_index` type ("flat",
+    (:func:`~mir.recommend.exact_topk.mixture_topk`); a :func:`mir.index.make_index` type ("flat",
     "hnsw", "auto", a FAISS factory string): each taste searches that index for candidates,
     scored exactly (equal to the scan with "flat"; HNSW may miss a few), or :meth:`use_index`.
     """
@@ -192,7 +192,7 @@ class Collaborative(Recommender):
 
     Confidence of a (user, track) pair is ``1 + alpha * log(1 + plays)``. ``implicit`` learns the
     factors; candidates are the exact top-k by inner product over the whole catalogue
-    (:func:`~mir.recommend.scan.mips_topk`, played and filtered items excluded).
+    (:func:`~mir.recommend.exact_topk.mips_topk`, played and filtered items excluded).
 
     ``factors``, ``regularization`` and ``alpha`` set to ``"auto"`` (the default) are chosen for
     ALS on a temporal validation split of the training events (``validation``, recall@``tune_k``
@@ -349,7 +349,7 @@ class Collaborative(Recommender):
         return order
 
     def _candidates(self, u, n, allowed, exclude_seen):
-        # exact top-n over the whole catalogue (mir.recommend.scan.mips_topk), not implicit's recommend:
+        # exact top-n over the whole catalogue (mir.recommend.exact_topk.mips_topk), not implicit's recommend:
         # same lists, faster (norm-ordered pruning, in-place masking of played items, no per-user loop)
         return mips_topk(self.user_factors_[u], self.norm_order(), n, seen=self.seen_ if exclude_seen else None,
                          users=u, allowed=allowed)

@@ -8,10 +8,17 @@ import scipy.sparse as sp
 
 from mir.errors import ParameterError
 from mir.recommend import Collaborative, ContentBased, Interactions, TrackSet
-from mir.recommend.arrays import NEG, played, seen_mask, topk
+from mir.recommend.arrays import NEG, played, seen_mask
+from mir.recommend.exact_topk import NormOrder, mips_topk, mixture_topk, topk_rows
 from mir.recommend.methods import content_to_factors
-from mir.recommend.scan import NormOrder, mips_topk, mixture_topk, topk_rows
 from mir.recommend.taste import mixture_scores
+from mir.topk import top_k
+
+
+def topk(scores, n):
+    """The reference lists as ``(items, scores)``, the recommenders' order."""
+    vals, cols = top_k(scores, n)
+    return cols, vals
 
 
 @pytest.fixture
