@@ -363,3 +363,34 @@ def test_hybrid_picks_setting(tmp_path):
         again = load_model(tmp_path / picks)
         assert (again.picks, again.bias_l2) == (picks, l2)
         pd.testing.assert_frame_equal(again.recommend(k=2), recs)
+
+
+def test_taste_fit_stages_newton_step_exact_equals_shared_curvature_when_users_share_it():
+    rng = np.random.default_rng(0)
+    F, b = 4, 5
+    Phi = rng.standard_normal((30, F))
+    prec = np.eye(F) + 0.1
+    lam, V = affinity._shared_curvature(Phi, np.zeros(F), np.zeros(30), prec)
+    A = np.linalg.inv(V.T) @ np.diag(lam) @ np.linalg.inv(V)  # V' A V = diag(lam)
+    grad, nb = rng.standard_normal((b, F)), np.arange(1.0, b + 1)
+    exact, cov_exact = affinity._newton_step(grad, nb, prec, H=np.broadcast_to(A, (b, F, F)))
+    shared, cov_shared = affinity._newton_step(grad, nb, prec, shared=(lam, V))
+    np.testing.assert_allclose(exact, shared, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(cov_exact, cov_shared, rtol=1e-8, atol=1e-10)
+
+
+def test_taste_fit_stages_line_search_never_raises_a_users_objective():
+    Y, Phi = _taste_problem(seed=2)
+    data = affinity._problem(Y, Phi, None)
+    U, F = data.YPhi.shape
+    theta, mu, b, prec = affinity._start(None, U, Y.shape[1], F, item_bias=False)
+    lse, M, H, _ = affinity._softmax_state(theta, data, None, data.n, None, True, None)
+    f0 = affinity._objective(lse, theta, data.YPhi, np.zeros(U), mu, prec)
+    grad = -data.YPhi + M + (theta - mu) @ prec
+    step = 50.0 * grad  # far too long: the search must halve it
+    slope = -np.einsum("uf,uf->u", grad, step)
+    blk = affinity._Block(0, U, data.n, data.YPhi, np.zeros(U), None)
+    new, _, _, f1, stay = affinity._line_search(data, blk, theta, step, slope, (lse, M, f0), mu, prec, None,
+                                                 np.zeros(U), 30, None)
+    assert (f1 <= f0).all() and (f1 < f0).any() and not stay.all()
+    np.testing.assert_array_equal(new[stay], theta[stay])
