@@ -65,7 +65,8 @@ from mir.catalog import Library  # noqa: E402
 from mir.datasets.labels import TAG_SEPARATOR  # noqa: E402
 from mir.recommend import affinity, make, metrics  # noqa: E402
 from mir.recommend.arrays import mask_unwanted, topk  # noqa: E402
-from mir.recommend.evaluate import demo_affinity, evaluate_method, read_demo_truth  # noqa: E402
+from mir.datasets.truth import demo_affinity, read_demo_truth  # noqa: E402
+from mir.recommend.evaluate import evaluate_method  # noqa: E402
 from mir.recommend.inputs import load_inputs  # noqa: E402
 from mir.recommend.split import temporal_split  # noqa: E402
 

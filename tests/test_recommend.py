@@ -279,3 +279,19 @@ def test_cli_bpm_range_reads_like_mir_similar():
     assert _bpm("90-") == (90.0, float("inf")) and _bpm("-120") == (0.0, 120.0) and _bpm(None) is None
     with pytest.raises(ParameterError, match="--bpm"):
         _bpm("fast")
+
+
+def test_demo_affinity_reads_the_hidden_tastes_of_a_mirdemo_folder(tmp_path):
+    import json
+
+    from mir.datasets.labels import TAG_SEPARATOR
+    from mir.datasets.truth import demo_affinity
+
+    tastes = {"beta": 2.0, "users": {"u1": {"genres": {"rock": 0.5}, "tags": {"fast": 1.0, "loud": 0.0}}}}
+    (tmp_path / "tastes.json").write_text(json.dumps(tastes))
+    pd.DataFrame({"track": ["a.ogg", "b.ogg", "gone.ogg"], "genre": ["rock", "jazz", "rock"],
+                  "tags": [f"fast{TAG_SEPARATOR}loud", "", "fast"]}).to_csv(tmp_path / "labels.csv", index=False)
+    A = demo_affinity(tmp_path, np.array(["u1", "u2"]), {"a.ogg": "ta", "b.ogg": "tb"}.get, np.array(["tb", "ta", "tc"]))
+    assert A[0, 1] == pytest.approx(np.log(0.5 + 1e-3) + 2.0 * 0.5)  # rock, mean tag weight 0.5
+    assert A[0, 0] == pytest.approx(np.log(1e-3))  # jazz, no tags
+    assert np.isnan(A[0, 2]) and np.isnan(A[1]).all()  # a track without labels; a user the model lacks

@@ -134,7 +134,8 @@ def cmd_recommend(args) -> int:
 def cmd_eval(args) -> int:
     from .. import atomic
     from ..recommend import make
-    from ..recommend.evaluate import demo_affinity, evaluate
+    from ..datasets.truth import demo_affinity
+    from ..recommend.evaluate import evaluate
     from ..recommend.inputs import load_inputs
 
     lib = Library(args.library)
