@@ -18,8 +18,9 @@ by successive halving on a validation split of the training events (its fit time
 search; the chosen values are printed and stored in the JSON); "hybrid-auto" likewise (not in the
 default list). "hybrid" is mir's default hybrid (mir.recommend.Hybrid: taste logits over the
 track features blended with ALS, its fit including the validation tuning); "content-taste" its purely
-content part; "ease" (not in the default list; catalogues up to 10,000 tracks) the closed-form item-item model
-(mir.recommend.EASE, its fit including the ridge's validation choice). Method "content-hnsw" (not in the
+content part. Peers kept here, not in mir (benchmarks/recommend_peers.py; not in the default list): "ease"
+(catalogues up to 10,000 tracks) the closed-form item-item model, its fit including the ridge's validation
+choice; "bpr" implicit's Bayesian personalised ranking (64 factors). Method "content-hnsw" (not in the
 default list) is content-based with candidates from a mir.index HNSW index instead of the exact scan. --scale s
 multiplies users, tracks and events by s. Writes JSON to benchmarks/results/recommend[-sSCALE].json.
 """
@@ -40,8 +41,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from mir import atomic  # noqa: E402
-from mir.recommend import (EASE, Collaborative, ContentBased, ContentTaste, Hybrid, Interactions,  # noqa: E402
+from mir.recommend import (Collaborative, ContentBased, ContentTaste, Hybrid, Interactions,  # noqa: E402
                            Popularity, TrackSet, temporal_split)
+from recommend_peers import BPR, EASE  # noqa: E402
 
 K = 50
 ALS = dict(factors=64, regularization=0.05, alpha=2.0, iterations=15, random_state=0)
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
               "content-hnsw": lambda: ContentBased(index="HNSW32,Flat"), "als-auto": Collaborative,
               "hybrid-auto": lambda: Hybrid(max_tune_users=5000),
               "hybrid": lambda: Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000),
-              "content-taste": ContentTaste, "ease": EASE}
+              "content-taste": ContentTaste, "ease": EASE, "bpr": BPR}
     row, peer = run_implicit(train, relevant)
     rows = [row]
     print(rows[-1], flush=True)

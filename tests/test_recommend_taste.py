@@ -202,12 +202,18 @@ def test_hybrid_saved_before_the_rename_still_loads_and_retired_methods_are_refu
     save_model(m, tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     assert meta.pop("format") == 2 and meta["class"] == "Hybrid"
+    for part in ("collaborative", "collaborative_"):  # format 1: ALS had bpr's algorithm and learning_rate
+        meta["children"][part]["params"].update(algorithm="als", learning_rate=0.01)
     (tmp_path / "m" / "model.json").write_text(json.dumps({**meta, "class": "AffinityHybrid"}))
     old = load_model(tmp_path / "m")
-    assert type(old) is Hybrid
+    assert type(old) is Hybrid and old.collaborative_.factors_ == m.collaborative_.factors_
     pd.testing.assert_frame_equal(old.recommend(k=3), m.recommend(k=3))
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))  # format 1 "Hybrid": the retired blend
     with pytest.raises(ParameterError, match="retired method 'hybrid-blend'.*mir recommend"):
+        load_model(tmp_path / "m")
+    meta["children"]["collaborative_"]["params"]["algorithm"] = "bpr"
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**meta, "class": "AffinityHybrid"}))
+    with pytest.raises(ParameterError, match="retired method 'bpr'"):
         load_model(tmp_path / "m")
     (tmp_path / "m" / "model.json").write_text(json.dumps({**meta, "format": 3}))
     with pytest.raises(ParameterError, match="format 3"):

@@ -8,7 +8,7 @@ import sys
 from ..catalog import Library
 from ..errors import ParameterError
 
-METHODS = ["popularity", "content", "content-taste", "als", "bpr", "ease", "hybrid"]
+METHODS = ["popularity", "content", "content-taste", "als", "hybrid"]
 
 
 def _progress(args) -> bool:
@@ -39,14 +39,12 @@ def _auto_or(kind):
 
 
 def collab_summary(model) -> str | None:
-    """The collaborative settings in use (chosen on validation or given), for als/bpr/ease/hybrid models."""
+    """The collaborative settings in use (chosen on validation or given), for als/hybrid models."""
     cf = getattr(model, "collaborative_", model)
     how = f"chosen on a validation split ({len(cf.tuning_)} fits)" if len(getattr(cf, "tuning_", ())) else "as given"
-    if getattr(cf, "name", None) == "ease" and hasattr(cf, "regularization_"):
-        return f"ease l2 {cf.regularization_:g} ({how.replace(' fits)', ' values)')})"
     if not hasattr(cf, "factors_"):
         return None
-    return f"{cf.algorithm} factors {cf.factors_}, regularization {cf.regularization_:g}, alpha {cf.alpha_:g} ({how})"
+    return f"als factors {cf.factors_}, regularization {cf.regularization_:g}, alpha {cf.alpha_:g} ({how})"
 
 
 def hybrid_settings(model) -> dict | None:
@@ -74,7 +72,7 @@ def _method_params(method: str, args) -> dict:
     from ..recommend import Collaborative
 
     params: dict = {}
-    if method in ("als", "bpr"):
+    if method == "als":
         params.update(_collab(args))
     if method == "content" and getattr(args, "content_index", None):
         params["index"] = args.content_index
@@ -171,10 +169,7 @@ def cmd_eval(args) -> int:
             if hybrid_settings(m):
                 doc.setdefault("hybrids", {})[name] = hybrid_settings(m)
             cf = getattr(m, "collaborative_", m)
-            if getattr(cf, "name", None) == "ease" and hasattr(cf, "regularization_"):
-                doc.setdefault("collaborative", {})[name] = {"l2": float(cf.regularization_),
-                                                             "tuned_fits": len(cf.tuning_)}
-            elif hasattr(cf, "factors_"):
+            if hasattr(cf, "factors_"):
                 doc.setdefault("collaborative", {})[name] = {"factors": int(cf.factors_),
                                                              "regularization": float(cf.regularization_),
                                                              "alpha": float(cf.alpha_), "tuned_fits": len(cf.tuning_)}
@@ -212,9 +207,9 @@ def cmd_playlist(args) -> int:
 
 def _collab_args(p) -> None:
     p.add_argument("--factors", type=_auto_or(int), default=None, metavar="N|auto",
-                   help="als/bpr/hybrid: latent factors (default auto: chosen on a validation split of the events)")
+                   help="als/hybrid: latent factors (default auto: chosen on a validation split of the events)")
     p.add_argument("--regularization", type=_auto_or(float), default=None, metavar="L|auto",
-                   help="als/bpr/hybrid: L2 regularisation (default auto)")
+                   help="als/hybrid: L2 regularisation (default auto)")
     p.add_argument("--alpha", type=_auto_or(float), default=None, metavar="A|auto",
                    help="als/hybrid: confidence = 1 + alpha * log(1 + plays) (default auto)")
     p.add_argument("--cold-users", choices=["prior", "content"], default=None,

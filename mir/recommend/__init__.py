@@ -2,11 +2,10 @@
 
 - :mod:`~mir.recommend.events`: read and check events, :class:`Interactions`
 - :mod:`~mir.recommend.trackset`: :class:`TrackSet` (embeddings, artist, genre, tags, tempo, key)
-- :mod:`~mir.recommend.methods`: :class:`Popularity`, :class:`ContentBased`, :class:`Collaborative` (ALS/BPR)
+- :mod:`~mir.recommend.methods`: :class:`Popularity`, :class:`ContentBased`, :class:`Collaborative` (ALS)
 - :mod:`~mir.recommend.content_taste`: :class:`ContentTaste` (taste logits over predicted genre/tag probabilities)
 - :mod:`~mir.recommend.hybrid`: :class:`Hybrid`, the default ``hybrid`` (item popularity × per-user taste
   logits, plus ALS)
-- :mod:`~mir.recommend.ease`: :class:`EASE` (closed-form item-item model; catalogues up to 10,000 tracks)
 - :mod:`~mir.recommend.registry`: :func:`make` (a recommender by name); :mod:`~mir.recommend.persist`:
   :func:`save_model`, :func:`load_model`
 - :mod:`~mir.recommend.exact_topk`: exact top-k over the whole catalogue in blocks (the candidates of
@@ -19,7 +18,6 @@
 from ._base import Recommender
 from .trackset import TrackSet, from_library
 from .content_taste import ContentTaste
-from .ease import EASE
 from .events import EventReport, Interactions, clean_events, read_events, track_resolver
 from .hybrid import Hybrid
 from .methods import Collaborative, ContentBased, Popularity
@@ -31,5 +29,5 @@ from .split import temporal_split
 __all__ = [
     "Recommender", "load_model", "save_model", "TrackSet", "from_library", "EventReport",
     "Interactions", "clean_events", "read_events", "track_resolver", "Collaborative", "ContentBased", "Hybrid",
-    "ContentTaste", "EASE", "Popularity", "make", "Reranker", "temporal_split",
+    "ContentTaste", "Popularity", "make", "Reranker", "temporal_split",
 ]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..topk import top_k
 from . import affinity
 from ._base import Recommender
-from ..topk import top_k
 from .arrays import NEG, gather_rows, mask_unwanted
 
 

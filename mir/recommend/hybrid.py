@@ -15,9 +15,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ParameterError
+from ..topk import top_k
 from . import affinity
 from ._base import Recommender, clone
-from ..topk import top_k
 from .arrays import NEG, mask_unwanted, zscore_rows
 from .content_taste import ContentTaste, dense_topk
 from .methods import Collaborative

@@ -1,4 +1,4 @@
-"""The basic recommenders: popularity, content-based (embeddings), collaborative (implicit ALS/BPR).
+"""The basic recommenders: popularity, content-based (embeddings), collaborative (implicit ALS).
 
 All follow the scikit-learn contract (``__init__`` stores hyper-parameters, ``fit`` returns
 ``self``, learned state ends in ``_``) and the two-step scoring of :mod:`mir.recommend._base`.
@@ -178,13 +178,12 @@ def content_to_factors(embeddings: np.ndarray, factors: np.ndarray, ridge: float
 
 AUTO = "auto"
 ALS_GRID = {"factors": (16, 32, 64), "regularization": (0.05, 5.0, 50.0), "alpha": (1.0, 8.0)}
-FALLBACK = {"als": {"factors": 32, "regularization": 5.0, "alpha": 1.0},  # no validation users to choose by
-            "bpr": {"factors": 64, "regularization": 0.05, "alpha": 2.0}}  # bpr: not searched
+FALLBACK = {"factors": 32, "regularization": 5.0, "alpha": 1.0}  # no validation users to choose by
 SETTINGS = ("factors", "regularization", "alpha")
 
 
 class Collaborative(Recommender):
-    """Implicit-feedback matrix factorisation with the ``implicit`` library (``algorithm`` "als" or "bpr").
+    """Implicit-feedback matrix factorisation: alternating least squares of the ``implicit`` library.
 
     ``cold_ridge`` (a ridge penalty; None: off) gives tracks nobody played factors predicted from
     their embeddings by a ridge map learned on the played tracks (:func:`content_to_factors`,
@@ -199,21 +198,18 @@ class Collaborative(Recommender):
     over at most ``max_tune_users`` users): successive halving over ``ALS_GRID``
     (:func:`mir.recommend.tune.successive_halving`); explicit values are kept. The chosen values
     are ``factors_``, ``regularization_``, ``alpha_``; ``tuning_`` rows are
-    ``[factors, regularization, alpha, user share, recall]``. BPR resolves "auto" to fixed values.
+    ``[factors, regularization, alpha, user share, recall]``.
     """
 
     name = "als"
 
-    def __init__(self, algorithm: str = "als", factors: int | str = AUTO, regularization: float | str = AUTO,
-                 alpha: float | str = AUTO, iterations: int = 15, learning_rate: float = 0.01, random_state: int = 0,
-                 num_threads: int = 0, cold_ridge: float | None = None, validation: float = 0.2, tune_k: int = 50,
-                 max_tune_users: int = 5000):
-        self.algorithm = algorithm
+    def __init__(self, factors: int | str = AUTO, regularization: float | str = AUTO, alpha: float | str = AUTO,
+                 iterations: int = 15, random_state: int = 0, num_threads: int = 0, cold_ridge: float | None = None,
+                 validation: float = 0.2, tune_k: int = 50, max_tune_users: int = 5000):
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
         self.iterations = iterations
-        self.learning_rate = learning_rate
         self.random_state = random_state
         self.num_threads = num_threads
         self.cold_ridge = cold_ridge
@@ -251,9 +247,8 @@ class Collaborative(Recommender):
         settings, tuning rows)``; the explicit settings are passed through unchanged."""
         auto = self._auto()
         fixed = {n: getattr(self, n) for n in SETTINGS if n not in auto}
-        fallback = FALLBACK.get(self.algorithm, FALLBACK["als"])
-        if not auto or self.algorithm != "als" or len(split.users) == 0:
-            return {**fixed, **{n: fallback[n] for n in auto}}, np.zeros((0, 5))
+        if not auto or len(split.users) == 0:
+            return {**fixed, **{n: FALLBACK[n] for n in auto}}, np.zeros((0, 5))
         grid = [dict(zip(auto, vals)) for vals in np.array(np.meshgrid(*[ALS_GRID[n] for n in auto],
                                                                        indexing="ij")).reshape(len(auto), -1).T]
         grid = [{n: (int(v) if n == "factors" else float(v)) for n, v in g.items()} for g in grid]
@@ -282,19 +277,12 @@ class Collaborative(Recommender):
             return self._make()
 
     def _make(self):
-        if self.algorithm == "als":
-            from implicit.cpu.als import AlternatingLeastSquares
+        """The unfitted ``implicit`` model (a subclass may return another factorisation with the same interface)."""
+        from implicit.cpu.als import AlternatingLeastSquares
 
-            return AlternatingLeastSquares(factors=self.setting("factors"), regularization=self.setting("regularization"),
-                                           iterations=self.iterations, random_state=self.random_state,
-                                           num_threads=self.num_threads, calculate_training_loss=False)
-        if self.algorithm == "bpr":
-            from implicit.cpu.bpr import BayesianPersonalizedRanking
-
-            return BayesianPersonalizedRanking(factors=self.setting("factors"), learning_rate=self.learning_rate,
-                                               regularization=self.setting("regularization"), iterations=self.iterations,
-                                               random_state=self.random_state, num_threads=self.num_threads)
-        raise ParameterError(f"algorithm must be 'als' or 'bpr', got {self.algorithm!r}")
+        return AlternatingLeastSquares(factors=self.setting("factors"), regularization=self.setting("regularization"),
+                                       iterations=self.iterations, random_state=self.random_state,
+                                       num_threads=self.num_threads, calculate_training_loss=False)
 
     def confidence(self, X):
         C = X.copy()

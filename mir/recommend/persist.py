@@ -3,8 +3,10 @@
 :mod:`~mir.recommend.registry`.
 
 Format 2 (``"format": 2`` in ``model.json``) names the default hybrid ``Hybrid``. Format 1 (no
-``format`` key) called it ``AffinityHybrid`` and used ``Hybrid`` for the retired ``hybrid-blend``;
-format-1 files of the default hybrid still load, those of retired methods are refused.
+``format`` key) called it ``AffinityHybrid``, used ``Hybrid`` for the retired ``hybrid-blend`` and
+gave ``Collaborative`` an ``algorithm`` ("als" or the retired "bpr") and a ``learning_rate``; format-1
+files of the methods still in mir load, those of retired methods (hybrid-blend, hybrid-learned, bpr,
+ease) are refused.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from ._base import Recommender
 from .registry import recommender_class
 
 FORMAT = 2
-RETIRED = {"Hybrid": "hybrid-blend", "LearnedHybrid": "hybrid-learned"}  # format-1 names of retired methods
+RETIRED = {"Hybrid": "hybrid-blend", "LearnedHybrid": "hybrid-learned", "EASE": "ease"}  # format-1 names of retired methods
 FORMAT1_NAMES = {"AffinityHybrid": "Hybrid"}  # format-1 names of classes still in use, by their new name
 
 
@@ -73,11 +75,20 @@ def save_model(model: Recommender, folder: str | os.PathLike) -> None:
     atomic.write_text(folder / "model.json", json.dumps(meta, indent=1, sort_keys=True))
 
 
-def _class(name: str, version: int, folder: Path) -> type[Recommender]:
+def _retired(folder: Path, method: str) -> ParameterError:
+    return ParameterError(f"the saved recommender in {str(folder)!r} was fitted by the retired method {method!r}; "
+                          "fit it again with `mir recommend` (default method: hybrid)")
+
+
+def _class(name: str, params: dict, version: int, folder: Path) -> type[Recommender]:
+    """The class of a saved model; format-1 names and parameters are brought up to date in ``params``."""
     if version == 1:
         if name in RETIRED:
-            raise ParameterError(f"the saved recommender in {str(folder)!r} was fitted by the retired method "
-                                 f"{RETIRED[name]!r}; fit it again with `mir recommend` (default method: hybrid)")
+            raise _retired(folder, RETIRED[name])
+        if name == "Collaborative":
+            if params.pop("algorithm", "als") != "als":
+                raise _retired(folder, "bpr")
+            params.pop("learning_rate", None)  # bpr's
         name = FORMAT1_NAMES.get(name, name)
     elif version != FORMAT:
         raise ParameterError(f"the saved recommender in {str(folder)!r} has format {version!r}; this mir reads "
@@ -88,8 +99,8 @@ def _class(name: str, version: int, folder: Path) -> type[Recommender]:
 def _rebuild(meta: dict, prefix: str, arrays, version: int, folder: Path) -> Recommender:
     import scipy.sparse as sp
 
-    cls = _class(meta["class"], version, folder)
     params = {k: v for k, v in meta["params"].items() if not k.startswith("@")}
+    cls = _class(meta["class"], params, version, folder)
     init = set(inspect.signature(cls.__init__).parameters)
     for k, child in meta["children"].items():
         if k in init:

@@ -5,23 +5,20 @@ from __future__ import annotations
 from ..errors import ParameterError
 from ._base import Recommender
 from .content_taste import ContentTaste
-from .ease import EASE
 from .hybrid import Hybrid
 from .methods import Collaborative, ContentBased, Popularity
 
 METHODS: dict[str, type[Recommender]] = {
     "popularity": Popularity, "content": ContentBased, "content-taste": ContentTaste, "als": Collaborative,
-    "ease": EASE, "hybrid": Hybrid,
+    "hybrid": Hybrid,
 }
 CLASSES: dict[str, type[Recommender]] = {cls.__name__: cls for cls in METHODS.values()}
 
 
 def make(method: str, **params) -> Recommender:
-    """A recommender by name: popularity, content, content-taste, als, bpr, ease or hybrid (the default)."""
-    if method == "bpr":
-        return Collaborative(algorithm="bpr", **params)
+    """A recommender by name: popularity, content, content-taste, als or hybrid (the default)."""
     if method not in METHODS:
-        raise ParameterError(f"unknown method {method!r}; choose one of {sorted([*METHODS, 'bpr'])}")
+        raise ParameterError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
     return METHODS[method](**params)
 
 
