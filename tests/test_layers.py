@@ -34,28 +34,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "mir"
 
-BASE = {"mir", "mir.errors", "mir.config", "mir.atomic", "mir.parallel"}
+BASE = {"mir", "mir.errors", "mir.config", "mir.atomic", "mir.parallel", "mir.topk"}
 LAYERS = {
     "audio": 1, "features": 2, "models": 3, "catalog": 4, "index": 5,
     "similar": 6, "tagging": 6, "datasets": 6, "train": 6,
     "recommend": 7, "generate": 7,
     "cli": 8, "api": 8, "__main__": 9,
 }
-
-# Import cycles inside mir.recommend that the recommend restructuring (issue 12) removes in its own
-# branch. Listed exactly, so that no other cycle hides behind them; delete this list (and the xfail
-# below) when that branch is merged.
-RECOMMEND_CYCLES_XFAIL = [
-    frozenset({
-        "mir.recommend._base", "mir.recommend.affinity", "mir.recommend.ease", "mir.recommend.feature_models",
-        "mir.recommend.learned", "mir.recommend.methods", "mir.recommend.scan",
-    }),
-]
-
-# The one import of another package's private module left in this branch, also removed by the
-# recommend restructuring; delete with the list above.
-PRIVATE_IMPORTS_XFAIL = {("mir.recommend.evaluate", "mir.datasets._histories")}
-
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
@@ -173,14 +158,8 @@ def test_every_package_has_a_layer(graph):
 
 
 def test_no_import_cycles(graph):
-    cycles = [c for c in strongly_connected(graph) if frozenset(c) not in RECOMMEND_CYCLES_XFAIL]
+    cycles = list(strongly_connected(graph))
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in cycles)
-
-
-@pytest.mark.xfail(strict=True, reason="mir.recommend cycles are removed in the recommend branch (issue 12)")
-def test_no_import_cycles_in_recommend(graph):
-    cycles = [c for c in strongly_connected(graph) if all(m.startswith("mir.recommend") for m in c)]
-    assert not cycles
 
 
 def test_imports_point_down_the_layers(graph):
@@ -197,7 +176,7 @@ def test_imports_point_down_the_layers(graph):
 def test_no_import_of_another_package_private_module(graph):
     """``_name`` modules are their package's business: other packages use what it exports."""
     wrong = [f"{module} imports {target}" for module, targets in graph.items() for target in targets
-             if unit(module) != unit(target) and (module, target) not in PRIVATE_IMPORTS_XFAIL
+             if unit(module) != unit(target)
              and any(p.startswith("_") and not p.startswith("__") for p in target.split("."))]
     assert not wrong, "\n".join(sorted(wrong))
 

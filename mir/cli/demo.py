@@ -99,7 +99,8 @@ def recommendations(lib, model_id: str, data: Path, k: int = 50) -> list[str]:
     """Evaluate popularity / content / ALS / hybrid on the collection's histories (temporal split;
     hidden tastes from tastes.json), then one user's top 5 and a playlist from two of their tracks."""
     from ..recommend import make
-    from ..recommend.evaluate import demo_affinity, evaluate
+    from ..datasets.truth import demo_affinity
+    from ..recommend.evaluate import evaluate
     from ..recommend.inputs import load_inputs
     from ..recommend.playlist import continue_from
 
