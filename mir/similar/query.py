@@ -68,7 +68,8 @@ def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | o
     from ..config import get_config
     from ..features import describe_with_logmel
     from ..models import load_checkpoint
-    from ..models.inference import decide_tags, predict_logmels, prepare_model
+    from ..models.decisions import Measured, decide
+    from ..models.inference import predict_logmels, prepare_model
     from ..models.track_head import context_of
 
     info = model_info(li.lib, li.model_id)
@@ -86,9 +87,8 @@ def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | o
                                      n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
     out = predict_logmels(prepare_model(loaded.model), [mel], chunk_frames=loaded.config.chunk_frames,
                           context=context_of(desc) if loaded.model.track_head is not None else None)
-    probs = out["tag_probs"][0]
-    on = np.flatnonzero(decide_tags(probs[None, :], np.asarray(loaded.thresholds))[0])
-    return Seed(os.fspath(path), out["embedding"][0], None, [loaded.tags[j] for j in on[np.argsort(-probs[on])]],
+    decided = decide(out["tag_probs"], loaded.thresholds, list(loaded.tags), measured=[Measured.from_descriptors(desc)])
+    return Seed(os.fspath(path), out["embedding"][0], None, decided[0].tags,
                 float(desc["tempo"]) or None, desc["key"], desc["mode"])
 
 
