@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,7 @@ from mir.models.inference import (
 )
 from mir.catalog.predictions import load_embeddings, load_tags
 from mir.models import checkpoint
-from mir.tagging import tag, write_file_tags
+from mir.tagging import restore_file_tags, tag, write_file_tags
 from mir.tagging.worker import TagSettings, worker_model
 
 SR = 22050
@@ -355,8 +356,9 @@ def test_write_tags_round_trip_keeps_audio_bit_identical(assets, tagged, tmp_pat
 
     preview = write_file_tags(lib, assets["model_id"], dry_run=True)
     assert len(preview) == 6 and all(e["error"] is None for e in preview)
-    assert all(set(e["changes"]) == {"genre", "mir_tags", "mir_model"} for e in preview)
+    assert all(set(e["changes"]) == {"mir_genre", "mir_tags", "mir_model"} for e in preview)
     assert all(p.read_bytes() == before[p][0] for p in paths)  # dry run writes nothing
+    assert not (lib.root / "file-metadata-backup.json").exists()
 
     written = write_file_tags(lib, assets["model_id"])
     assert [e["changes"] for e in written] == [e["changes"] for e in preview]
@@ -364,7 +366,8 @@ def test_write_tags_round_trip_keeps_audio_bit_identical(assets, tagged, tmp_pat
     for p in paths:
         got = audio.read_metadata(p)
         row = frame.loc[str(p.resolve())]
-        assert got["genre"] == row["genre"] and got["mir_model"] == assets["model_id"]
+        assert got["genre"] is None  # the file's own field is not mir's
+        assert got["mir_genre"] == row["genre"] and got["mir_model"] == assets["model_id"]
         assert got["mir_tags"] == "; ".join(row["tags"]) or (not row["tags"] and got["mir_tags"] is None)
         np.testing.assert_array_equal(audio.load(p, check=False), before[p][1])  # decoded audio unchanged
         if p in pcm:
@@ -381,6 +384,86 @@ def test_write_tags_round_trip_keeps_audio_bit_identical(assets, tagged, tmp_pat
     assert (report.new_tracks, report.hashed, report.moved) == (0, 1, 1)
     assert sorted(lib.tracks()["track_id"]) == ids and lib.track(str(moved))["track_id"] in ids
     assert len(load_tags(lib, assets["model_id"])) == 6
+
+
+def _with_own_metadata(assets, tagged, tmp_path) -> tuple[Library, list[Path]]:
+    """A copy of the tagged library over copies of its files that carry their own genre and title."""
+    shutil.copytree(assets["music"], tmp_path / "music")
+    paths = sorted((tmp_path / "music").iterdir())
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([tmp_path / "music"])
+    shutil.copytree(tagged.root / "stages" / "tags", lib.root / "stages" / "tags")  # same content hashes
+    hashes = dict(zip(lib.files()["path"], lib.files()["hash"]))
+    for p in paths:
+        audio.write_metadata(p, {"genre": "Jazz", "title": p.stem})
+    lib.retag_files({str(p.resolve()): hashes[str(p.resolve())] for p in paths})
+    return lib, paths
+
+
+def test_write_tags_never_replaces_a_files_own_genre_unless_asked(assets, tagged, tmp_path):
+    lib, paths = _with_own_metadata(assets, tagged, tmp_path)
+    model_id = assets["model_id"]
+    entries = write_file_tags(lib, model_id)
+    assert all("genre" not in e["changes"] and not e["kept"] for e in entries)
+    assert {audio.read_metadata(p)["genre"] for p in paths} == {"Jazz"}
+    kept = write_file_tags(lib, model_id, set_genre=True)  # fills an empty genre only
+    assert all(not e["changes"] and set(e["kept"]) == {"genre"} and e["kept"]["genre"][0] == "Jazz" for e in kept)
+    assert {audio.read_metadata(p)["genre"] for p in paths} == {"Jazz"}
+    replaced = write_file_tags(lib, model_id, set_genre=True, overwrite=True)
+    genres = load_tags(lib, model_id).set_index("path")["genre"]
+    assert all(e["changes"]["genre"] == ("Jazz", genres[e["path"]]) for e in replaced)
+    assert all(audio.read_metadata(p)["genre"] == genres[str(p.resolve())] for p in paths)
+
+
+def test_restore_tags_puts_back_what_the_files_had(assets, tagged, tmp_path, capsys):
+    lib, paths = _with_own_metadata(assets, tagged, tmp_path)
+    own = {p: audio.read_metadata(p) for p in paths}
+    samples = {p: audio.load(p, check=False) for p in paths}
+    ids = sorted(lib.tracks()["track_id"])
+    write_file_tags(lib, assets["model_id"])
+    write_file_tags(lib, assets["model_id"], set_genre=True, overwrite=True)  # a second write keeps the first old values
+    backup = json.loads((lib.root / "file-metadata-backup.json").read_text())["files"]
+    assert backup[str(paths[0].resolve())]["genre"]["old"] == "Jazz"
+    assert backup[str(paths[0].resolve())]["mir_genre"]["old"] is None
+    audio.write_metadata(paths[1], {"genre": "Bebop"})  # the user changes one field after mir wrote it
+
+    assert cli(["tag", str(lib.root), "--restore-tags", "--dry-run"]) == 0
+    assert "would restore 6 of 6 files" in capsys.readouterr().out
+    assert cli(["tag", str(lib.root), "--restore-tags"]) == 0
+    captured = capsys.readouterr()
+    assert "restored 6 of 6 files" in captured.out
+    assert "genre is 'Bebop', changed since mir wrote" in captured.err
+    for p in paths:
+        expected = own[p] | ({"genre": "Bebop"} if p == paths[1] else {})
+        assert audio.read_metadata(p) == expected
+        np.testing.assert_array_equal(audio.load(p, check=False), samples[p])
+    assert sorted(lib.tracks()["track_id"]) == ids and lib.scan([tmp_path / "music"]).new_tracks == 0
+    left = json.loads((lib.root / "file-metadata-backup.json").read_text())["files"]
+    assert list(left) == [str(paths[1].resolve())] and list(left[str(paths[1].resolve())]) == ["genre"]
+
+
+def test_the_backup_is_saved_before_any_file_changes(assets, tagged, tmp_path, monkeypatch):
+    lib, paths = _with_own_metadata(assets, tagged, tmp_path)
+    real = audio.write_metadata
+    calls = []
+
+    def crash_on_the_third_write(path, fields, **kw):
+        if not kw.get("dry_run"):
+            calls.append(path)
+            if len(calls) == 3:
+                raise KeyboardInterrupt  # killed half-way
+        return real(path, fields, **kw)
+
+    monkeypatch.setattr(audio, "write_metadata", crash_on_the_third_write)
+    with pytest.raises(KeyboardInterrupt):
+        write_file_tags(lib, assets["model_id"], set_genre=True, overwrite=True)
+    monkeypatch.undo()
+    assert len(json.loads((lib.root / "file-metadata-backup.json").read_text())["files"]) == 6
+    assert sum(audio.read_metadata(p).get("mir_genre") is not None for p in paths) == 2
+    restored = restore_file_tags(lib)
+    assert sum(bool(e["changes"]) for e in restored) == 2 and not any(e["left"] for e in restored)
+    assert {audio.read_metadata(p)["genre"] for p in paths} == {"Jazz"}
+    assert not json.loads((lib.root / "file-metadata-backup.json").read_text())["files"]
 
 
 # --- command line ---------------------------------------------------------------------------------

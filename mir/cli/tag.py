@@ -12,9 +12,21 @@ def _progress(args) -> bool:
 
 
 def cmd_tag(args) -> int:
-    from ..tagging import tag, write_file_tags
+    from ..tagging import tag
 
+    if args.dry_run and not (args.write_tags or args.restore_tags):
+        print("tag: --dry-run only applies with --write-tags or --restore-tags", file=sys.stderr)
+        return 2
+    if (args.overwrite or args.set_genre) and not args.write_tags:
+        print("tag: --set-genre and --overwrite only apply with --write-tags", file=sys.stderr)
+        return 2
+    if args.overwrite and not args.set_genre:
+        print("tag: --overwrite only applies with --set-genre (mir's own MIR_* fields are always updated)",
+              file=sys.stderr)
+        return 2
     lib = Library(args.library)
+    if args.restore_tags:
+        return _restore(lib, args)
     report = tag(lib, model=args.model, n_chunks=args.chunks, workers=args.workers, scheduler=args.scheduler,
                  batch_size=args.batch_size, precision=args.precision, compile=args.compile, threads=args.threads,
                  retry_failed=args.retry_failed, progress=_progress(args))
@@ -24,23 +36,54 @@ def cmd_tag(args) -> int:
     if len(report.failures) > 20:
         print(f"  … {len(report.failures) - 20} more; see `mir failures {args.library}`", file=sys.stderr)
     if args.write_tags:
-        entries = write_file_tags(lib, report.model_id, dry_run=args.dry_run)
-        changed = [e for e in entries if e["changes"]]
-        errors = [e for e in entries if e["error"]]
-        verb = "would change" if args.dry_run else "changed"
-        for e in changed:
-            print(f"{e['path']}:")
-            for key, (old, new) in sorted(e["changes"].items()):
-                print(f"  {key}: {old!r} -> {new!r}")
-        for e in errors:
-            print(f"  not written: {e['error']}", file=sys.stderr)
-        print(f"write-tags: {verb} {len(changed)} of {len(entries)} files"
-              + (f", {len(errors)} failed" if errors else "")
-              + (" (dry run: nothing written)" if args.dry_run else ""))
-    elif args.dry_run:
-        print("tag: --dry-run only applies with --write-tags", file=sys.stderr)
-        return 2
+        _write(lib, report.model_id, args)
     return 0
+
+
+def _write(lib: Library, model_id: str, args) -> None:
+    from ..tagging import write_file_tags
+
+    entries = write_file_tags(lib, model_id, dry_run=args.dry_run, set_genre=args.set_genre,
+                              overwrite=args.overwrite)
+    changed = [e for e in entries if e["changes"]]
+    errors = [e for e in entries if e["error"]]
+    kept = [e for e in entries if e["kept"]]
+    _print_changes(changed, kept=True)
+    for e in errors:
+        print(f"  not written: {e['error']}", file=sys.stderr)
+    verb = "would change" if args.dry_run else "changed"
+    print(f"write-tags: {verb} {len(changed)} of {len(entries)} files"
+          + (f", kept the file's own genre in {len(kept)} (--overwrite to replace it)" if kept else "")
+          + (f", {len(errors)} failed" if errors else "")
+          + (" (dry run: nothing written)" if args.dry_run else
+             f"; old values backed up: `mir tag {args.library} --restore-tags` puts them back" if changed else ""))
+
+
+def _restore(lib: Library, args) -> int:
+    from ..tagging import restore_file_tags
+
+    entries = restore_file_tags(lib, dry_run=args.dry_run)
+    changed = [e for e in entries if e["changes"]]
+    errors = [e for e in entries if e["error"]]
+    _print_changes(changed)
+    for e in entries:
+        for key, (now, mine) in sorted(e["left"].items()):
+            print(f"  left {e['path']}: {key} is {now!r}, changed since mir wrote {mine!r}", file=sys.stderr)
+    for e in errors:
+        print(f"  not restored: {e['error']}", file=sys.stderr)
+    verb = "would restore" if args.dry_run else "restored"
+    print(f"restore-tags: {verb} {len(changed)} of {len(entries)} files backed up"
+          + (f", {len(errors)} failed" if errors else "") + (" (dry run: nothing written)" if args.dry_run else ""))
+    return 1 if errors else 0
+
+
+def _print_changes(entries: list[dict], *, kept: bool = False) -> None:
+    for e in entries:
+        print(f"{e['path']}:")
+        for key, (old, new) in sorted(e["changes"].items()):
+            print(f"  {key}: {old!r} -> {new!r}")
+        for key, (old, new) in sorted(e.get("kept", {}).items()) if kept else ():
+            print(f"  {key}: {old!r} kept (mir's value {new!r} is in mir_{key})")
 
 
 def register(sub) -> None:
@@ -65,7 +108,15 @@ def register(sub) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
     p.add_argument("--retry-failed", action="store_true", help="retry tracks whose tagging failed before")
     p.add_argument("--write-tags", action="store_true",
-                   help="write decided genre and tags into the audio files' own metadata (audio untouched)")
-    p.add_argument("--dry-run", action="store_true", help="with --write-tags: print what would change, write nothing")
+                   help="write the predicted genre and decided tags into the files' metadata, in mir's own fields "
+                        "MIR_GENRE, MIR_TAGS, MIR_MODEL (audio untouched; old values backed up in LIB)")
+    p.add_argument("--set-genre", action="store_true",
+                   help="with --write-tags: also fill the file's own genre field where it is empty")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --set-genre: replace a genre the file already has")
+    p.add_argument("--restore-tags", action="store_true",
+                   help="put back the metadata values --write-tags changed (from LIB's backup); tags nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --write-tags or --restore-tags: print what would change, write nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_tag)
