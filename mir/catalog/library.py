@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,17 +102,40 @@ class Library:
     # --- locking -------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self):
-        """Exclusive writer lock; released by the OS even when the process is killed."""
+        """Exclusive writer lock; released by the OS even when the process is killed. The holder writes
+        its process id and command into the lock file, so a refused writer can say who holds it."""
         fh = open(self.root / ".lock", "a+")
         try:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise CatalogError(f"library {str(self.root)!r} is being modified by another mir process; "
-                                   "wait for it to finish") from None
+                raise CatalogError(self._locked_message(fh)) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps({"pid": os.getpid(), "command": _command_line(), "since": time.time()}))
+            fh.flush()
             yield
         finally:
             fh.close()
+
+    def _locked_message(self, fh) -> str:
+        import multiprocessing
+
+        try:
+            fh.seek(0)
+            holder = json.loads(fh.read() or "{}")
+        except (OSError, ValueError):
+            holder = {}
+        who = (f"process {holder['pid']} ({holder.get('command', '?')}, since "
+               f"{time.strftime('%H:%M:%S', time.localtime(holder.get('since', 0)))})" if holder.get("pid")
+               else "another process")
+        parent = multiprocessing.parent_process()
+        if parent is not None and holder.get("pid") == parent.pid:
+            return (f"library {str(self.root)!r} is held by this worker's own parent, {who}: the worker process "
+                    "ran the calling script again (Python's multiprocessing re-imports the main script in every "
+                    "worker) and so tried to start the same job; put the script's code under "
+                    "`if __name__ == \"__main__\":`")
+        return f"library {str(self.root)!r} is being modified by {who}; wait for it to finish"
 
     # --- tables --------------------------------------------------------------------------
     def _read(self, name: str, columns: list[str]) -> pd.DataFrame:
@@ -365,3 +389,8 @@ class Library:
             raise ParameterError(f"export format {fmt!r} is not supported; use one of {sorted(writers)}")
         atomic.write_with(path, writers[fmt])
         return path
+
+
+def _command_line() -> str:
+    text = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)) or "python"
+    return text if len(text) <= 80 else text[:79] + "…"
