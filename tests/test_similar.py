@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import mir
 from mir import audio
 from mir.catalog import Library, analyze
 from mir.cli.main import main as cli
@@ -196,6 +200,17 @@ def test_genre_filters_the_prediction_and_file_genre_the_files_own_and_a_shortfa
     assert cli(["similar", str(lib.root), "--track", seed, "--genre", predicted, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert (doc["k"], doc["found"]) == (10, len(expected)) and doc["shortfall"].startswith(f"{len(expected)} of 10")
+
+
+def test_a_query_by_track_loads_neither_torch_nor_librosa(lib):
+    build_library_index(lib)
+    seed = lib.tracks()["track_id"].iloc[0]
+    code = ("import sys; from mir.cli.main import main; rc = main(['similar', sys.argv[1], '--track', sys.argv[2]]); "
+            "print('heavy:', sorted(m for m in ('torch', 'librosa', 'scipy.signal') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, str(lib.root), seed], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=str(Path(mir.__file__).parents[1])))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("heavy: []")
 
 
 def test_long_titles_end_in_an_ellipsis():

@@ -143,14 +143,16 @@ def load_embeddings(lib: Library, model_id: str, *, include_missing: bool = Fals
 
     Rows follow track id order; each matrix row has unit L2 norm (inner product = cosine).
     """
-    from ..models.builders import ModelConfig  # torch: imported only when needed
-
     info = model_info(lib, model_id)
     table = lib.stages.table(STAGE, model_id).read(columns=["hash", "embedding"])
     tracks = lib.tracks(include_missing=include_missing)[["track_id", "hash"]]
     frame = tracks.merge(table, on="hash", how="inner").sort_values("track_id")
-    d = ModelConfig.from_dict(info["config"]).output_dim
-    matrix = np.stack(frame["embedding"].to_numpy()).astype(np.float32) if len(frame) else np.zeros((0, d), np.float32)
+    if len(frame):
+        matrix = np.stack(frame["embedding"].to_numpy()).astype(np.float32)
+    else:
+        from ..models.builders import ModelConfig  # torch: only to know the width of no rows
+
+        matrix = np.zeros((0, ModelConfig.from_dict(info["config"]).output_dim), np.float32)
     return frame["track_id"].to_numpy(str), frame["hash"].to_numpy(str), matrix
 
 

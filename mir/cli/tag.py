@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..catalog import Library
-from ..models.inference import DEFAULT_BATCH_SIZE, PRECISIONS
+from ..models.defaults import DEFAULT_BATCH_SIZE, PRECISIONS
 
 
 def _progress(args) -> bool:

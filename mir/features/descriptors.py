@@ -34,11 +34,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ParameterError
 from ._checks import check_audio, mel_params
+from .keys import PITCH_CLASSES  # noqa: F401 (re-exported)
 from .confidence import KEY_CONFIDENT, RHYTHM_FACTORS, TEMPO_CONFIDENT, tempo_confidence  # noqa: F401 (re-exported)
 from .logmel import FrameStream, LogMelStream, hann_window, power_spectrum
 
 DESCRIPTORS = ("tempo", "key", "loudness")
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 # --- tempo -------------------------------------------------------------------------------------

@@ -15,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import ModelError, ParameterError
-from .tagger import ShortChunkCNN
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .tagger import ShortChunkCNN
 
 ARCHS = ("short_chunk_res",)
 
@@ -122,11 +124,13 @@ def preset(name: str, *, n_tags: int, n_genres: int, **overrides) -> ModelConfig
     return factory(n_tags=n_tags, n_genres=n_genres, **overrides)
 
 
-def build_model(config: ModelConfig) -> ShortChunkCNN:
+def build_model(config: ModelConfig) -> "ShortChunkCNN":
     """Build the (untrained, train-mode) model described by ``config``."""
     if not isinstance(config, ModelConfig):
         raise ParameterError(f"config must be a ModelConfig, got {type(config).__name__}")
     if config.arch == "short_chunk_res":
+        from .tagger import ShortChunkCNN  # torch: loaded when a model is built
+
         return ShortChunkCNN(
             n_mels=config.n_mels,
             widths=config.widths,
@@ -139,7 +143,7 @@ def build_model(config: ModelConfig) -> ShortChunkCNN:
     raise ParameterError(f"arch={config.arch!r} is unknown; known: {list(ARCHS)}")  # pragma: no cover
 
 
-def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+def count_parameters(model: "nn.Module", *, trainable_only: bool = False) -> int:
     """Number of parameters (elements) in ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 

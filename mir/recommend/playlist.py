@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import atomic
 from ..errors import ParameterError
-from ..features.descriptors import PITCH_CLASSES
+from ..features.keys import PITCH_CLASSES
 from ..similar.filters import parse_key
 
 

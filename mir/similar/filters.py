@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ParameterError
-from ..features.descriptors import PITCH_CLASSES
+from ..features.keys import PITCH_CLASSES
 from ..index.base import PAD_ID, PAD_SCORE, VectorIndex, check_k
 
 _FLATS = {"DB": "C#", "EB": "D#", "GB": "F#", "AB": "G#", "BB": "A#", "CB": "B", "FB": "E", "E#": "F", "B#": "C"}
