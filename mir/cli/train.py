@@ -1,6 +1,6 @@
 """`mir train` and `mir evaluate`: fit a tagger on a labelled library; score a model on a split.
 
-    mir train LIB --labels labels.csv [--model short-chunk|fast|debug] [--out model.pt] [--splits FILE]
+    mir train LIB --labels labels.csv [--model short_chunk|fast|debug] [--out model.pt] [--splits FILE]
                   [--epochs N] [--seed N] [--resume | --restart] [augmentation / optimisation flags]
     mir train LIB --labels labels.csv --track-head BACKBONE.pt [--track-hidden 128] [--out model.pt] …
     mir evaluate LIB --model model.pt --labels labels.csv [--splits FILE] [--split test] [--out DIR]
@@ -118,8 +118,8 @@ def register(sub) -> None:
                                    "re-running the same command resumes.")
     p.add_argument("library", metavar="LIB")
     p.add_argument("--labels", required=True, metavar="CSV", help="labels file: track,genre,tags (tags separated by |)")
-    p.add_argument("--model", default="fast", choices=["short-chunk", "fast", "debug"],
-                   help="architecture preset (default fast: 0.65 M params, 8x cheaper than short-chunk)")
+    p.add_argument("--model", default="fast", choices=["short_chunk", "fast", "debug"],
+                   help="architecture preset (default fast: 0.65 M params, 8x cheaper than short_chunk)")
     p.add_argument("--out", "-o", default="model.pt", help="checkpoint to write (default model.pt)")
     p.add_argument("--splits", default=None, metavar="FILE",
                    help="CSV or Parquet with columns track,split (train/valid/test); default: 80/10/10 by content hash")
