@@ -310,7 +310,7 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2 workers: ~45 s
 def test_killed_run_resumes_to_the_same_result(assets, tagged, tmp_path, workers):
     shutil.copytree(assets["analysed"], tmp_path / "lib")
     script = tmp_path / "kill.py"
@@ -330,6 +330,7 @@ def test_killed_run_resumes_to_the_same_result(assets, tagged, tmp_path, workers
     assert len(lib.stages.table("tags", assets["model_id"]).parts()) == 1  # compacted
 
 
+@pytest.mark.slow  # ~80 s: starts a local dask cluster
 def test_dask_cluster_gives_the_in_process_result(assets, tagged, lib):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
