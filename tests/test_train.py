@@ -18,7 +18,7 @@ from torch import nn
 
 from mir.catalog import Library, analyze
 from mir.cli.main import main as cli
-from mir.errors import LabelError, ModelError
+from mir.errors import LabelError, ModelError, ParameterError
 from mir.models import load_checkpoint
 from mir.models.inference import predict_logmels
 from mir.train import (
@@ -321,6 +321,12 @@ def test_cli_train_then_evaluate_writes_json_and_pngs(tiny, tmp_path, capsys):
     bad = write_csv(tmp_path / "bad.csv", "file,genre,tags\nx.wav,jig,piano\n")
     assert cli(["train", lib, "--labels", str(bad), "--model", "debug", "--out", str(tmp_path / "x.pt")]) == 1
     assert "expected exactly" in capsys.readouterr().err
+
+
+def test_a_preset_has_one_spelling():
+    assert TrainConfig(model="short_chunk").model == "short_chunk"
+    with pytest.raises(ParameterError, match="'short-chunk'; choose one of short_chunk, fast, debug"):
+        TrainConfig(model="short-chunk")
 
 
 def test_write_report_handles_nan_scores(tmp_path):
