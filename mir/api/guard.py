@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 ACCESS_LOG = logging.getLogger("mir.api.access")
 LOG = logging.getLogger("mir.api")
@@ -48,7 +48,7 @@ def _token_of(scope) -> str | None:
     for part in headers.get("cookie", "").split(";"):
         name, _, value = part.strip().partition("=")
         if name == COOKIE and value:
-            return value
+            return unquote(value)
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     return query.get("token", [None])[0]
 

@@ -17,7 +17,7 @@ from .schemas import (TRACK_ID, Analysis, Error, Health, Playlist, PlaylistReque
                       Stats)
 from .tracks import _split
 
-router = APIRouter()
+router = APIRouter(responses={422: {"model": Error, "description": "a parameter is malformed"}})
 _ADDING = threading.Lock()  # one upload catalogued at a time (scan, analyze, tag, index update)
 UPLOAD_ERRORS = {413: {"model": Error, "description": "over the upload limit"},
                  422: {"model": Error, "description": "not audio, or undecodable (the decoder's message)"}}

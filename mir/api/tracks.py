@@ -14,7 +14,7 @@ from .plain import plain
 from .render import spectrogram_png
 from .schemas import TRACK_ID, TRACK_ID_DOC, Error, TrackDetail, TrackPage
 
-router = APIRouter(tags=["tracks"])
+router = APIRouter(tags=["tracks"], responses={422: {"model": Error, "description": "a parameter is malformed"}})
 TrackId = Annotated[str, Path(pattern=TRACK_ID, description=TRACK_ID_DOC)]
 NOT_FOUND = {404: {"model": Error, "description": "no such track, or its file is gone"}}
 SUMMARY = ("title", "artist", "album", "genre", "genre_pred", "year", "key", "mode")
