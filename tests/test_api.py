@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -545,3 +548,149 @@ def test_openapi_contract(served):
             except Exception as exc:  # every operation runs; failures are reported together
                 failures.append(f"{operations[-1]}: {exc}")
     assert len(operations) == 11 and not failures, "\n\n".join(failures)
+
+
+# --- a real server and a real browser ----------------------------------------------------------------
+ARTIFACTS = Path(os.environ.get("MIR_TEST_ARTIFACTS", Path(__file__).resolve().parent / "artifacts"))
+
+
+@contextlib.contextmanager
+def live_server(app):
+    """Serve ``app`` with uvicorn on a free loopback port, in a thread; yields the base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    end = time.monotonic() + 30
+    while not server.started and time.monotonic() < end:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium driven by its chromedriver (no browser download; skipped when not installed)."""
+    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_bin):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver)")
+    from selenium import webdriver
+
+    profile = tempfile.mkdtemp(prefix="mir-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                "--autoplay-policy=no-user-gesture-required", "--window-size=1280,1600", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_bin))
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver, condition, timeout=30):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
+
+
+def test_browser_library_track_upload_and_user_pages(browser, served):
+    from selenium.webdriver.common.by import By
+
+    css = lambda sel: browser.find_elements(By.CSS_SELECTOR, sel)  # noqa: E731
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    app = create_app(served["lib"], events=str(served["events"]), rec_method="popularity", read_only=True)
+    with live_server(app) as url:
+        browser.get(url + "/#/")
+        wait_for(browser, lambda d: len(css("#tracks tbody tr")) == N_CLIPS)
+        box = css("#q")[0]
+        box.send_keys("Song 3")
+        css("#search button")[0].click()
+        wait_for(browser, lambda d: len(css("#tracks tbody tr")) == 1)
+        css("a.track-link")[0].click()
+        wait_for(browser, lambda d: css("#track-title")[0].text == "Ann – Song 3")
+        wait_for(browser, lambda d: len(css("#similar li")) == N_CLIPS - 1 and len(css("#tags .tagbar")) == len(TAGS))
+        # the audio element loads, plays and seeks (range requests)
+        state = browser.execute_async_script("""
+            const done = arguments[arguments.length - 1], a = document.getElementById('player');
+            a.muted = true;
+            const played = () => a.currentTime > 0 ? (a.removeEventListener('timeupdate', played),
+                a.addEventListener('seeked', () => done({ready: a.readyState, duration: a.duration, seeked: a.currentTime,
+                                                         error: a.error && a.error.code}), {once: true}),
+                a.currentTime = 2.5) : null;
+            a.addEventListener('timeupdate', played);
+            a.play().catch((e) => done({error: String(e)}));""")
+        assert state.get("error") is None and state["ready"] >= 1, state
+        assert state["duration"] == pytest.approx(4.0, abs=0.05) and state["seeked"] == pytest.approx(2.5, abs=0.3)
+        widths = [b.get_attribute("style") for b in css("#tags .tagbar .fill")]
+        assert len(widths) == len(TAGS) and all(w.startswith("width: ") for w in widths)
+        img = browser.execute_script("const i = document.getElementById('spectrogram');"
+                                     "return i.complete ? [i.naturalWidth, i.naturalHeight] : null;")
+        wait_for(browser, lambda d: d.execute_script("return document.getElementById('spectrogram').naturalWidth") > 0)
+        assert img is None or img[0] == 800
+        assert all(li.find_elements(By.TAG_NAME, "audio") for li in css("#similar li"))
+        browser.save_screenshot(str(ARTIFACTS / "serve-track.png"))
+
+        browser.get(url + "/#/upload")
+        css("#file")[0].send_keys(str(served["music"] / "clip5.flac"))
+        wait_for(browser, lambda d: css("#upload-result")[0].is_displayed() and len(css("#upload-similar li")) >= 5)
+        assert len(css("#upload-tags .tagbar")) == len(TAGS)
+        assert css("#upload-similar li a")[0].text == "Cy – Song 5"  # the file itself is in the library: nearest first
+        browser.save_screenshot(str(ARTIFACTS / "serve-upload.png"))
+
+        browser.get(url + "/#/user/u1")
+        wait_for(browser, lambda d: len(css("#recs li")) >= 1 and css("#make-playlist")[0].is_enabled())
+        css("#make-playlist")[0].click()
+        wait_for(browser, lambda d: len(css("#playlist li")) >= 3 and css("#m3u")[0].is_displayed())
+        browser.save_screenshot(str(ARTIFACTS / "serve-user.png"))
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] if hasattr(browser, "get_log") else []
+        assert not errors, errors
+
+
+def test_browser_asks_for_the_token(browser, served):
+    from selenium.webdriver.common.by import By
+
+    css = lambda sel: browser.find_elements(By.CSS_SELECTOR, sel)  # noqa: E731
+    with live_server(create_app(served["lib"], token="let-me-in")) as url:
+        browser.delete_all_cookies()
+        browser.get(url + "/#/")
+        wait_for(browser, lambda d: css("#token-view")[0].is_displayed())
+        css("#token")[0].send_keys("let-me-in")
+        css("#token-form button")[0].click()
+        wait_for(browser, lambda d: len(css("#tracks tbody tr")) == N_CLIPS)
+        browser.delete_all_cookies()
+
+
+def test_real_server_stops_a_chunked_upload_at_the_limit(served):
+    import httpx
+
+    sent = []
+
+    def body():
+        for _ in range(1024):  # 64 MB in 64 KB chunks, no Content-Length
+            sent.append(1)
+            yield b"\0" * 65536
+
+    with live_server(create_app(served["lib"], max_upload_mb=1)) as url:
+        try:
+            r = httpx.post(url + "/analyze", content=body(), headers={"content-type": "audio/wav"}, timeout=30)
+            assert r.status_code == 413 and r.headers["x-request-id"]
+        except httpx.TransportError:  # the server may close before the client has written everything
+            pass
+        assert len(sent) < 256  # the server stopped reading near 1 MB (the rest is what socket buffers took)
+        assert httpx.get(url + "/health").status_code == 200
