@@ -23,11 +23,11 @@ UPLOAD_ERRORS = {413: {"model": Error, "description": "over the upload limit"},
                  422: {"model": Error, "description": "not audio, or undecodable (the decoder's message)"}}
 
 
-def _track_ids(lib, refs: list[str]) -> list[str]:
+def _track_ids(svc, refs: list[str]) -> list[str]:
     bad = [r for r in refs if not re.fullmatch(TRACK_ID, r)]
     if bad:
-        raise HTTPException(422, f"not a track id: {bad[0]!r} (give {TRACK_ID} hex characters)")
-    return [str(lib.track(r)["track_id"]) for r in refs]
+        raise HTTPException(422, f"not a track id: {bad[0]!r} (give 4-64 hex characters)")
+    return [str(svc.track(r)["track_id"]) for r in refs]
 
 
 def similar_filters(
@@ -66,7 +66,7 @@ def similar_get(request: Request,
     svc = request.app.state.service
     if not track and not _split(tags):
         raise HTTPException(422, "give at least one seed: track=ID (repeatable) or tags=a,b")
-    return _similar(svc, tracks=_track_ids(svc.lib, track), tags=_split(tags), k=k, filters=filters,
+    return _similar(svc, tracks=_track_ids(svc, track), tags=_split(tags), k=k, filters=filters,
                     include_seeds=include_seeds)
 
 
@@ -82,7 +82,7 @@ async def similar_post(request: Request,
                        k: K = 10, include_seeds: bool = False, filters: deps.Filters = Depends(similar_filters)):
     """Tracks similar to an uploaded audio file (decoded and embedded with the library's model, not added)."""
     svc = request.app.state.service
-    tracks = _track_ids(svc.lib, track)
+    tracks = _track_ids(svc, track)
     upload = await uploads.receive(request, svc.tmp)
     try:
         return await run_in_threadpool(_similar, svc, tracks=tracks, audio=str(upload.path), tags=_split(tags), k=k,
@@ -156,12 +156,12 @@ def recommendations(request: Request, user: Annotated[str, Path(min_length=1, ma
 def playlists(request: Request, body: PlaylistRequest):
     """A playlist continuing the seeds, or a path from one seed ``to`` another track; JSON or M3U."""
     svc = request.app.state.service
-    seeds = _track_ids(svc.lib, body.seeds)
+    seeds = _track_ids(svc, body.seeds)
     tracks = svc.trackset()
     if body.to is not None:
         if len(seeds) != 1:
             raise HTTPException(422, "'to' walks from one seed to another track; give exactly one seed")
-        pl = deps.path_between(tracks, seeds[0], _track_ids(svc.lib, [body.to])[0], body.length)
+        pl = deps.path_between(tracks, seeds[0], _track_ids(svc, [body.to])[0], body.length)
     else:
         pl = deps.continue_from(tracks, seeds, body.length, flow=body.flow)
     if body.format == "m3u":

@@ -88,6 +88,19 @@ class Service:
                 return deps.track_metadata(self.lib, self.model_id())
         return self.cached("meta", build)
 
+    def track(self, ref: str):
+        """The catalogue row of a track reference: full ids from a cached table, the rest via ``Library.track``."""
+        by_id = self.cached("tracks_by_id", lambda: self.lib.tracks().set_index("track_id", drop=False))
+        if ref in by_id.index:
+            return by_id.loc[ref]
+        return self.lib.track(ref)
+
+    def track_tags(self, content_hash: str, model_id: str) -> dict | None:
+        memo = self.cached("track_tags", dict)
+        if (content_hash, model_id) not in memo:
+            memo[(content_hash, model_id)] = deps.track_tags(self.lib, content_hash, model_id)
+        return memo[(content_hash, model_id)]
+
     def trackset(self):
         return self.cached("trackset", lambda: deps.from_library(self.lib, self.model_id()))
 
@@ -107,10 +120,11 @@ class Service:
                 model = deps.load_model(folder)
             else:
                 model = deps.make(self.rec_method).fit(inputs.interactions, inputs.tracks)
-                try:
-                    deps.save_model(model, folder)
-                except OSError as exc:  # a read-only library folder: keep it in memory only
-                    LOG.warning("could not save the fitted recommender under %s: %s", folder, exc)
+                if not self.read_only:
+                    try:
+                        deps.save_model(model, folder)
+                    except OSError as exc:  # a library folder we may not write: keep it in memory only
+                        LOG.warning("could not save the fitted recommender under %s: %s", folder, exc)
             self._recommender = model
             self.recommender_state = {"state": "ready", "detail": f"{self.rec_method}, {inputs.report.summary()}"}
         except Exception as exc:  # reported by /stats and the endpoint, never raised in a thread

@@ -29,7 +29,7 @@ def _split(values: list[str] | str | None) -> list[str]:
 
 def _row(request: Request, track_id: str):
     """The catalogue row of a track reference (never a path: the route only admits hex ids)."""
-    return request.app.state.service.lib.track(track_id)
+    return request.app.state.service.track(track_id)
 
 
 @router.get("/tracks", response_model=TrackPage)
@@ -78,7 +78,7 @@ def get_track(request: Request, track_id: TrackId):
         model_id = svc.model_id()
     except deps.CatalogError:
         model_id = None
-    tags = deps.track_tags(svc.lib, row["hash"], model_id) if model_id else None
+    tags = svc.track_tags(row["hash"], model_id) if model_id else None
     if tags:
         out.update(model_id=model_id, tags=tags["tags"], tag_probs=tags["tag_probs"], genre_pred=tags["genre"],
                    genre_probs=tags["genre_probs"])
