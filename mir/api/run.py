@@ -17,6 +17,16 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _configure_process() -> None:
+    """One torch and one FAISS thread per request thread (see README: Tagging speed); logs on stderr."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    _configure_logs()
+
+
 def _configure_logs() -> None:
     """JSON access lines and server messages on stderr, as they are (the access log formats itself)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -33,7 +43,7 @@ def app_from_env():
     """The app factory uvicorn's worker processes call (arguments come through ``MIR_SERVE_OPTIONS``)."""
     from .app import create_app
 
-    _configure_logs()
+    _configure_process()
     options = json.loads(os.environ[ENV])
     return create_app(options.pop("lib_path"), **options)
 
@@ -42,11 +52,9 @@ def serve(lib_path, *, host: str = "127.0.0.1", port: int = 8000, workers: int =
           read_only: bool = False, max_upload_mb: float = 200, events: str | None = None, rec_method: str = "hybrid",
           model: str | None = None) -> None:
     """Serve ``lib_path`` until interrupted (see :func:`mir.api.create_app` for the options)."""
-    import torch
     import uvicorn
 
-    torch.set_num_threads(1)  # requests run in threads; one torch thread each (see README: Tagging speed)
-    _configure_logs()
+    _configure_process()
     if token is None and not is_loopback(host):
         logging.getLogger("mir.api").warning(
             "serving on %s without a token: anyone who can reach it can read the library; set --token or MIR_TOKEN", host)
