@@ -29,13 +29,13 @@ from ..models.track_head import context_of
 from ..recommend import from_library, load_model, make, save_model
 from ..recommend.inputs import load_inputs
 from ..recommend.playlist import continue_from, m3u_text, path_between, playlist_doc
-from ..tagging import model_info, tag, tagged_models, track_tags
+from ..tagging import load_tags, model_info, tag, tagged_models
 
 __all__ = [
     "__version__", "Library", "analyze", "stage_versions", "Filters", "index_status", "open_library_index",
     "update_library_index", "LibraryIndex", "resolve_model_id", "track_metadata", "similar", "from_library",
     "load_model", "make", "save_model", "load_inputs", "continue_from", "path_between", "m3u_text", "playlist_doc",
-    "model_info", "tag", "tagged_models", "track_tags", "analyze_file", "add_file", "AUDIO_EXTENSIONS", "get_config",
+    "load_tags", "model_info", "tag", "tagged_models", "analyze_file", "add_file", "AUDIO_EXTENSIONS", "get_config",
 ]
 
 AUDIO_EXTENSIONS = frozenset(e.lstrip(".").lower() for e in audio.SUPPORTED_EXTENSIONS)

@@ -5,10 +5,11 @@ import os
 import re
 import threading
 import uuid
+from functools import partial
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from . import deps, uploads
@@ -70,6 +71,12 @@ def similar_get(request: Request,
                     include_seeds=include_seeds)
 
 
+async def _decoding(svc, work):
+    """Run the analysis of an upload in a thread, at most ``svc.analyses`` at once: decoding and features
+    take memory and CPU, so further uploads wait (on disk) instead of crowding out the light requests."""
+    return await anyio.to_thread.run_sync(work, limiter=svc.analysis_limiter())
+
+
 def _upload_error(exc: deps.AudioError, upload: uploads.Upload) -> HTTPException:
     return HTTPException(422, f"{upload.name}: {exc.problem}" + (f" ({exc.hint})" if exc.hint else ""))
 
@@ -85,8 +92,8 @@ async def similar_post(request: Request,
     tracks = _track_ids(svc, track)
     upload = await uploads.receive(request, svc.tmp)
     try:
-        return await run_in_threadpool(_similar, svc, tracks=tracks, audio=str(upload.path), tags=_split(tags), k=k,
-                                       filters=filters, include_seeds=include_seeds)
+        return await _decoding(svc, partial(_similar, svc, tracks=tracks, audio=str(upload.path), tags=_split(tags), k=k,
+                                            filters=filters, include_seeds=include_seeds))
     except deps.AudioError as exc:
         raise _upload_error(exc, upload) from None
     finally:
@@ -120,7 +127,7 @@ async def analyze(request: Request,
         raise HTTPException(403, "this server is read-only (--read-only): uploads are analysed but never added")
     upload = await uploads.receive(request, svc.tmp)
     try:
-        return await run_in_threadpool(_analyze, svc, upload, add, similar)
+        return await _decoding(svc, partial(_analyze, svc, upload, add, similar))
     except deps.AudioError as exc:
         raise _upload_error(exc, upload) from None
     finally:

@@ -41,6 +41,8 @@ class Service:
         self._checked = 0.0
         self.recommender_state = {"state": "off" if events is None else "waiting", "detail": None}
         self._recommender = None
+        self.analyses = max(1, (os.cpu_count() or 2) // 2)  # uploads analysed at once
+        self._limiter = None
 
     # --- cache that follows the library --------------------------------------------------------
     def _disk_version(self) -> tuple:
@@ -67,6 +69,14 @@ class Service:
             if name not in self._cache:
                 self._cache[name] = build()
             return self._cache[name]
+
+    def analysis_limiter(self):
+        """Created on first use, inside the event loop that uses it."""
+        import anyio
+
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.analyses)
+        return self._limiter
 
     def forget(self) -> None:
         with self._lock:
@@ -96,10 +106,15 @@ class Service:
         return self.lib.track(ref)
 
     def track_tags(self, content_hash: str, model_id: str) -> dict | None:
-        memo = self.cached("track_tags", dict)
-        if (content_hash, model_id) not in memo:
-            memo[(content_hash, model_id)] = deps.track_tags(self.lib, content_hash, model_id)
-        return memo[(content_hash, model_id)]
+        """What ``track_tags`` returns (decided tags, genre, ``{name: prob}`` maps), from one cached read of the table."""
+        frame = self.cached(f"tags/{model_id}", lambda: deps.load_tags(self.lib, model_id, include_missing=True)
+                            .drop_duplicates("hash").set_index("hash"))
+        if content_hash not in frame.index:
+            return None
+        row = frame.loc[content_hash]
+        return {"model_id": model_id, "tags": list(row["tags"]), "genre": row["genre"],
+                "tag_probs": dict(zip(frame.attrs["tags"], map(float, row["tag_probs"]))),
+                "genre_probs": dict(zip(frame.attrs["genres"], map(float, row["genre_probs"])))}
 
     def trackset(self):
         return self.cached("trackset", lambda: deps.from_library(self.lib, self.model_id()))
