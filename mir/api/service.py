@@ -25,10 +25,32 @@ LOG = logging.getLogger("mir.api")
 CHECK_EVERY_S = 1.0
 
 
+class _Library(deps.Library):
+    """A :class:`~mir.catalog.Library` that reads its tracks table again only when the file changed.
+
+    ``Library.track`` (which every similarity query calls) reads ``tracks.parquet`` each time; in a
+    server that was most of a query's time. Callers get a copy, so nothing they do reaches the cache.
+    """
+
+    _tracks_key = None
+    _tracks_frame = None
+
+    def tracks(self, *, include_missing: bool = True):
+        try:
+            st = os.stat(self.root / "tracks.parquet")
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = None
+        if key is None or key != self._tracks_key:
+            self._tracks_frame, self._tracks_key = super().tracks(), key
+        frame = self._tracks_frame.copy()
+        return frame if include_missing else frame[frame["status"] == "ok"].reset_index(drop=True)
+
+
 class Service:
     def __init__(self, lib_path: str | os.PathLike, *, model: str | None = None, events: str | None = None,
                  rec_method: str = "hybrid", read_only: bool = False):
-        self.lib = deps.Library(lib_path)
+        self.lib = _Library(lib_path)
         self.model = model
         self.events = None if events is None else str(Path(events).expanduser().resolve())
         self.rec_method = rec_method
