@@ -1,10 +1,10 @@
 """Load test of `mir serve`: concurrent clients on loopback against a real server process.
 
-    python benchmarks/serve.py LIB [--seconds 60] [--warmup 10] [--clients 50]
+    python benchmarks/serve.py LIB [--seconds 60] [--warmup 10] [--clients 50] [--workers 1]
                                [--mix similar=40,track=30,audio=25,upload=5] [--upload FILE] [--out FILE]
 
-Starts ``python -m mir serve LIB --read-only`` on a free loopback port (one uvicorn process, the
-CLI's defaults), waits for ``/health``, then runs ``--clients`` asyncio + httpx clients, each
+Starts ``python -m mir serve LIB --read-only [--workers N]`` on a free loopback port (the CLI's
+defaults), waits for ``/health``, then runs ``--clients`` asyncio + httpx clients, each
 sending one request after another, drawn from the mix (seeded):
 
 - ``similar``: ``GET /similar?track=ID&k=10`` for a random track
@@ -12,9 +12,10 @@ sending one request after another, drawn from the mix (seeded):
 - ``audio``: ``GET /tracks/ID/audio`` with a random 64 KB ``Range`` (checks 206 and the length)
 - ``upload``: ``POST /analyze`` of one audio file (``--upload``; default: a track of the library)
 
-The first ``--warmup`` seconds are not counted; the server's RSS is read after warm-up and at the
-end (``/proc``, via psutil). Peer in the same run: the same ``similar`` query through the Python
-API in this process (``mir.index.similar``, sequential), so the HTTP layer's share is visible.
+The first ``--warmup`` seconds are not counted; the server's RSS (summed over its processes) is
+read after warm-up and at the end (psutil). Peer in the same run: the same ``similar`` query
+through the Python API in this process (``mir.index.similar``, sequential), so the HTTP layer's
+share is visible.
 Prints a table (p50 / p99 / max per endpoint, errors, requests/s) and writes JSON (default
 ``benchmarks/results/serve.json``). Loopback only; bounded in time; nothing asserts.
 """
@@ -53,11 +54,12 @@ def parse_mix(text: str) -> dict[str, float]:
     return {k: v for k, v in mix.items() if v > 0}
 
 
-def start_server(lib: str, port: int, log: Path) -> subprocess.Popen:
+def start_server(lib: str, port: int, log: Path, workers: int) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep
                + os.environ.get("PYTHONPATH", ""))
     env.pop("MIR_TOKEN", None)
-    return subprocess.Popen([sys.executable, "-m", "mir", "serve", lib, "--port", str(port), "--read-only"],
+    return subprocess.Popen([sys.executable, "-m", "mir", "serve", lib, "--port", str(port), "--read-only",
+                             "--workers", str(workers)],
                             stdout=subprocess.DEVNULL, stderr=open(log, "wb"), env=env)
 
 
@@ -112,7 +114,11 @@ async def run_clients(base: str, n_clients: int, mix: dict, tracks: list[dict], 
     import httpx
     import psutil
 
-    proc = psutil.Process(server_pid)
+    server = psutil.Process(server_pid)
+
+    def rss_now() -> int:  # the server and its worker processes
+        return sum(p.memory_info().rss for p in [server, *server.children(recursive=True)])
+
     limits = httpx.Limits(max_connections=n_clients, max_keepalive_connections=n_clients)
     lat: dict[str, list[float]] = {k: [] for k in mix}
     errors: dict[str, dict] = {k: {} for k in mix}
@@ -138,12 +144,12 @@ async def run_clients(base: str, n_clients: int, mix: dict, tracks: list[dict], 
 
     async def sample_rss():
         await asyncio.sleep(warmup)
-        rss["after_warmup"] = proc.memory_info().rss
+        rss["after_warmup"] = rss_now()
         peak = rss["after_warmup"]
         while time.monotonic() < stop_at:
             await asyncio.sleep(1)
-            peak = max(peak, proc.memory_info().rss)
-        rss["end"] = proc.memory_info().rss
+            peak = max(peak, rss_now())
+        rss["end"] = rss_now()
         rss["peak"] = peak
 
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120) as client:
@@ -183,6 +189,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=float, default=10, help="seconds before measuring (default 10)")
     p.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
     p.add_argument("--mix", default="similar=40,track=30,audio=25,upload=5", help="endpoint weights")
+    p.add_argument("--workers", type=int, default=1, help="server processes (mir serve --workers; default 1)")
     p.add_argument("--upload", default=None, metavar="FILE", help="audio file to upload (default: a library track)")
     p.add_argument("--peer-queries", type=int, default=300, help="in-process similar() calls (default 300)")
     p.add_argument("--seed", type=int, default=0)
@@ -196,7 +203,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.with_suffix(".server.log")
-    proc = start_server(args.library, port, log)
+    proc = start_server(args.library, port, log, args.workers)
     base = f"http://127.0.0.1:{port}"
     try:
         async def prepare():
@@ -235,6 +242,7 @@ def main(argv=None) -> int:
           f"(x{rss['end'] / rss['after_warmup']:.2f}), peak {rss['peak'] / 2**20:.0f} MiB; "
           f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}; {os.cpu_count()} CPUs")
     doc = {"library": os.path.abspath(args.library), "tracks": len(tracks), "clients": args.clients, "mix": mix,
+           "workers": args.workers,
            "warmup_s": args.warmup, "seconds": args.seconds, "upload_bytes": len(upload), "endpoints": rows,
            "all": total, "peer_similar_in_process": peer, "rss_bytes": rss,
            "rss_ratio_end_to_warm": rss["end"] / rss["after_warmup"], "loadavg": [load_before, load_after],

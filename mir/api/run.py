@@ -8,6 +8,7 @@ import os
 import sys
 
 ENV = "MIR_SERVE_OPTIONS"  # how worker processes receive create_app's arguments
+KEEP_ALIVE_S = 75
 
 
 def is_loopback(host: str) -> bool:
@@ -60,7 +61,10 @@ def serve(lib_path, *, host: str = "127.0.0.1", port: int = 8000, workers: int =
             "serving on %s without a token: anyone who can reach it can read the library; set --token or MIR_TOKEN", host)
     options = dict(lib_path=os.fspath(lib_path), token=token, read_only=read_only, max_upload_mb=max_upload_mb,
                    events=None if events is None else os.fspath(events), rec_method=rec_method, model=model)
-    common = dict(host=host, port=port, access_log=False, log_level="warning", server_header=False)
+    # keep idle connections longer than clients do (httpx: 5 s, uvicorn's default too): equal timeouts race,
+    # and a client then sends on a connection the server is closing
+    common = dict(host=host, port=port, access_log=False, log_level="warning", server_header=False,
+                  timeout_keep_alive=KEEP_ALIVE_S)
     if workers > 1:
         os.environ[ENV] = json.dumps(options)
         uvicorn.run("mir.api.run:app_from_env", factory=True, workers=workers, **common)
