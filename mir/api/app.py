@@ -1,7 +1,6 @@
 """The FastAPI application: :func:`create_app` serves one library (API, OpenAPI at ``/docs``, the page)."""
 from __future__ import annotations
 
-import logging
 import shutil
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +15,6 @@ from . import deps, queries, tracks
 from .guard import Guard
 from .service import Service
 
-LOG = logging.getLogger("mir.api")
 STATIC = Path(__file__).resolve().parent / "static"
 # library errors -> HTTP status (the first matching class wins)
 STATUS = [(deps.TrackNotFoundError, 404), (deps.AudioError, 422), (deps.ParameterError, 422),

@@ -17,8 +17,7 @@ import numpy as np
 from .. import __version__, audio
 from ..catalog import Library, analyze, stage_versions
 from ..config import get_config  # noqa: F401 - re-exported
-from ..errors import (AudioError, CatalogError, MirError, ModelError, ParameterError,  # noqa: F401 - re-exported
-                      TrackNotFoundError)
+from ..errors import AudioError, CatalogError, MirError, ModelError, ParameterError, TrackNotFoundError
 from ..features import describe_with_logmel
 from ..index import Filters, index_status, open_library_index, update_library_index
 from ..index.library import LibraryIndex, resolve_model_id, track_metadata
@@ -32,6 +31,7 @@ from ..recommend.playlist import continue_from, m3u_text, path_between, playlist
 from ..tagging import load_tags, model_info, tag, tagged_models
 
 __all__ = [
+    "AudioError", "CatalogError", "MirError", "ModelError", "ParameterError", "TrackNotFoundError",
     "__version__", "Library", "analyze", "stage_versions", "Filters", "index_status", "open_library_index",
     "update_library_index", "LibraryIndex", "resolve_model_id", "track_metadata", "similar", "from_library",
     "load_model", "make", "save_model", "load_inputs", "continue_from", "path_between", "m3u_text", "playlist_doc",
