@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..config import AnalysisConfig, get_config
-from ..errors import MirError
+from ..errors import MirError, ParameterError
 from .library import Library
 from .store import ArrayStore
 from ..parallel import limit_threads, process_pool
@@ -115,6 +115,8 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
 
     conf = get_config()
     cfg = cfg or conf.analysis
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ParameterError(f"workers must be None (every core) or a whole number >= 1, got workers={workers!r}")
     workers = workers or conf.runtime.workers or os.cpu_count() or 1
     flush_every = flush_every or conf.runtime.flush_every
     flush_seconds = conf.runtime.flush_seconds if flush_seconds is None else flush_seconds
