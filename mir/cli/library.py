@@ -50,6 +50,7 @@ def cmd_analyze(args) -> int:
         print(f"  failed: {f['message']}", file=sys.stderr)
     if len(report.failures) > 20:
         print(f"  … {len(report.failures) - 20} more; see `mir failures {args.library}`", file=sys.stderr)
+    _listed("warning", [(None, m) for m in report.warnings], args.library)
     return 0
 
 
