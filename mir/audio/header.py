@@ -17,7 +17,7 @@ _UNKNOWN_SIZES = frozenset({0, 0xFFFFFFFF})  # streamed WAVs leave the data size
 
 
 def truncation(path: str | os.PathLike, fmt: str, frames: int) -> str | None:
-    """A sentence saying how ``path`` is cut short, or ``None`` when its header and bytes agree.
+    """A phrase saying how ``path`` is cut short, or ``None`` when its header and bytes agree.
 
     ``fmt`` is the mir format name (``AudioInfo.format``: ``"wav"``, ``"aiff"``, ``"ogg"``,
     ``"opus"``; other formats return ``None``) and ``frames`` the frames the decoder found
@@ -39,7 +39,7 @@ def truncation(path: str | os.PathLike, fmt: str, frames: int) -> str | None:
         return None
     if declared is None or declared <= frames:
         return None
-    return (f"truncated: the header declares {declared} frames, the file holds {frames} "
+    return (f"the header declares {declared} frames, the file holds {frames} "
             f"({100 * frames / declared:.0f}%)")
 
 
@@ -99,6 +99,6 @@ def _ogg_truncation(fh, size: int) -> str | None:
             if len(table) == n_seg and at + 27 + n_seg + sum(table) == len(tail):
                 if tail[at + 5] & _OGG_EOS:
                     return None
-                return "truncated: the Ogg stream stops before its end-of-stream page"
+                return "the Ogg stream stops before its end-of-stream page"
         at = tail.rfind(b"OggS", 0, at)
-    return "truncated: the file does not end with a complete Ogg page"
+    return "the file does not end with a complete Ogg page"

@@ -228,6 +228,7 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
                                     running[pool.submit(analyze_file, nxt[2], nxt[1], nxt[3], str(lib.root), cfg)] = nxt
             finally:
                 flush()  # whatever finished is kept, also on Ctrl-C
+                bar.set_postfix_str(f"{report.done} done, {report.failed} failed")  # stays as a summary
         for s, v in versions.items():
             lib.stages.table(s, v).compact()
     report.wall_seconds = time.monotonic() - start

@@ -260,11 +260,15 @@ class Library:
             since, last = 0, time.monotonic()
             try:
                 stats = list(walk_audio(paths))
-                for fs in tqdm(stats, desc="scan", unit="file", disable=not progress):
-                    since += walk.add(fs)
-                    if since >= checkpoint_every or (since and time.monotonic() - last > checkpoint_seconds):
-                        walk.checkpoint(final=False)
-                        since, last = 0, time.monotonic()
+                with tqdm(total=len(stats), desc="scan", unit="file", disable=not progress) as bar:
+                    for fs in stats:
+                        since += walk.add(fs)
+                        bar.update(1)
+                        if since >= checkpoint_every or (since and time.monotonic() - last > checkpoint_seconds):
+                            walk.checkpoint(final=False)
+                            since, last = 0, time.monotonic()
+                    # the bar stays on screen as a one-line summary
+                    bar.set_postfix_str(f"{walk.report.new_tracks} new, {len(walk.report.failures)} unreadable")
             except BaseException:
                 with contextlib.suppress(Exception):  # keep the work done; the original error goes on
                     walk.checkpoint(final=False)
@@ -293,7 +297,7 @@ class Library:
             "genre": tags.get("genre"), "year": tags.get("year"),
         }
         cut = audio.truncation(fs.path, info.format, info.frames)
-        warning = {**base, "warning": "truncated", "message": f"{fs.path}: {cut} (copy or download the file again)"}
+        warning = {**base, "warning": "truncated", "message": f"{fs.path}: truncated: {cut} (copy or download the file again)"}
         return row, None, warning if cut else None
 
     def _merge(self, old_files: pd.DataFrame, seen: dict[str, dict], tracks: dict[str, dict],
