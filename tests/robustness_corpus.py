@@ -171,6 +171,36 @@ def _names_and_links(rel: str, s: int, add, audio, data) -> None:
     add(f"{rel}/unreadable.wav", "fail:permission" if os.geteuid() != 0 else "any", locked)  # root reads anything
 
 
+def verdict(case: Case, listed: list[dict], file_hash: str | None, done: bool) -> str | None:
+    """What is wrong with how mir treated ``case`` (``None``: as expected).
+
+    ``listed``: the rows of `mir failures --json` with the case's path; ``file_hash``: the hash in
+    the files table (``None`` when absent); ``done``: the track is analysed (and tagged, when tagging ran).
+    """
+    failures = [r for r in listed if r["level"] == "error"]
+    warnings = [r for r in listed if r["level"] == "warning"]
+    for r in listed:
+        if not r["message"].startswith(case.path + ": ") or len(r["message"]) < len(case.path) + 10:
+            return f"message does not name the file or says nothing: {r['message']!r}"
+    kind, _, text = case.expect.partition(":")
+    if kind == "ok" and not (done and not listed):
+        return f"expected analysed with no remark; done={done}, listed={listed}"
+    if kind == "warn" and not (done and not failures and [w["error"] for w in warnings] == [text]):
+        return f"expected analysed with a {text} warning; done={done}, listed={listed}"
+    if kind == "fail":
+        if not failures or done:
+            return f"expected a failure; done={done}, listed={listed}"
+        if text not in failures[-1]["message"].lower():
+            return f"failure message lacks {text!r}: {failures[-1]['message']!r}"
+    if kind == "listed" and not (listed and (done or failures)):
+        return f"expected a failure or a warning; done={done}, listed={listed}"
+    if kind == "any" and not (done or failures):
+        return f"neither analysed nor listed; listed={listed}"
+    if kind == "ignored" and (listed or file_hash is not None):
+        return f"expected to be left alone; listed={listed}"
+    return None
+
+
 def build(root: str | os.PathLike, *, copies: int = 1) -> list[Case]:
     """Write every case of :func:`cases` under ``root``; returns the cases."""
     listed = cases(root, copies=copies)
