@@ -418,10 +418,9 @@ class _Walk:
         self.known = {r.path: r for r in self.old_files.itertuples(index=False)}
         self.tracks = {r["hash"]: r for r in lib.tracks().to_dict("records")}
         self.aliases = lib.aliases()
-        failed = lib._failures.read(columns=["hash", "path", "stage"]) if lib._failures.parts() else _empty(["hash", "path", "stage"])
+        failed = lib._failures.read(columns=["hash", "path", "stage"])
         scan_rows = failed[failed["stage"] == "scan"]
-        self.failed_hashes = set(scan_rows["hash"])  # content known to fail the scan
-        self.failed_paths = dict(zip(scan_rows["path"], scan_rows["hash"]))  # path -> hash it failed with
+        self.failed_paths = dict(zip(scan_rows["path"], scan_rows["hash"]))  # path -> hash it failed with ("": unread)
         self.seen: dict[str, dict] = {}
         self.pending_failures: list[dict] = []
         self.pending_warnings: list[dict] = []
@@ -453,12 +452,11 @@ class _Walk:
         self.seen[fs.path] = {"path": fs.path, "hash": h, "size": fs.size, "mtime_ns": fs.mtime_ns}
         if h in self.tracks:
             return 0
-        if h in self.failed_hashes and self.failed_paths.get(fs.path) == h:
+        if self.failed_paths.get(fs.path) == h:
             report.failed_before += 1
             return 0  # this very file failed before and has not changed: not read again
         row, failure, warning = self.lib._describe_file(fs, h)
         if failure is not None:
-            self.failed_hashes.add(h)
             self._fail(failure)
             return 0
         self.tracks[h] = row

@@ -67,7 +67,7 @@ def cmd_failures(args) -> int:
     else:
         print(table(failures, ["track_id", "stage", "error", "message"]))
     if not warnings.empty:
-        print(f"\nwarnings (analysed with a caveat):")
+        print("\nwarnings (analysed with a caveat):")
         print(table(warnings, ["track_id", "stage", "warning", "message"]))
     return 0
 
