@@ -348,3 +348,21 @@ def test_a_twenty_minute_file_is_analysed_in_bounded_memory(tmp_path):
     done, before_kb, peak_kb = map(int, out)
     assert done == 1
     assert (peak_kb - before_kb) / 1024 < 200  # MB: the 20-minute file itself is 106 MB as float32
+
+
+def test_each_copy_of_content_that_failed_or_warned_is_listed(tmp_path, capsys):
+    music = tmp_path / "music"
+    for sub in ("a", "b"):
+        corpus.write(music / sub / "silence.wav", np.zeros(44100, np.float32), "wav")
+        corpus.write(music / sub / "dc.wav", np.full(44100, 0.25, np.float32), "wav")
+    lib = tmp_path / "lib"
+    main(["scan", str(lib), str(music)])
+    main(["analyze", str(lib), "--workers", "1"])
+    capsys.readouterr()
+    main(["failures", str(lib), "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    listed = sorted((Path(r["path"]).relative_to(music).as_posix(), r["stage"], r["level"]) for r in rows)
+    assert listed == [("a/dc.wav", "descriptors", "warning"), ("a/silence.wav", "descriptors", "error"),
+                      ("a/silence.wav", "logmel", "error"), ("b/dc.wav", "descriptors", "warning"),
+                      ("b/silence.wav", "descriptors", "error"), ("b/silence.wav", "logmel", "error")]
+    assert all(r["message"].startswith(r["path"] + ": ") for r in rows)

@@ -218,7 +218,7 @@ class Library:
             if key not in done_cache:
                 done_cache[key] = self.stages.table(*key).keys()
             keep_stage.append(row.hash not in done_cache[key])
-        out = pd.concat([scans[keep_scan], stages[keep_stage]], ignore_index=True)
+        out = pd.concat([scans[keep_scan], _per_file(stages[keep_stage], self.files())], ignore_index=True)
         return out.sort_values(["stage", "path"], kind="stable").reset_index(drop=True)
 
     def record_failures(self, rows: list[dict]) -> None:
@@ -233,8 +233,8 @@ class Library:
         versions = stage_versions()
         current = [st == "scan" or versions.get(st) == v for st, v in zip(frame["stage"], frame["version"])]
         present = set(self.tracks(include_missing=False)["hash"])
-        frame = frame[current & frame["hash"].isin(present).to_numpy()]
-        return frame.reindex(columns=WARNING_COLUMNS).sort_values("path", kind="stable").reset_index(drop=True)
+        frame = frame[current & frame["hash"].isin(present).to_numpy()].reindex(columns=WARNING_COLUMNS)
+        return _per_file(frame, self.files()).sort_values("path", kind="stable").reset_index(drop=True)
 
     def record_warnings(self, rows: list[dict]) -> None:
         if rows:
@@ -394,6 +394,21 @@ def _json_records(frame: pd.DataFrame) -> str:
     """``frame`` as a JSON list of row objects: NaN as null, and ``/`` written plainly (pandas
     escapes it as ``\\/``)."""
     return json.dumps(json.loads(frame.to_json(orient="records")), indent=1, ensure_ascii=False) + "\n"
+
+
+def _per_file(frame: pd.DataFrame, files: pd.DataFrame) -> pd.DataFrame:
+    """Rows about content (by hash) repeated for every file that holds it, each naming its own path."""
+    paths: dict[str, list[str]] = {}
+    for p, h in zip(files["path"], files["hash"]):
+        paths.setdefault(h, []).append(p)
+    rows = []
+    for row in frame.to_dict("records"):
+        for p in sorted(paths.get(row["hash"], [])) or [row["path"]]:
+            message = row["message"]
+            if p != row["path"] and isinstance(message, str) and message.startswith(f"{row['path']}: "):
+                message = f"{p}: " + message[len(row["path"]) + 2:]
+            rows.append({**row, "path": p, "message": message})
+    return pd.DataFrame(rows, columns=frame.columns)
 
 
 def _exists(path: str) -> bool:
