@@ -171,8 +171,10 @@ def backbone_of(path: str | os.PathLike):
 
 
 def _fingerprint(base_id: str, bank: WaveBank, config: SSLConfig, replay) -> str:
+    """What a saved state must match to be resumed; ``steps`` is left out, so a run can be extended."""
     h = hashlib.blake2b(digest_size=8)
-    h.update(json.dumps([base_id, config.to_dict(), bank.names, bank.sr], sort_keys=True).encode())
+    settings = {k: v for k, v in config.to_dict().items() if k != "steps"}
+    h.update(json.dumps([base_id, settings, bank.names, bank.sr], sort_keys=True).encode())
     if replay is not None:
         h.update(replay.fingerprint().encode())
     return h.hexdigest()
@@ -243,6 +245,9 @@ def train_ssl(base: str | os.PathLike, bank: WaveBank, out: str | os.PathLike, *
             proj.load_state_dict(state["proj"])
             opt.load_state_dict(state["opt"])
             start, losses = int(state["step"]), list(state["losses"])
+            if start > config.steps:
+                raise ParameterError(f"{state_file} is already at step {start}, past steps={config.steps}; "
+                                     "ask for more steps or write to another --out")
             say(f"resuming at step {start} of {config.steps}")
 
     from tqdm import tqdm
@@ -295,7 +300,8 @@ def _save_state(path: Path, model, proj, opt, step: int, losses: list[float], fi
 
 def audio_paths(source: str | os.PathLike, *, split: str | None = "train") -> list[Path]:
     """Audio files of ``source``: a mir library (its present tracks), a corpus folder with a
-    ``manifest.json`` listing tracks with a ``split`` (those of ``split``), or any folder (every audio file)."""
+    ``manifest.json`` listing tracks with a ``split`` and ``kind`` (the music of ``split``), or any
+    folder (every audio file)."""
     from ..audio import is_audio_path
 
     source = Path(source)
@@ -308,7 +314,8 @@ def audio_paths(source: str | os.PathLike, *, split: str | None = "train") -> li
     if manifest.is_file():
         data = json.loads(manifest.read_text())
         rows = data.get("tracks", data) if isinstance(data, dict) else data
-        return [source / r["path"] for r in rows if split is None or r.get("split") == split]
+        return [source / r["path"] for r in rows
+                if (split is None or r.get("split") == split) and r.get("kind", "music") == "music"]
     if not source.is_dir():
         raise ParameterError(f"{source}: not a folder; give a folder of audio, a corpus built by `mir dataset build`, or a library")
     return sorted(p for p in source.rglob("*") if p.is_file() and is_audio_path(p))
