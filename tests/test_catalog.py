@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import write_clip
+from helpers import write_clip
 
 from mir.catalog import Library, analyze, stage_versions
 from mir.catalog import stages as stages_mod
@@ -243,6 +243,7 @@ def _kill_until_done(args, env, rng, lib_dir: Path, kills_wanted: int = 3, timeo
     raise AssertionError(f"`mir {' '.join(args)}` did not finish in {timeout} s")
 
 
+@pytest.mark.slow  # ~230 s: kills `mir scan` and `mir analyze` subprocesses until they finish
 def test_kill_and_resume_scan_and_analyze(tmp_path, rng):
     music = tmp_path / "music"
     for i in range(24):
@@ -278,6 +279,7 @@ def test_kill_and_resume_scan_and_analyze(tmp_path, rng):
         assert not pd.read_parquet(parts[0])["hash"].duplicated().any()
 
 
+@pytest.mark.slow  # ~40 s; test_features.py::test_track_analyzer_memory_is_bounded is the fast check
 def test_long_file_is_analysed_in_bounded_memory(tmp_path):
     """30 minutes of audio (159 MB as float32, log-mel 40 MB) analysed with a peak under 20 MB."""
     import dataclasses
@@ -309,3 +311,23 @@ def test_long_file_is_analysed_in_bounded_memory(tmp_path):
     assert mel.shape == (128, 1 + 30 * 60 * SR // 512)
     assert mel.nbytes > 39e6 and peak < 20e6, f"peak traced memory {peak / 1e6:.1f} MB"
     print(f"peak traced memory {peak / 1e6:.1f} MB for a {mel.nbytes / 1e6:.0f} MB log-mel")
+
+
+def test_part_table_reads_a_subset_of_columns_without_its_key(tmp_path):
+    """Reading some columns still de-duplicates on the whole key (a rescan crashed on this)."""
+    from mir.catalog.store import PartTable
+
+    table = PartTable(tmp_path / "t", key=["hash", "stage", "version"])
+    table.append([{"hash": "a", "stage": "scan", "version": "1", "message": "old"}])
+    table.append([{"hash": "a", "stage": "scan", "version": "1", "message": "new"},
+                  {"hash": "a", "stage": "scan", "version": "2", "message": "other"}])
+    frame = table.read(columns=["hash", "message"])
+    assert list(frame.columns) == ["hash", "message"] and list(frame["message"]) == ["new", "other"]
+
+
+def test_scan_and_analyze_leave_a_summary_on_their_progress_bars(tmp_path, music, capsys):
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([music], progress=True)
+    assert capsys.readouterr().err.rstrip().endswith("4 new, 0 unreadable]")
+    analyze(lib, workers=1, progress=True)
+    assert capsys.readouterr().err.rstrip().endswith("4 done, 0 failed]")
