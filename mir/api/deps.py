@@ -23,7 +23,8 @@ from ..catalog.predictions import load_tags, model_info, resolve_model_id, tagge
 from ..similar import Filters, LibraryIndex, index_status, open_library_index, similar, update_library_index
 from ..similar.library import track_metadata
 from ..models import load_checkpoint
-from ..models.inference import decide_tags, predict_logmels, prepare_model
+from ..models.decisions import Measured, decide
+from ..models.inference import predict_logmels, prepare_model
 from ..models.track_head import context_of
 from ..recommend import from_library, load_model, make, save_model
 from ..recommend.inputs import load_inputs
@@ -72,10 +73,10 @@ def analyze_file(lib: Library, model_id: str, path: str | os.PathLike) -> dict:
         out = predict_logmels(model, [mel], chunk_frames=loaded.config.chunk_frames,
                               context=context_of(desc) if loaded.model.track_head is not None else None)
     probs, genre_probs = out["tag_probs"][0], out["genre_probs"][0]
-    on = np.flatnonzero(decide_tags(probs[None, :], np.asarray(loaded.thresholds))[0])
+    decided = decide(probs[None, :], loaded.thresholds, list(loaded.tags), measured=[Measured.from_descriptors(desc)])
     return {
         "model_id": loaded.model_id, "duration": len(y) / cfg.sample_rate,
-        "tags": [loaded.tags[j] for j in on[np.argsort(-probs[on], kind="stable")]],
+        "tags": decided[0].tags,
         "tag_probs": dict(zip(loaded.tags, map(float, probs))),
         "genre": loaded.genres[int(np.argmax(genre_probs))],
         "genre_probs": dict(zip(loaded.genres, map(float, genre_probs))),
