@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import torch
@@ -490,3 +492,82 @@ def test_cli_tag_show_and_dry_run(assets, lib, capsys, monkeypatch, tmp_path):
     out = capsys.readouterr().out
     assert "would change 6 of 6 files (dry run: nothing written)" in out and "mir_tags" in out
     assert Path(t["path"]).read_bytes() == before
+
+
+# --- export, info and show of a tagged library --------------------------------------------------------
+def test_export_tags_and_embeddings_in_every_format(assets, tagged, tmp_path):
+    import pyarrow.parquet as pq
+
+    ids, _, matrix = load_embeddings(tagged, assets["model_id"])
+    stored = load_tags(tagged, assets["model_id"]).set_index("track_id")
+    for fmt in ("parquet", "csv", "json"):
+        out = tmp_path / f"lib.{fmt}"
+        assert cli(["export", str(tagged.root), "--format", fmt, "-o", str(out), "--tags", "--embeddings"]) == 0
+        frame = {"csv": pd.read_csv, "parquet": pd.read_parquet, "json": pd.read_json}[fmt](out)
+        assert list(frame["track_id"]) == list(ids)
+        assert {"model_id", "genre_pred", "genre_prob", "tags"} <= set(frame.columns)
+        assert [c for c in frame.columns if c.startswith("tag:")] == [f"tag:{t}" for t in TAGS]
+        assert [c for c in frame.columns if c.startswith("genre:")] == [f"genre:{g}" for g in GENRES]
+        for _, row in frame.iterrows():
+            mine = stored.loc[row["track_id"]]
+            assert row["genre_pred"] == mine["genre"]
+            np.testing.assert_allclose(row[[f"tag:{t}" for t in TAGS]].to_numpy(float), mine["tag_probs"], atol=1e-6)
+            tags = row["tags"].split("; ") if fmt == "csv" and isinstance(row["tags"], str) else row["tags"]
+            assert list(tags if isinstance(tags, (list, np.ndarray)) else []) == list(mine["tags"])
+        if fmt == "parquet":
+            column = pq.read_table(out).schema.field("embedding").type
+            assert str(column) == "fixed_size_list<element: float>[16]"
+            np.testing.assert_array_equal(np.stack(frame["embedding"].to_numpy()), matrix)
+        else:
+            np.testing.assert_array_equal(np.load(f"{out}.embeddings.npy"), matrix)
+            assert Path(f"{out}.embeddings.ids.txt").read_text().split() == list(ids)
+
+
+def test_info_shows_tagging_and_index_state(assets, tagged, capsys):
+    assert cli(["info", str(tagged.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"tagged    model {assets['model_id']}: 6/6 tracks ({assets['model']})" in out
+    assert f"index     model {assets['model_id']}: none (run `mir index build {tagged.root}`)" in out
+    assert cli(["info", str(tagged.root), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["tagging"] == [{"model_id": assets["model_id"], "tagged": 6, "checkpoint": str(assets["model"]),
+                               "decision_rules": 2}]
+    assert doc["indexes"][0]["exists"] is False
+
+
+def test_show_gives_units_spelled_keys_confidences_and_thresholds(assets, tagged, capsys):
+    t = load_tags(tagged, assets["model_id"]).iloc[0]
+    assert cli(["show", str(tagged.root), t["track_id"], "--all-tags"]) == 0
+    out = capsys.readouterr().out
+    lines = dict((line.split(None, 1) + [""])[:2] for line in out.splitlines() if line and not line.startswith(" "))
+    assert lines["duration"].endswith(" s") and lines["loudness"].endswith(" LUFS")
+    assert re.fullmatch(r"[\d.]+ BPM \(beat periodicity [\d.]+( < 0\.6: uncertain)?\)|no steady pulse", lines["tempo"])
+    assert re.fullmatch(r"[A-G][♭♯]? (major|minor) \(confidence [\d.]+( < 0\.6: uncertain)?\)|no tonal content",
+                        lines["key"]), lines["key"]
+    thresholds = dict(zip(TAGS, np.linspace(0.3, 0.7, len(TAGS))))
+    for name in TAGS:
+        p = t["tag_probs"][TAGS.index(name)]
+        assert re.search(rf"  {name} +{p:.2f} (>=|< ) {thresholds[name]:.2f}", out), name
+
+
+@pytest.mark.parametrize("tonic, mode, name", [("A#", "major", "B♭ major"), ("D#", "minor", "E♭ minor"),
+                                               ("F#", "minor", "F♯ minor"), ("C#", "major", "D♭ major"),
+                                               ("G#", "minor", "G♯ minor"), ("E", "major", "E major")])
+def test_keys_are_spelled_as_musicians_write_them(tonic, mode, name):
+    from mir.features.keys import key_name
+
+    assert key_name(tonic, mode) == name
+
+
+def test_show_prints_the_year_as_a_whole_number(tmp_path, capsys):
+    path = tmp_path / "music" / "a.wav"
+    path.parent.mkdir()
+    audio.save(path, synth(1, 2.0), SR)
+    audio.write_metadata(path, {"year": 2011})
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([path.parent])
+    analyze(lib, workers=1)
+    assert cli(["show", str(lib.root), str(path)]) == 0
+    assert "\nyear       2011\n" in capsys.readouterr().out
+    assert cli(["show", str(lib.root), str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["year"] == 2011

@@ -394,25 +394,6 @@ class Library:
             "warnings": int(len(self.warnings())),
         }
 
-    def export(self, path: str | os.PathLike, *, fmt: str | None = None) -> Path:
-        """Write tracks with descriptors as csv, parquet or json (format from ``fmt`` or the suffix)."""
-        path = Path(path)
-        fmt = (fmt or path.suffix.lstrip(".")).lower()
-        frame = self.descriptors()
-        flat = frame.copy()  # CSV cells hold text: vector descriptors become JSON lists
-        for col in ("chroma", "rhythm"):
-            flat[col] = [json.dumps([round(float(v), 5) for v in x]) if isinstance(x, (list, np.ndarray)) else ""
-                         for x in flat[col]]
-        writers = {
-            "csv": lambda tmp: flat.to_csv(tmp, index=False),
-            "parquet": lambda tmp: frame.to_parquet(tmp, index=False),
-            "json": lambda tmp: tmp.write_text(_json_records(frame), encoding="utf-8"),
-        }
-        if fmt not in writers:
-            raise ParameterError(f"export format {fmt!r} is not supported; use one of {sorted(writers)}")
-        atomic.write_with(path, writers[fmt])
-        return path
-
 
 def _json_records(frame: pd.DataFrame) -> str:
     """``frame`` as a JSON list of row objects: NaN as null, and ``/`` written plainly (pandas

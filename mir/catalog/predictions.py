@@ -156,6 +156,21 @@ def load_embeddings(lib: Library, model_id: str, *, include_missing: bool = Fals
     return frame["track_id"].to_numpy(str), frame["hash"].to_numpy(str), matrix
 
 
+def tagging_state(lib: Library) -> list[dict]:
+    """Per model that tagged ``lib``, most recent first: ``{"model_id", "tagged"`` (present tracks it
+    tagged), ``"checkpoint"`` (where it tags from, None when that file is gone), ``"decision_rules"``
+    (the version of the rules its stored tags were decided by)}."""
+    present = set(lib.tracks(include_missing=False)["hash"])
+    out = []
+    for model_id in tagged_models(lib):
+        info = model_info(lib, model_id)
+        checkpoint = info.get("checkpoint")
+        out.append({"model_id": model_id, "tagged": len(present & lib.stages.table(STAGE, model_id).keys()),
+                    "checkpoint": checkpoint if checkpoint and os.path.isfile(checkpoint) else None,
+                    "decision_rules": info.get("decision_rules", 1)})
+    return out
+
+
 def track_tags(lib: Library, content_hash: str, model_id: str) -> dict | None:
     """One track's stored tag row with ``tag_probs``/``genre_probs`` as ``{name: prob}``; None if untagged."""
     info = model_info(lib, model_id)
