@@ -571,3 +571,22 @@ def test_show_prints_the_year_as_a_whole_number(tmp_path, capsys):
     assert "\nyear       2011\n" in capsys.readouterr().out
     assert cli(["show", str(lib.root), str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["year"] == 2011
+
+
+def test_tag_loose_files_prints_what_a_library_would_store(assets, tagged, capsys):
+    paths = sorted(assets["music"].iterdir())[:3]
+    assert cli(["tag", *map(str, paths), "--model", str(assets["model"]), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    stored = load_tags(tagged, assets["model_id"]).set_index("path")
+    assert [r["path"] for r in rows] == list(map(str, paths))
+    for r in rows:
+        mine = stored.loc[str(Path(r["path"]).resolve())]
+        assert r["genre"] == mine["genre"] and r["tags"] == list(mine["tags"]) and r["error"] is None
+        np.testing.assert_allclose([r["tag_probs"][t] for t in TAGS], mine["tag_probs"], atol=1e-4)
+        assert r["bpm"] is None or r["bpm"] > 0
+    assert cli(["tag", *map(str, paths), "--model", str(assets["model"])]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["file", "genre", "BPM", "key", "tags"]
+    assert all(p.name in out for p in paths) and "files are not added to any library" in out
+    assert cli(["tag", str(paths[0]), "--write-tags"]) == 2
+    assert "--write-tags needs a library" in capsys.readouterr().err

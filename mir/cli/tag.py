@@ -1,6 +1,8 @@
 """`mir tag`: tag every analysed track of a library with a model; optionally write tags into the files."""
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 from ..catalog import Library
@@ -14,6 +16,10 @@ def _progress(args) -> bool:
 def cmd_tag(args) -> int:
     from ..tagging import tag
 
+    targets = args.library
+    if len(targets) > 1 or os.path.isfile(targets[0]):
+        return _loose_files(targets, args)
+    args.library = targets[0]
     if args.dry_run and not (args.write_tags or args.restore_tags):
         print("tag: --dry-run only applies with --write-tags or --restore-tags", file=sys.stderr)
         return 2
@@ -38,6 +44,39 @@ def cmd_tag(args) -> int:
     if args.write_tags:
         _write(lib, report.model_id, args)
     return 0
+
+
+def _loose_files(paths: list[str], args) -> int:
+    """``mir tag FILE…``: print what the model and the descriptors make of audio files (no library)."""
+    from ..features.keys import key_name
+    from ..tagging import tag_files
+
+    used = [o for o, v in (("--write-tags", args.write_tags), ("--restore-tags", args.restore_tags),
+                           ("--dry-run", args.dry_run), ("--set-genre", args.set_genre)) if v]
+    if used:
+        print(f"tag: {used[0]} needs a library (mir tag LIB …); files given: {paths[0]} …", file=sys.stderr)
+        return 2
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        print(f"tag: {missing[0]} is not a file; give one library folder, or audio files", file=sys.stderr)
+        return 2
+    rows = tag_files(paths, model=args.model)
+    if args.json:
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
+    else:
+        width = min(40, max(len(os.path.basename(r["path"])) for r in rows))
+        print(f"{'file':{width}}  {'genre':16}  {'BPM':>5}  {'key':10}  tags")
+        for r in rows:
+            name = os.path.basename(r["path"])
+            name = name if len(name) <= width else name[: width - 1] + "…"
+            if r["error"]:
+                print(f"{name:{width}}  error: {r['error']}")
+                continue
+            bpm = f"{r['bpm']:5.0f}" if r["bpm"] else "    -"
+            print(f"{name:{width}}  {r['genre']:16}  {bpm}  {key_name(r['key'], r['mode']) or '-':10}  "
+                  f"{', '.join(r['tags']) or '-'}")
+        print(f"model {rows[0]['model_id']}; files are not added to any library")
+    return 1 if any(r["error"] for r in rows) else 0
 
 
 def _write(lib: Library, model_id: str, args) -> None:
@@ -87,8 +126,11 @@ def _print_changes(entries: list[dict], *, kept: bool = False) -> None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("tag", help="tag and embed every analysed track with a model (stage 'tags')")
-    p.add_argument("library", metavar="LIB")
+    p = sub.add_parser("tag", help="tag and embed every analysed track with a model (stage 'tags'); "
+                                   "or print the tags, genre, BPM and key of audio files")
+    p.add_argument("library", metavar="LIB | FILE", nargs="+",
+                   help="a library folder, or audio files to tag without a library (printed, not stored)")
+    p.add_argument("--json", action="store_true", help="with FILEs: JSON instead of a table")
     p.add_argument("--model", "-m", default=None,
                    help="checkpoint file, or id (prefix) of a model that tagged LIB before "
                         "(default: the packaged mir/models/default/default.pt)")
