@@ -26,6 +26,7 @@ import pandas as pd
 from ..errors import ModelError, ParameterError, TrackNotFoundError
 from ..catalog.predictions import model_info
 from ..index.base import PAD_ID, check_k, normalized
+from ..features.keys import key_name
 from .filters import PITCH_CLASSES, Filters, cap_per_group
 from .library import LibraryIndex
 
@@ -177,8 +178,8 @@ def explain(row: pd.Series, seed: Seed | None, tags: Sequence[str] = (), tag_pro
         parts.append("shared tags: " + (", ".join(shared) if shared else "none"))
         tempo, key, mode = _value(row.get("tempo")), _value(row.get("key")), _value(row.get("mode"))
         why.update(bpm=tempo, seed_bpm=seed.tempo, tempo=tempo_relation(tempo, seed.tempo),
-                   key=f"{key} {mode}" if key and mode else None,
-                   seed_key=f"{seed.key} {seed.mode}" if seed.key and seed.mode else None,
+                   key=key_name(key, mode) if key and mode else None,
+                   seed_key=key_name(seed.key, seed.mode) if seed.key and seed.mode else None,
                    key_relation=key_relation(key, mode, seed.key, seed.mode))
         if tempo and seed.tempo:
             parts.append(f"{tempo:.0f} BPM vs {seed.tempo:.0f} ({why['tempo']})")
@@ -241,7 +242,7 @@ def similar(li: LibraryIndex, *, tracks: Sequence[str] = (), audio: str | os.Pat
                     "score": round(float(score), 6), "explanation": why.pop("text"), "why": why})
     return Results(out, k=k, shortfall=shortfall(meta, filters, exclude, k, len(out)),
                    seeds=[{"seed": s.label, "track_id": s.track_id, "tags": list(s.tags), "bpm": s.tempo,
-                           "key": f"{s.key} {s.mode}" if s.key and s.mode else None} for s in seeds])
+                           "key": key_name(s.key, s.mode) if s.key and s.mode else None} for s in seeds])
 
 
 class Results(list):
