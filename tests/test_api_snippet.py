@@ -9,10 +9,20 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
+
 import mir
-from conftest import write_clip
 
 REPO = Path(mir.__file__).resolve().parents[1]  # the checkout whose mir is under test
+
+
+def write_clip(path: Path, seed: int, seconds: float = 2.0, sr: int = 22050) -> None:
+    g = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(0.1 * np.sin(2 * np.pi * f * t) for f in g.uniform(110, 1760, size=3)) + 0.01 * g.standard_normal(t.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, y.astype(np.float32), sr)
 
 
 def readme_snippet() -> str:
