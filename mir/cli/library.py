@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+import numpy as np
 import pandas as pd
 
 from ..catalog import Library, analyze
@@ -182,7 +183,7 @@ def _tempo_confidence(row) -> float | None:
     from ..features.confidence import tempo_confidence
 
     rhythm = row.get("rhythm")
-    return round(tempo_confidence(rhythm), 3) if rhythm is not None and len(rhythm) else None
+    return round(tempo_confidence(rhythm), 3) if isinstance(rhythm, (list, np.ndarray)) and len(rhythm) else None
 
 
 def _shown(row) -> list[tuple[str, str]]:
@@ -194,27 +195,35 @@ def _shown(row) -> list[tuple[str, str]]:
     def text(v) -> str:
         return "" if v is None or (isinstance(v, float) and v != v) or v == "nan" else str(v)
 
+    def num(v) -> float | None:
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return None
+        return v if v == v else None
+
     out = [(f, text(row[f])) for f in ("track_id", "path", "status", "title", "artist", "album", "genre")]
     out.append(("year", text(_year(row["year"]))))
     out.append(("format", text(row["format"])))
-    duration = row["duration"]
-    out.append(("duration", f"{duration:.1f} s" if duration == duration else ""))
-    tempo, confidence = row["tempo"], _tempo_confidence(row)
-    if tempo == tempo and tempo:
+    duration = num(row["duration"])
+    out.append(("duration", f"{duration:.1f} s" if duration is not None else ""))
+    tempo, confidence = num(row["tempo"]), _tempo_confidence(row)
+    if tempo:
         sure = confidence is not None and confidence >= TEMPO_CONFIDENT
-        out.append(("tempo", f"{tempo:.1f} BPM (beat periodicity {confidence:.2f}"
-                             + (")" if sure else f" < {TEMPO_CONFIDENT}: uncertain)")))
+        how = "" if confidence is None else f" (beat periodicity {confidence:.2f}" + (
+            ")" if sure else f" < {TEMPO_CONFIDENT}: uncertain)")
+        out.append(("tempo", f"{tempo:.1f} BPM{how}"))
     else:
-        out.append(("tempo", "no steady pulse"))
-    key_conf = row["key_confidence"]
+        out.append(("tempo", "no steady pulse" if tempo == 0 else ""))
+    key_conf = num(row["key_confidence"])
     name = key_name(row["key"], row["mode"])
-    if name and key_conf == key_conf and key_conf > 0:
+    if name and key_conf:
         out.append(("key", f"{name} (confidence {key_conf:.2f}"
                            + (")" if key_conf >= KEY_CONFIDENT else f" < {KEY_CONFIDENT}: uncertain)")))
     else:
-        out.append(("key", "no tonal content"))
-    loudness = row["loudness"]
-    out.append(("loudness", f"{loudness:.1f} LUFS" if loudness == loudness and loudness > float("-inf") else "silent"))
+        out.append(("key", "no tonal content" if key_conf == 0 else ""))
+    loudness = num(row["loudness"])
+    out.append(("loudness", "" if loudness is None else f"{loudness:.1f} LUFS" if loudness > float("-inf") else "silent"))
     return out
 
 
