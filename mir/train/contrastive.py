@@ -47,6 +47,7 @@ class SSLConfig:
     proj_dim: int = 128
     supervised_weight: float = 1.0  # weight of the replayed supervised loss; 0 = none
     supervised_batch: int = 32
+    distill_weight: float = 0.0  # weight of keeping the base model's chunk tag/genre outputs (mir adapt); 0 = none
     views: Views = field(default_factory=Views)
     seed: int = 0
     save_every: int = 25
@@ -57,7 +58,7 @@ class SSLConfig:
                 raise ParameterError(f"{name} must be ≥ 1, got {getattr(self, name)!r}")
         if self.batch_size < 2:
             raise ParameterError(f"batch_size must be ≥ 2 (other tracks are the negatives), got {self.batch_size}")
-        if self.temperature <= 0 or self.lr <= 0 or self.supervised_weight < 0:
+        if self.temperature <= 0 or self.lr <= 0 or self.supervised_weight < 0 or self.distill_weight < 0:
             raise ParameterError(f"temperature and lr must be > 0 and supervised_weight ≥ 0, got "
                                  f"{self.temperature!r}, {self.lr!r}, {self.supervised_weight!r}")
 
@@ -112,8 +113,10 @@ class WaveBank:
 
     @classmethod
     def load(cls, paths: Sequence[str | os.PathLike], *, sr: int | None = None, max_seconds: float | None = None,
-             progress: bool = False, log: Callable[[str], None] | None = None) -> "WaveBank":
-        """Decode ``paths`` (at most ``max_seconds`` from each); files that fail to decode are skipped and counted."""
+             offsets: Sequence[float] | None = None, progress: bool = False,
+             log: Callable[[str], None] | None = None) -> "WaveBank":
+        """Decode ``paths`` (at most ``max_seconds`` from each, from ``offsets[i]`` seconds in); files that fail
+        to decode are skipped and counted."""
         from tqdm import tqdm
 
         from .. import audio
@@ -121,9 +124,11 @@ class WaveBank:
 
         sr = sr or get_config().analysis.sample_rate
         waves, names, failed = [], [], []
-        for p in tqdm(list(paths), desc="decode", unit="track", disable=not progress, leave=False):
+        paths = list(paths)
+        offsets = [0.0] * len(paths) if offsets is None else [float(o) for o in offsets]
+        for p, offset in tqdm(list(zip(paths, offsets)), desc="decode", unit="track", disable=not progress, leave=False):
             try:
-                waves.append(audio.load(p, sr=sr, duration=max_seconds))
+                waves.append(audio.load(p, sr=sr, offset=offset, duration=max_seconds))
                 names.append(str(p))
             except AudioError as exc:
                 failed.append(f"{p}: {exc}")
@@ -170,10 +175,43 @@ def backbone_of(path: str | os.PathLike):
     return model, config, loaded
 
 
+def _student(base, keep_head: bool):
+    """The model to train from checkpoint ``base``: backbone only, or with the base's track head kept."""
+    if not keep_head:
+        return backbone_of(base)
+    loaded = load_checkpoint(base)
+    model = build_model(loaded.config)
+    model.load_state_dict(loaded.model.state_dict())
+    return model, loaded.config, loaded
+
+
+def _teacher(loaded, config: SSLConfig):
+    if not config.distill_weight:
+        return None
+    teacher = loaded.model.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def distill_loss(model, h: torch.Tensor, teacher, mels: torch.Tensor) -> torch.Tensor:
+    """How far the student's chunk tag and genre outputs (from its features ``h``) are from the frozen
+    ``teacher``'s on the same log-mels: BCE against the teacher's tag probabilities + KL of the genre softmax."""
+    with torch.no_grad():
+        target = teacher(mels)
+    z = model.dropout(F.relu(h))
+    tags, genre = model.tag_head(z), model.genre_head(z)
+    bce = F.binary_cross_entropy_with_logits(tags.float(), torch.sigmoid(target.tags.float()))
+    kl = F.kl_div(F.log_softmax(genre.float(), -1), F.log_softmax(target.genre.float(), -1), log_target=True,
+                  reduction="batchmean")
+    return bce + kl
+
+
 def _fingerprint(base_id: str, bank: WaveBank, config: SSLConfig, replay) -> str:
     """What a saved state must match to be resumed; ``steps`` is left out, so a run can be extended."""
     h = hashlib.blake2b(digest_size=8)
-    settings = {k: v for k, v in config.to_dict().items() if k != "steps"}
+    settings = {k: v for k, v in config.to_dict().items()
+                if k != "steps" and not (k == "distill_weight" and not v)}  # states from before distillation resume
     h.update(json.dumps([base_id, settings, bank.names, bank.sr], sort_keys=True).encode())
     if replay is not None:
         h.update(replay.fingerprint().encode())
@@ -204,7 +242,7 @@ def _vocab_maps(replay, tags: Sequence[str], genres: Sequence[str]) -> tuple[np.
 
 
 def train_ssl(base: str | os.PathLike, bank: WaveBank, out: str | os.PathLike, *, config: SSLConfig = SSLConfig(),
-              replay=None, analysis: dict | None = None, progress: bool = False,
+              replay=None, keep_head: bool = False, analysis: dict | None = None, progress: bool = False,
               log: Callable[[str], None] | None = None, stop_after: int | None = None) -> SSLResult:
     """Fine-tune the backbone of checkpoint ``base`` on ``bank`` and write a backbone checkpoint to ``out``.
 
@@ -212,6 +250,10 @@ def train_ssl(base: str | os.PathLike, bank: WaveBank, out: str | os.PathLike, *
     vocabulary must hold the model's tags. The result has no track head: train one on it with
     ``mir train --track-head``. ``stop_after`` ends the call after that many steps (tests use it to
     interrupt a run); the state stays resumable.
+
+    ``keep_head``: keep the base model's track head (frozen) in the result, as ``mir adapt`` does; with
+    ``config.distill_weight`` the base model's chunk tag and genre outputs on the same views are a target
+    (self-distillation), so the backbone keeps feeding the head and the heads what they learned.
     """
     from ..config import get_config
     from .loop import tagging_loss
@@ -219,7 +261,8 @@ def train_ssl(base: str | os.PathLike, bank: WaveBank, out: str | os.PathLike, *
     t0 = time.monotonic()
     say = log or (lambda msg: None)
     out = Path(out)
-    model, model_config, loaded = backbone_of(base)
+    model, model_config, loaded = _student(base, keep_head)
+    teacher = _teacher(loaded, config)
     p = get_config().analysis
     if bank.sr != p.sample_rate:
         raise ParameterError(f"the waveforms are at {bank.sr} Hz but the analysis rate is {p.sample_rate} Hz")
@@ -228,7 +271,7 @@ def train_ssl(base: str | os.PathLike, bank: WaveBank, out: str | os.PathLike, *
     logmel = LogMel()
     torch.manual_seed(config.seed)
     proj = Projection(model_config.embed_dim, config.proj_dim)
-    params = list(model.parameters()) + list(proj.parameters())
+    params = [p for n, p in model.named_parameters() if not n.startswith("track_head.")] + list(proj.parameters())
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     fingerprint = _fingerprint(loaded.model_id, bank, config, replay)
     maps = _vocab_maps(replay, loaded.tags, loaded.genres) if replay is not None and config.supervised_weight else None
@@ -263,8 +306,10 @@ def train_ssl(base: str | os.PathLike, bank: WaveBank, out: str | os.PathLike, *
         v1, v2 = bank.views(idx, n_samples, config.views, rng)
         with torch.no_grad():
             mels = logmel(torch.from_numpy(np.concatenate([v1, v2])))
-        z = proj(model.features(mels))
-        loss = nt_xent(z[: len(idx)], z[len(idx):], config.temperature)
+        h = model.features(mels)
+        loss = nt_xent(*proj(h).split(len(idx)), config.temperature)
+        if teacher is not None:
+            loss = loss + config.distill_weight * distill_loss(model, h, teacher, mels)
         if maps is not None:
             x, y_tags, y_genre = _replay_batch(replay, train_idx, *maps, config.supervised_batch, chunk_frames, rng)
             loss = loss + config.supervised_weight * tagging_loss(model(x), y_tags, y_genre)
