@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -107,12 +108,18 @@ def select_nonmusic(ndir: Path, split: str, per_kind: int) -> list[dict]:
 def materialise(args, work: Path) -> dict:
     """Write every excerpt, copy and clip the run needs as a file; their paths and labels."""
     from mir import audio
+    from mir.errors import AudioError
 
-    test = select_music(args.realmusic, "test", args.tracks_per_package, min_seconds=EXCERPTS * SECONDS)
+    test, skipped = [], []
+    for row in select_music(args.realmusic, "test", args.tracks_per_package, min_seconds=EXCERPTS * SECONDS):
+        try:  # a track with a silent excerpt (a module's silent tail) is left out whole
+            test.append((row, [audio.load(row["path"], sr=SR, offset=off, duration=SECONDS)
+                               for off in excerpt_offsets(row["duration"])]))
+        except AudioError as exc:
+            skipped.append(f"{row['path']}: {exc}")
     orig, groups, packages, styles, copies = [], [], [], [], {k: [] for k in KINDS}
-    for t, row in enumerate(test):
-        for e, off in enumerate(excerpt_offsets(row["duration"])):
-            y = audio.load(row["path"], sr=SR, offset=off, duration=SECONDS)
+    for t, (row, ys) in enumerate(test):
+        for y in ys:
             i = len(orig)
             path = work / "orig" / f"{i:05d}.wav"
             audio.save(path, y, SR, subtype="FLOAT")
@@ -132,7 +139,11 @@ def materialise(args, work: Path) -> dict:
     train_music = select_music(args.realmusic, "train", args.train_tracks_per_package, min_seconds=SECONDS)
     tm = []
     for i, row in enumerate(train_music):
-        y = audio.load(row["path"], sr=SR, offset=max(0.0, row["duration"] / 2 - SECONDS / 2), duration=SECONDS)
+        try:
+            y = audio.load(row["path"], sr=SR, offset=max(0.0, row["duration"] / 2 - SECONDS / 2), duration=SECONDS)
+        except AudioError as exc:
+            skipped.append(f"{row['path']}: {exc}")
+            continue
         p = work / "music_train" / f"{i:05d}.wav"
         audio.save(p, y, SR, subtype="FLOAT")
         tm.append(str(p))
@@ -141,15 +152,19 @@ def materialise(args, work: Path) -> dict:
               if Path(f).stem in SHARED_MUSIC + SHARED_NON_MUSIC] if args.shared_audio.is_dir() else []
     return {"orig": orig, "groups": groups, "packages": packages, "styles": styles, "copies": copies,
             "nonmusic_test": non_test, "music_train": tm, "nonmusic_train": non_train, "shared": shared,
-            "test_tracks": [r["path"] for r in test]}
+            "test_tracks": [r["path"] for r, _ in test], "skipped": skipped}
 
 
 def _clips(rows: list[dict], folder: Path) -> list[dict]:
     from mir import audio
+    from mir.errors import AudioError
 
     out = []
     for i, r in enumerate(rows):
-        y = audio.load(r["path"], sr=SR, duration=min(SECONDS, r["duration"]))
+        try:
+            y = audio.load(r["path"], sr=SR, duration=min(SECONDS, r["duration"]))
+        except AudioError:  # a silent effect file: mir refuses it, so it cannot be scored
+            continue
         p = folder / f"{i:05d}.wav"
         audio.save(p, y, SR, subtype="FLOAT")
         out.append({"path": str(p), "kind": r["kind"]})
@@ -268,8 +283,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--realmusic", type=Path, default=Path("data/realmusic"), help="built realmusic corpus")
     ap.add_argument("--nonmusic", type=Path, default=Path("data/nonmusic"), help="built nonmusic corpus")
-    ap.add_argument("--shared-audio", type=Path, default=ROOT.parent / "shared" / "audio",
-                    help="folder of the 14 real recordings (8 music, 6 non-music)")
+    ap.add_argument("--shared-audio", type=Path,
+                    default=Path(os.environ.get("MIR_SHARED_AUDIO", ROOT.parent / "shared" / "audio")),
+                    help="folder of the 14 real recordings, 8 music and 6 non-music (default: $MIR_SHARED_AUDIO "
+                         "or ../shared/audio beside the repository)")
     ap.add_argument("--model", type=Path, action="append", default=[], help="extra checkpoint(s) to compare")
     ap.add_argument("--tracks-per-package", type=int, default=12, help="test tracks per test package (cap)")
     ap.add_argument("--train-tracks-per-package", type=int, default=8, help="train tracks per package for the gate")
@@ -287,6 +304,8 @@ def main(argv=None) -> int:
     from mir.tagging import resolve_model_path
 
     torch.set_num_threads(args.threads)
+    if not args.shared_audio.is_dir():
+        print(f"note: {args.shared_audio} not found: no verdict on the shared recordings", file=sys.stderr)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="mir-real-audio-") as tmp:
         work = args.work or Path(tmp)
@@ -327,6 +346,7 @@ def main(argv=None) -> int:
         "nonmusic_test": {k: sum(c["kind"] == k for c in data["nonmusic_test"]) for k in {c["kind"] for c in data["nonmusic_test"]}},
         "gate_train": {"music": len(data["music_train"]), "nonmusic": len(data["nonmusic_train"])},
         "style_labels": {"excerpts_labelled": len(styles), "labels": sorted(set(styles))},
+        "skipped": data["skipped"],
         "results": results, "timings": timings, "threads": args.threads,
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
     }

@@ -89,7 +89,8 @@ PACKAGES: tuple[PackageSpec, ...] = (
     PackageSpec("supertuxkart-data", "train", music=("usr/share/games/supertuxkart/data/music",),
                 effects=("usr/share/games/supertuxkart/data/sfx",), exclude=("*_fast.ogg", "farm_f.ogg")),  # faster last laps
     PackageSpec("freedroidrpg-data", "test", music=("usr/share/freedroidrpg/data/sound/music",),
-                effects=("usr/share/freedroidrpg/data/sound/effects",), exclude=("TechBattle.ogg",)),  # = AmbientBattle
+                effects=("usr/share/freedroidrpg/data/sound/effects",),
+                exclude=("TechBattle.ogg",)),  # a variant of AmbientBattle (waveform correlation 0.79)
     PackageSpec("megaglest-data", "train",
                 music=(f"{_MG}/data/core/menu/music", f"{_MG}/techs/megapack/factions/*/music"),
                 effects=(f"{_MG}/data/core/menu/sound", f"{_MG}/data/core/water_sounds", f"{_MG}/techs/megapack/commondata/sounds",
@@ -304,12 +305,14 @@ def _keep_audio(unpack: Path, dest: Path, spec: PackageSpec, debian: Debian) -> 
 def _convert(src: Path, target: Path, spec: PackageSpec, debian: Debian) -> Path:
     """Keep ``src`` as ``target``: moved as is, or rendered/converted to FLAC (tracker modules, raw PCM)."""
     ext = src.suffix.lower().lstrip(".")
+    target.parent.mkdir(parents=True, exist_ok=True)
     if ext in MODULE_EXTENSIONS:
         flac = target.with_name(target.name + ".flac")
         if not debian.can_render_modules():
             raise DatasetError(f"tracker module {src.name} needs openmpt123 to render (apt-get install openmpt123)")
         tmp = target.with_name(f".{target.name}.partial.flac")  # openmpt123 picks the format by extension
         debian.render_module(src, tmp)
+        _trim_trailing_silence(tmp)
         os.replace(tmp, flac)
         return flac
     if ext == "raw":
@@ -325,6 +328,20 @@ def _convert(src: Path, target: Path, spec: PackageSpec, debian: Debian) -> Path
         return flac
     shutil.move(src, target)
     return target
+
+
+def _trim_trailing_silence(path: Path, *, floor: float = 1e-4) -> None:
+    """Cut the digital silence some tracker modules leave after their last note (a render of ``pingus-2.it``
+    holds 22 s of music and 70 s of zeros)."""
+    import soundfile as sf
+
+    y, sr = sf.read(path, dtype="float32", always_2d=True)
+    loud = np.flatnonzero(np.abs(y).max(axis=1) > floor)
+    end = 0 if loud.size == 0 else min(len(y), int(loud[-1]) + 1 + sr // 2)  # keep half a second of release
+    if end < len(y):
+        from .. import audio
+
+        audio.save(path, y[:end].T, sr, format="flac")
 
 
 def _describe(out: Path, track: dict) -> dict:
