@@ -148,8 +148,8 @@ def materialise(args, work: Path) -> dict:
         audio.save(p, y, SR, subtype="FLOAT")
         tm.append(str(p))
     non_train = _clips(select_nonmusic(args.nonmusic, "train", args.nonmusic_per_kind), work / "nonmusic_train")
-    shared = [str(args.shared_audio / f) for f in sorted(p.name for p in args.shared_audio.iterdir())
-              if Path(f).stem in SHARED_MUSIC + SHARED_NON_MUSIC] if args.shared_audio.is_dir() else []
+    shared = sorted(str(p) for p in args.shared_audio.iterdir()
+                    if audio.is_audio_path(p) and p.stem in SHARED_MUSIC + SHARED_NON_MUSIC) if args.shared_audio.is_dir() else []
     return {"orig": orig, "groups": groups, "packages": packages, "styles": styles, "copies": copies,
             "nonmusic_test": non_test, "music_train": tm, "nonmusic_train": non_train, "shared": shared,
             "test_tracks": [r["path"] for r, _ in test], "skipped": skipped}

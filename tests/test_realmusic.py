@@ -234,6 +234,25 @@ def test_tracker_modules_are_rendered_to_flac_trimmed_or_skipped_with_a_reason(t
         realmusic._convert(src, tmp_path / "out2" / "song.it", spec, NoRenderer())
 
 
+@needs_dpkg
+def test_cli_lists_the_real_datasets_and_summarises_a_built_one(tmp_path, capsys, monkeypatch):
+    from mir.cli.main import main
+
+    assert main(["dataset", "list"]) == 0
+    listed = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert {"mirdemo", "realmusic", "nonmusic"} <= set(listed)
+    assert main(["dataset", "build", "mirdemo", "--out", str(tmp_path / "d")]) == 1
+    assert "needs --size" in capsys.readouterr().err
+
+    asc = make_deb(tmp_path, "asc-music", {"usr/share/games/asc/music/a.wav": 1.5})
+    monkeypatch.setattr(realmusic, "Debian", lambda: FakeDebian({"asc-music": asc}))
+    out = tmp_path / "real"
+    assert main(["dataset", "build", "realmusic", "--out", str(out), "--packages", "asc-music", "--quiet"]) == 0
+    assert "asc-music" in capsys.readouterr().out
+    assert main(["dataset", "info", str(out)]) == 0
+    assert "test: 1 packages, 1 music tracks" in capsys.readouterr().out
+
+
 # --- non-music ----------------------------------------------------------------------------------------------
 def test_noise_colours_and_hum_have_the_right_spectra(rng):
     n = 2**16

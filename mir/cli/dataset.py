@@ -73,7 +73,17 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ..datasets import info
+    from pathlib import Path
+
+    from ..datasets import info, nonmusic, realmusic
+
+    path = Path(args.dir) / "manifest.json"
+    name = json.loads(path.read_text()).get("name") if path.is_file() else None
+    if name in REAL_DATASETS:
+        module = realmusic if name == "realmusic" else nonmusic
+        manifest = module.load_manifest(args.dir)
+        print(json.dumps(manifest, indent=2, sort_keys=True) if args.json else module.summary(manifest))
+        return 0
 
     ds = info(args.dir)
     if args.json:
