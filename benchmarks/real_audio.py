@@ -261,8 +261,8 @@ def measure(name: str, emb: dict[str, np.ndarray], data: dict, *, standardise: b
     if p_shared is not None:
         names = [Path(p).stem for p in data["shared"]]
         res["shared_audio"] = {n: round(float(p), 3) for n, p in zip(names, p_shared)}
-        res["shared_non_music_flagged"] = sum(p < 0.5 for n, p in zip(names, p_shared) if n in SHARED_NON_MUSIC)
-        res["shared_music_kept"] = sum(p >= 0.5 for n, p in zip(names, p_shared) if n in SHARED_MUSIC)
+        res["shared_non_music_flagged"] = int(sum(p < 0.5 for n, p in zip(names, p_shared) if n in SHARED_NON_MUSIC))
+        res["shared_music_kept"] = int(sum(p >= 0.5 for n, p in zip(names, p_shared) if n in SHARED_MUSIC))
     return res
 
 
@@ -277,6 +277,13 @@ def table(results: list[dict]) -> str:
                      f"{r['music_auc']:6.3f} {r.get('shared_non_music_flagged', '-')!s:>5s} {r.get('shared_music_kept', '-')!s:>5s}")
     lines.append("AUC / flag6 / keep8: logistic regression fitted on the train split's embeddings (no model has a music head)")
     return "\n".join(lines)
+
+
+def _plain(value):
+    """numpy scalars as Python numbers for the JSON report."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def main(argv=None) -> int:
@@ -351,7 +358,7 @@ def main(argv=None) -> int:
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    args.out.write_text(json.dumps(report, indent=1, default=_plain))
     print(f"wrote {args.out}")
     return 0
 

@@ -376,3 +376,21 @@ def test_benchmark_excerpts_and_degradations():
     low = bench.degrade(hi, "8k", g)
     assert low.shape == hi.shape
     assert np.abs(low[2000:-2000]).max() < 0.01  # 6 kHz is above the 4 kHz band of 8 kHz audio
+
+
+def test_benchmark_measure_gives_plain_json_numbers(rng):
+    bench = _bench()
+    n_tracks, d = 6, 8
+    centres = rng.standard_normal((n_tracks, d)) * 3
+    orig = np.repeat(centres, 4, axis=0) + rng.standard_normal((n_tracks * 4, d)) * 0.1
+    emb = {"orig": orig, **{k: orig + rng.standard_normal(orig.shape) * 0.05 for k in bench.KINDS},
+           "music_train": rng.standard_normal((10, d)) + 2, "nonmusic_train": rng.standard_normal((10, d)) - 2,
+           "nonmusic_test": rng.standard_normal((5, d)) - 2, "shared": np.r_[np.full((1, d), 2.0), np.full((1, d), -2.0)]}
+    data = {"groups": np.repeat(np.arange(n_tracks), 4).tolist(), "packages": ["p", "q"] * (n_tracks * 2),
+            "styles": [""] * (n_tracks * 4), "nonmusic_test": [{"kind": "speech"}] * 5,
+            "shared": ["x/brahms.ogg", "x/speech1.ogg"]}
+    res = bench.measure("toy", emb, data)
+    json.dumps(res)  # no numpy scalars left
+    assert res["same_recording_p_at_3"] == 1.0 and res["copy_rank1_overall"] == 1.0
+    assert res["music_auc"] == 1.0
+    assert (res["shared_non_music_flagged"], res["shared_music_kept"]) == (1, 1)
