@@ -38,7 +38,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .. import atomic
+from .. import atomic, audio
 from ..errors import DatasetError, MirError
 from ._debian import Debian
 
@@ -312,12 +312,10 @@ def _convert(src: Path, target: Path, spec: PackageSpec, debian: Debian) -> Path
             raise DatasetError(f"tracker module {src.name} needs openmpt123 to render (apt-get install openmpt123)")
         tmp = target.with_name(f".{target.name}.partial.flac")  # openmpt123 picks the format by extension
         debian.render_module(src, tmp)
-        _trim_trailing_silence(tmp)
+        audio.trim_trailing_silence(tmp)
         os.replace(tmp, flac)
         return flac
     if ext == "raw":
-        from .. import audio
-
         raw = spec.raw
         data = np.fromfile(src, dtype=raw.dtype).astype(np.float32)
         if raw.dtype in ("u1", "uint8"):
@@ -330,22 +328,7 @@ def _convert(src: Path, target: Path, spec: PackageSpec, debian: Debian) -> Path
     return target
 
 
-def _trim_trailing_silence(path: Path, *, floor: float = 1e-4) -> None:
-    """Cut the digital silence some tracker modules leave after their last note (a render of ``pingus-2.it``
-    holds 22 s of music and 70 s of zeros)."""
-    import soundfile as sf
-
-    y, sr = sf.read(path, dtype="float32", always_2d=True)
-    loud = np.flatnonzero(np.abs(y).max(axis=1) > floor)
-    end = 0 if loud.size == 0 else min(len(y), int(loud[-1]) + 1 + sr // 2)  # keep half a second of release
-    if end < len(y):
-        from .. import audio
-
-        audio.save(path, y[:end].T, sr, format="flac")
-
-
 def _describe(out: Path, track: dict) -> dict:
-    from .. import audio
 
     path = Path(track["file"])
     row = {"path": path.relative_to(out).as_posix(), "package": track["package"], "kind": track["kind"],
