@@ -329,7 +329,6 @@ def _convert(src: Path, target: Path, spec: PackageSpec, debian: Debian) -> Path
 
 
 def _describe(out: Path, track: dict) -> dict:
-
     path = Path(track["file"])
     row = {"path": path.relative_to(out).as_posix(), "package": track["package"], "kind": track["kind"],
            "source": track["source"], "styles": style_labels(track["source"]) if track["kind"] == "music" else []}
