@@ -241,6 +241,96 @@ def _vocab_maps(replay, tags: Sequence[str], genres: Sequence[str]) -> tuple[np.
     return tag_cols, genre_map
 
 
+@dataclass
+class _Run:
+    """What one contrastive run holds between steps."""
+
+    model: nn.Module
+    proj: Projection
+    opt: torch.optim.Optimizer
+    loaded: object  # the base checkpoint (LoadedModel)
+    teacher: nn.Module | None
+    n_samples: int  # samples per view: one chunk of log-mel frames
+    replay: object | None
+    maps: tuple | None  # replay label columns / genre map, when replaying
+    fingerprint: str
+    logmel: nn.Module = field(default_factory=LogMel)
+
+
+def _setup(base, bank: WaveBank, config: SSLConfig, replay, keep_head: bool) -> _Run:
+    from ..config import get_config
+
+    model, model_config, loaded = _student(base, keep_head)
+    p = get_config().analysis
+    if bank.sr != p.sample_rate:
+        raise ParameterError(f"the waveforms are at {bank.sr} Hz but the analysis rate is {p.sample_rate} Hz")
+    logmel = LogMel()
+    torch.manual_seed(config.seed)
+    proj = Projection(model_config.embed_dim, config.proj_dim)
+    params = [p for n, p in model.named_parameters() if not n.startswith("track_head.")] + list(proj.parameters())
+    maps = _vocab_maps(replay, loaded.tags, loaded.genres) if replay is not None and config.supervised_weight else None
+    return _Run(model=model, proj=proj, opt=torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay),
+                loaded=loaded, teacher=_teacher(loaded, config), n_samples=(model_config.chunk_frames - 1) * p.hop_length,
+                replay=replay if maps else None, maps=maps,
+                fingerprint=_fingerprint(loaded.model_id, bank, config, replay), logmel=logmel)
+
+
+def _resume(run: _Run, state_file: Path, config: SSLConfig, say) -> tuple[int, list[float]]:
+    """``(steps done, losses)`` from a matching saved state, loaded into ``run``; ``(0, [])`` otherwise."""
+    if not state_file.exists():
+        return 0, []
+    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != run.fingerprint:
+        warnings.warn(f"{state_file} belongs to another run (other data or settings); starting afresh", stacklevel=3)
+        return 0, []
+    run.model.load_state_dict(state["model"])
+    run.proj.load_state_dict(state["proj"])
+    run.opt.load_state_dict(state["opt"])
+    start = int(state["step"])
+    if start > config.steps:
+        raise ParameterError(f"{state_file} is already at step {start}, past steps={config.steps}; "
+                             "ask for more steps or write to another --out")
+    say(f"resuming at step {start} of {config.steps}")
+    return start, list(state["losses"])
+
+
+def _step(run: _Run, bank: WaveBank, config: SSLConfig, step: int) -> float:
+    """One optimisation step; its randomness comes from ``(seed, step)`` alone."""
+    from .loop import tagging_loss
+
+    rng = np.random.default_rng([config.seed, step])
+    torch.manual_seed(config.seed * 1_000_003 + step)
+    idx = rng.choice(len(bank), size=config.batch_size, replace=len(bank) < config.batch_size)
+    v1, v2 = bank.views(idx, run.n_samples, config.views, rng)
+    with torch.no_grad():
+        mels = run.logmel(torch.from_numpy(np.concatenate([v1, v2])))
+    h = run.model.features(mels)
+    loss = nt_xent(*run.proj(h).split(len(idx)), config.temperature)
+    if run.teacher is not None:
+        loss = loss + config.distill_weight * distill_loss(run.model, h, run.teacher, mels)
+    if run.maps is not None:
+        chunk_frames = run.loaded.config.chunk_frames
+        x, y_tags, y_genre = _replay_batch(run.replay, run.replay.index("train"), *run.maps, config.supervised_batch,
+                                           chunk_frames, rng)
+        loss = loss + config.supervised_weight * tagging_loss(run.model(x), y_tags, y_genre)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    return float(loss.detach())
+
+
+def _finish(run: _Run, bank: WaveBank, out: Path, config: SSLConfig, losses: list[float], analysis) -> str:
+    run.model.eval()
+    loaded = run.loaded
+    extra = dict(loaded.extra)
+    extra["ssl"] = {"base_model": loaded.model_id, "config": config.to_dict(), "tracks": len(bank),
+                    "hours": round(bank.seconds / 3600, 3), "replay": run.replay is not None,
+                    "final_loss": float(np.mean(losses[-20:])) if losses else None}
+    config_out = loaded.config if run.model.track_head is not None else dataclasses.replace(loaded.config, track_hidden=0)
+    return save_checkpoint(out, run.model, config=config_out, tags=loaded.tags, genres=loaded.genres,
+                           thresholds=loaded.thresholds, metrics={}, analysis=analysis or loaded.analysis, extra=extra)
+
+
 def train_ssl(base: str | os.PathLike, bank: WaveBank, out: str | os.PathLike, *, config: SSLConfig = SSLConfig(),
               replay=None, keep_head: bool = False, analysis: dict | None = None, progress: bool = False,
               log: Callable[[str], None] | None = None, stop_after: int | None = None) -> SSLResult:
@@ -255,84 +345,28 @@ def train_ssl(base: str | os.PathLike, bank: WaveBank, out: str | os.PathLike, *
     ``config.distill_weight`` the base model's chunk tag and genre outputs on the same views are a target
     (self-distillation), so the backbone keeps feeding the head and the heads what they learned.
     """
-    from ..config import get_config
-    from .loop import tagging_loss
+    from tqdm import tqdm
 
     t0 = time.monotonic()
     say = log or (lambda msg: None)
     out = Path(out)
-    model, model_config, loaded = _student(base, keep_head)
-    teacher = _teacher(loaded, config)
-    p = get_config().analysis
-    if bank.sr != p.sample_rate:
-        raise ParameterError(f"the waveforms are at {bank.sr} Hz but the analysis rate is {p.sample_rate} Hz")
-    chunk_frames = model_config.chunk_frames
-    n_samples = (chunk_frames - 1) * p.hop_length
-    logmel = LogMel()
-    torch.manual_seed(config.seed)
-    proj = Projection(model_config.embed_dim, config.proj_dim)
-    params = [p for n, p in model.named_parameters() if not n.startswith("track_head.")] + list(proj.parameters())
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    fingerprint = _fingerprint(loaded.model_id, bank, config, replay)
-    maps = _vocab_maps(replay, loaded.tags, loaded.genres) if replay is not None and config.supervised_weight else None
-    train_idx = replay.index("train") if maps else None
-
-    start, losses = 0, []
+    run = _setup(base, bank, config, replay, keep_head)
     state_file = state_path(out)
-    if state_file.exists():
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") != fingerprint:
-            warnings.warn(f"{state_file} belongs to another run (other data or settings); starting afresh", stacklevel=2)
-        else:
-            model.load_state_dict(state["model"])
-            proj.load_state_dict(state["proj"])
-            opt.load_state_dict(state["opt"])
-            start, losses = int(state["step"]), list(state["losses"])
-            if start > config.steps:
-                raise ParameterError(f"{state_file} is already at step {start}, past steps={config.steps}; "
-                                     "ask for more steps or write to another --out")
-            say(f"resuming at step {start} of {config.steps}")
-
-    from tqdm import tqdm
-
-    model.train()
-    proj.train()
+    start, losses = _resume(run, state_file, config, say)
+    run.model.train()
+    run.proj.train()
     last = config.steps if stop_after is None else min(config.steps, start + stop_after)
     bar = tqdm(range(start, last), initial=start, total=config.steps, desc="ssl", unit="step", disable=not progress)
     for step in bar:
-        rng = np.random.default_rng([config.seed, step])
-        torch.manual_seed(config.seed * 1_000_003 + step)
-        idx = rng.choice(len(bank), size=config.batch_size, replace=len(bank) < config.batch_size)
-        v1, v2 = bank.views(idx, n_samples, config.views, rng)
-        with torch.no_grad():
-            mels = logmel(torch.from_numpy(np.concatenate([v1, v2])))
-        h = model.features(mels)
-        loss = nt_xent(*proj(h).split(len(idx)), config.temperature)
-        if teacher is not None:
-            loss = loss + config.distill_weight * distill_loss(model, h, teacher, mels)
-        if maps is not None:
-            x, y_tags, y_genre = _replay_batch(replay, train_idx, *maps, config.supervised_batch, chunk_frames, rng)
-            loss = loss + config.supervised_weight * tagging_loss(model(x), y_tags, y_genre)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(_step(run, bank, config, step))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        done = step + 1
-        if done % config.save_every == 0 or done == last:
-            _save_state(state_file, model, proj, opt, done, losses, fingerprint)
+        if (step + 1) % config.save_every == 0 or step + 1 == last:
+            _save_state(state_file, run.model, run.proj, run.opt, step + 1, losses, run.fingerprint)
     bar.close()
     if last < config.steps:
         return SSLResult(state_file, "", last, start, losses, time.monotonic() - t0)
-    model.eval()
-    extra = dict(loaded.extra)
-    extra["ssl"] = {"base_model": loaded.model_id, "config": config.to_dict(), "tracks": len(bank),
-                    "hours": round(bank.seconds / 3600, 3), "replay": replay is not None,
-                    "final_loss": float(np.mean(losses[-20:])) if losses else None}
-    model_id = save_checkpoint(out, model, config=model_config, tags=loaded.tags, genres=loaded.genres,
-                               thresholds=loaded.thresholds, metrics={}, analysis=analysis or loaded.analysis,
-                               extra=extra)
-    say(f"wrote {out} (model {model_id}) after {config.steps} steps; final loss {extra['ssl']['final_loss']}")
+    model_id = _finish(run, bank, out, config, losses, analysis)
+    say(f"wrote {out} (model {model_id}) after {config.steps} steps; final loss {np.mean(losses[-20:]):.4f}")
     return SSLResult(out, model_id, config.steps, start, losses, time.monotonic() - t0)
 
 
