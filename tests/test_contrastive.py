@@ -85,3 +85,43 @@ def test_ssl_run_resumes_to_the_same_weights(tmp_path, base_model):
     loaded = load_checkpoint(tmp_path / "whole.pt")
     assert loaded.extra["ssl"]["base_model"] == load_checkpoint(base_model).model_id
     assert loaded.model_id != load_checkpoint(base_model).model_id  # the backbone moved
+
+
+def test_adapt_keeps_the_head_records_the_model_and_tag_uses_it(tmp_path, rng):
+    """mir adapt on a tiny library: a new model with the base's track head, recorded as the library's model."""
+    from helpers import write_clip
+
+    from mir.catalog import Library, analyze
+    from mir.catalog.predictions import library_model, resolve_model
+    from mir.cli.main import main as cli
+    from mir.models.checkpoint import DEFAULT_CHECKPOINT
+
+    torch.set_num_threads(1)
+    for i in range(3):
+        write_clip(tmp_path / "music" / f"c{i}.wav", seed=i, seconds=5.0)
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([tmp_path / "music"])
+    assert library_model(lib) is None
+    assert cli(["adapt", str(lib.root), "--steps", "2", "--batch-size", "2", "-q"]) == 0
+    adapted = load_checkpoint(library_model(lib))
+    base = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert adapted.config == base.config and adapted.model_id != base.model_id
+    head = {k: v for k, v in adapted.model.state_dict().items() if k.startswith("track_head.")}
+    assert head and all(torch.equal(v, base.model.state_dict()[k]) for k, v in head.items())
+    assert resolve_model(lib, None, tagged=False).checkpoint == library_model(lib)
+    analyze(lib, workers=1)
+    assert cli(["tag", str(lib.root), "-q"]) == 0
+    assert resolve_model(lib).model_id == adapted.model_id
+
+
+def test_distillation_holds_the_outputs_where_plain_ssl_lets_them_drift(tmp_path, base_model):
+    torch.set_num_threads(1)
+    drift = {}
+    for w in (0.0, 10.0):
+        config = SSLConfig(steps=6, batch_size=3, lr=1e-2, distill_weight=w, views=Views(codec=0.0))
+        out = train_ssl(base_model, _bank(), tmp_path / f"d{w}.pt", config=config)
+        x = torch.from_numpy(np.random.default_rng(0).standard_normal((4, 128, 40)).astype(np.float32))
+        with torch.no_grad():
+            before = load_checkpoint(base_model).model(x).tags
+            drift[w] = float((load_checkpoint(out.path).model(x).tags - before).abs().mean())
+    assert drift[10.0] < drift[0.0]

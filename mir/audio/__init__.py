@@ -16,7 +16,7 @@ from .formats import SUPPORTED_EXTENSIONS, AudioInfo, is_audio_path
 from .header import truncation
 from .load import load
 from .probe import probe
-from .save import save
+from .save import save, trim_trailing_silence
 from .stream import stream
 from .metadata import read_metadata, write_metadata
 from .validate import check_samples
@@ -31,6 +31,7 @@ __all__ = [
     "read_metadata",
     "save",
     "stream",
+    "trim_trailing_silence",
     "truncation",
     "write_metadata",
 ]

@@ -84,7 +84,7 @@ def _train_track_head(args, data) -> int:
 
 def _train_ssl(args, data) -> int:
     from ..train.contrastive import SSLConfig, WaveBank, audio_paths, train_ssl
-    from ..tagging import DEFAULT_MODEL
+    from ..models.checkpoint import default_checkpoint
 
     paths = audio_paths(args.ssl)
     bank = WaveBank.load(paths, max_seconds=args.ssl_max_seconds, progress=_progress(args),
@@ -93,7 +93,7 @@ def _train_ssl(args, data) -> int:
           f"{len(data.index('train'))} labelled training tracks; {args.steps} steps", flush=True)
     config = SSLConfig(steps=args.steps, batch_size=args.ssl_batch, supervised_weight=args.supervised_weight,
                        seed=args.seed, lr=args.ssl_lr)
-    result = train_ssl(args.base or DEFAULT_MODEL, bank, args.out, config=config, replay=data,
+    result = train_ssl(args.base or default_checkpoint(), bank, args.out, config=config, replay=data,
                        progress=_progress(args), log=lambda line: print(f"train: {line}", flush=True))
     print(f"train: wrote {result.path} (model {result.model_id}) in {result.seconds:.0f} s; train a track head "
           f"on it with --track-head {result.path}")

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..atomic import atomic_path
-from ..errors import AudioError, ModelError, ParameterError
+from ..errors import AudioError, ParameterError
 from ..features.logmel import LogMel
 from ..models import build_model, load_checkpoint, save_checkpoint
 from .views import Views
@@ -47,6 +47,7 @@ class SSLConfig:
     proj_dim: int = 128
     supervised_weight: float = 1.0  # weight of the replayed supervised loss; 0 = none
     supervised_batch: int = 32
+    distill_weight: float = 0.0  # weight of keeping the base model's chunk tag/genre outputs (mir adapt); 0 = none
     views: Views = field(default_factory=Views)
     seed: int = 0
     save_every: int = 25
@@ -57,7 +58,7 @@ class SSLConfig:
                 raise ParameterError(f"{name} must be ≥ 1, got {getattr(self, name)!r}")
         if self.batch_size < 2:
             raise ParameterError(f"batch_size must be ≥ 2 (other tracks are the negatives), got {self.batch_size}")
-        if self.temperature <= 0 or self.lr <= 0 or self.supervised_weight < 0:
+        if self.temperature <= 0 or self.lr <= 0 or self.supervised_weight < 0 or self.distill_weight < 0:
             raise ParameterError(f"temperature and lr must be > 0 and supervised_weight ≥ 0, got "
                                  f"{self.temperature!r}, {self.lr!r}, {self.supervised_weight!r}")
 
@@ -112,8 +113,10 @@ class WaveBank:
 
     @classmethod
     def load(cls, paths: Sequence[str | os.PathLike], *, sr: int | None = None, max_seconds: float | None = None,
-             progress: bool = False, log: Callable[[str], None] | None = None) -> "WaveBank":
-        """Decode ``paths`` (at most ``max_seconds`` from each); files that fail to decode are skipped and counted."""
+             offsets: Sequence[float] | None = None, progress: bool = False,
+             log: Callable[[str], None] | None = None) -> "WaveBank":
+        """Decode ``paths`` (at most ``max_seconds`` from each, from ``offsets[i]`` seconds in); files that fail
+        to decode are skipped and counted."""
         from tqdm import tqdm
 
         from .. import audio
@@ -121,9 +124,11 @@ class WaveBank:
 
         sr = sr or get_config().analysis.sample_rate
         waves, names, failed = [], [], []
-        for p in tqdm(list(paths), desc="decode", unit="track", disable=not progress, leave=False):
+        paths = list(paths)
+        offsets = [0.0] * len(paths) if offsets is None else [float(o) for o in offsets]
+        for p, offset in tqdm(list(zip(paths, offsets)), desc="decode", unit="track", disable=not progress, leave=False):
             try:
-                waves.append(audio.load(p, sr=sr, duration=max_seconds))
+                waves.append(audio.load(p, sr=sr, offset=offset, duration=max_seconds))
                 names.append(str(p))
             except AudioError as exc:
                 failed.append(f"{p}: {exc}")
@@ -170,10 +175,43 @@ def backbone_of(path: str | os.PathLike):
     return model, config, loaded
 
 
+def _student(base, keep_head: bool):
+    """The model to train from checkpoint ``base``: backbone only, or with the base's track head kept."""
+    if not keep_head:
+        return backbone_of(base)
+    loaded = load_checkpoint(base)
+    model = build_model(loaded.config)
+    model.load_state_dict(loaded.model.state_dict())
+    return model, loaded.config, loaded
+
+
+def _teacher(loaded, config: SSLConfig):
+    if not config.distill_weight:
+        return None
+    teacher = loaded.model.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def distill_loss(model, h: torch.Tensor, teacher, mels: torch.Tensor) -> torch.Tensor:
+    """How far the student's chunk tag and genre outputs (from its features ``h``) are from the frozen
+    ``teacher``'s on the same log-mels: BCE against the teacher's tag probabilities + KL of the genre softmax."""
+    with torch.no_grad():
+        target = teacher(mels)
+    z = model.dropout(F.relu(h))
+    tags, genre = model.tag_head(z), model.genre_head(z)
+    bce = F.binary_cross_entropy_with_logits(tags.float(), torch.sigmoid(target.tags.float()))
+    kl = F.kl_div(F.log_softmax(genre.float(), -1), F.log_softmax(target.genre.float(), -1), log_target=True,
+                  reduction="batchmean")
+    return bce + kl
+
+
 def _fingerprint(base_id: str, bank: WaveBank, config: SSLConfig, replay) -> str:
     """What a saved state must match to be resumed; ``steps`` is left out, so a run can be extended."""
     h = hashlib.blake2b(digest_size=8)
-    settings = {k: v for k, v in config.to_dict().items() if k != "steps"}
+    settings = {k: v for k, v in config.to_dict().items()
+                if k != "steps" and not (k == "distill_weight" and not v)}  # states from before distillation resume
     h.update(json.dumps([base_id, settings, bank.names, bank.sr], sort_keys=True).encode())
     if replay is not None:
         h.update(replay.fingerprint().encode())
@@ -203,8 +241,98 @@ def _vocab_maps(replay, tags: Sequence[str], genres: Sequence[str]) -> tuple[np.
     return tag_cols, genre_map
 
 
+@dataclass
+class _Run:
+    """What one contrastive run holds between steps."""
+
+    model: nn.Module
+    proj: Projection
+    opt: torch.optim.Optimizer
+    loaded: object  # the base checkpoint (LoadedModel)
+    teacher: nn.Module | None
+    n_samples: int  # samples per view: one chunk of log-mel frames
+    replay: object | None
+    maps: tuple | None  # replay label columns / genre map, when replaying
+    fingerprint: str
+    logmel: nn.Module = field(default_factory=LogMel)
+
+
+def _setup(base, bank: WaveBank, config: SSLConfig, replay, keep_head: bool) -> _Run:
+    from ..config import get_config
+
+    model, model_config, loaded = _student(base, keep_head)
+    p = get_config().analysis
+    if bank.sr != p.sample_rate:
+        raise ParameterError(f"the waveforms are at {bank.sr} Hz but the analysis rate is {p.sample_rate} Hz")
+    logmel = LogMel()
+    torch.manual_seed(config.seed)
+    proj = Projection(model_config.embed_dim, config.proj_dim)
+    params = [p for n, p in model.named_parameters() if not n.startswith("track_head.")] + list(proj.parameters())
+    maps = _vocab_maps(replay, loaded.tags, loaded.genres) if replay is not None and config.supervised_weight else None
+    return _Run(model=model, proj=proj, opt=torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay),
+                loaded=loaded, teacher=_teacher(loaded, config), n_samples=(model_config.chunk_frames - 1) * p.hop_length,
+                replay=replay if maps else None, maps=maps,
+                fingerprint=_fingerprint(loaded.model_id, bank, config, replay), logmel=logmel)
+
+
+def _resume(run: _Run, state_file: Path, config: SSLConfig, say) -> tuple[int, list[float]]:
+    """``(steps done, losses)`` from a matching saved state, loaded into ``run``; ``(0, [])`` otherwise."""
+    if not state_file.exists():
+        return 0, []
+    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != run.fingerprint:
+        warnings.warn(f"{state_file} belongs to another run (other data or settings); starting afresh", stacklevel=3)
+        return 0, []
+    run.model.load_state_dict(state["model"])
+    run.proj.load_state_dict(state["proj"])
+    run.opt.load_state_dict(state["opt"])
+    start = int(state["step"])
+    if start > config.steps:
+        raise ParameterError(f"{state_file} is already at step {start}, past steps={config.steps}; "
+                             "ask for more steps or write to another --out")
+    say(f"resuming at step {start} of {config.steps}")
+    return start, list(state["losses"])
+
+
+def _step(run: _Run, bank: WaveBank, config: SSLConfig, step: int) -> float:
+    """One optimisation step; its randomness comes from ``(seed, step)`` alone."""
+    from .loop import tagging_loss
+
+    rng = np.random.default_rng([config.seed, step])
+    torch.manual_seed(config.seed * 1_000_003 + step)
+    idx = rng.choice(len(bank), size=config.batch_size, replace=len(bank) < config.batch_size)
+    v1, v2 = bank.views(idx, run.n_samples, config.views, rng)
+    with torch.no_grad():
+        mels = run.logmel(torch.from_numpy(np.concatenate([v1, v2])))
+    h = run.model.features(mels)
+    loss = nt_xent(*run.proj(h).split(len(idx)), config.temperature)
+    if run.teacher is not None:
+        loss = loss + config.distill_weight * distill_loss(run.model, h, run.teacher, mels)
+    if run.maps is not None:
+        chunk_frames = run.loaded.config.chunk_frames
+        x, y_tags, y_genre = _replay_batch(run.replay, run.replay.index("train"), *run.maps, config.supervised_batch,
+                                           chunk_frames, rng)
+        loss = loss + config.supervised_weight * tagging_loss(run.model(x), y_tags, y_genre)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    return float(loss.detach())
+
+
+def _finish(run: _Run, bank: WaveBank, out: Path, config: SSLConfig, losses: list[float], analysis) -> str:
+    run.model.eval()
+    loaded = run.loaded
+    extra = dict(loaded.extra)
+    extra["ssl"] = {"base_model": loaded.model_id, "config": config.to_dict(), "tracks": len(bank),
+                    "hours": round(bank.seconds / 3600, 3), "replay": run.replay is not None,
+                    "final_loss": float(np.mean(losses[-20:])) if losses else None}
+    config_out = loaded.config if run.model.track_head is not None else dataclasses.replace(loaded.config, track_hidden=0)
+    return save_checkpoint(out, run.model, config=config_out, tags=loaded.tags, genres=loaded.genres,
+                           thresholds=loaded.thresholds, metrics={}, analysis=analysis or loaded.analysis, extra=extra)
+
+
 def train_ssl(base: str | os.PathLike, bank: WaveBank, out: str | os.PathLike, *, config: SSLConfig = SSLConfig(),
-              replay=None, analysis: dict | None = None, progress: bool = False,
+              replay=None, keep_head: bool = False, analysis: dict | None = None, progress: bool = False,
               log: Callable[[str], None] | None = None, stop_after: int | None = None) -> SSLResult:
     """Fine-tune the backbone of checkpoint ``base`` on ``bank`` and write a backbone checkpoint to ``out``.
 
@@ -212,82 +340,33 @@ def train_ssl(base: str | os.PathLike, bank: WaveBank, out: str | os.PathLike, *
     vocabulary must hold the model's tags. The result has no track head: train one on it with
     ``mir train --track-head``. ``stop_after`` ends the call after that many steps (tests use it to
     interrupt a run); the state stays resumable.
+
+    ``keep_head``: keep the base model's track head (frozen) in the result, as ``mir adapt`` does; with
+    ``config.distill_weight`` the base model's chunk tag and genre outputs on the same views are a target
+    (self-distillation), so the backbone keeps feeding the head and the heads what they learned.
     """
-    from ..config import get_config
-    from .loop import tagging_loss
+    from tqdm import tqdm
 
     t0 = time.monotonic()
     say = log or (lambda msg: None)
     out = Path(out)
-    model, model_config, loaded = backbone_of(base)
-    p = get_config().analysis
-    if bank.sr != p.sample_rate:
-        raise ParameterError(f"the waveforms are at {bank.sr} Hz but the analysis rate is {p.sample_rate} Hz")
-    chunk_frames = model_config.chunk_frames
-    n_samples = (chunk_frames - 1) * p.hop_length
-    logmel = LogMel()
-    torch.manual_seed(config.seed)
-    proj = Projection(model_config.embed_dim, config.proj_dim)
-    params = list(model.parameters()) + list(proj.parameters())
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    fingerprint = _fingerprint(loaded.model_id, bank, config, replay)
-    maps = _vocab_maps(replay, loaded.tags, loaded.genres) if replay is not None and config.supervised_weight else None
-    train_idx = replay.index("train") if maps else None
-
-    start, losses = 0, []
+    run = _setup(base, bank, config, replay, keep_head)
     state_file = state_path(out)
-    if state_file.exists():
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") != fingerprint:
-            warnings.warn(f"{state_file} belongs to another run (other data or settings); starting afresh", stacklevel=2)
-        else:
-            model.load_state_dict(state["model"])
-            proj.load_state_dict(state["proj"])
-            opt.load_state_dict(state["opt"])
-            start, losses = int(state["step"]), list(state["losses"])
-            if start > config.steps:
-                raise ParameterError(f"{state_file} is already at step {start}, past steps={config.steps}; "
-                                     "ask for more steps or write to another --out")
-            say(f"resuming at step {start} of {config.steps}")
-
-    from tqdm import tqdm
-
-    model.train()
-    proj.train()
+    start, losses = _resume(run, state_file, config, say)
+    run.model.train()
+    run.proj.train()
     last = config.steps if stop_after is None else min(config.steps, start + stop_after)
     bar = tqdm(range(start, last), initial=start, total=config.steps, desc="ssl", unit="step", disable=not progress)
     for step in bar:
-        rng = np.random.default_rng([config.seed, step])
-        torch.manual_seed(config.seed * 1_000_003 + step)
-        idx = rng.choice(len(bank), size=config.batch_size, replace=len(bank) < config.batch_size)
-        v1, v2 = bank.views(idx, n_samples, config.views, rng)
-        with torch.no_grad():
-            mels = logmel(torch.from_numpy(np.concatenate([v1, v2])))
-        z = proj(model.features(mels))
-        loss = nt_xent(z[: len(idx)], z[len(idx):], config.temperature)
-        if maps is not None:
-            x, y_tags, y_genre = _replay_batch(replay, train_idx, *maps, config.supervised_batch, chunk_frames, rng)
-            loss = loss + config.supervised_weight * tagging_loss(model(x), y_tags, y_genre)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(_step(run, bank, config, step))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        done = step + 1
-        if done % config.save_every == 0 or done == last:
-            _save_state(state_file, model, proj, opt, done, losses, fingerprint)
+        if (step + 1) % config.save_every == 0 or step + 1 == last:
+            _save_state(state_file, run.model, run.proj, run.opt, step + 1, losses, run.fingerprint)
     bar.close()
     if last < config.steps:
         return SSLResult(state_file, "", last, start, losses, time.monotonic() - t0)
-    model.eval()
-    extra = dict(loaded.extra)
-    extra["ssl"] = {"base_model": loaded.model_id, "config": config.to_dict(), "tracks": len(bank),
-                    "hours": round(bank.seconds / 3600, 3), "replay": replay is not None,
-                    "final_loss": float(np.mean(losses[-20:])) if losses else None}
-    model_id = save_checkpoint(out, model, config=model_config, tags=loaded.tags, genres=loaded.genres,
-                               thresholds=loaded.thresholds, metrics={}, analysis=analysis or loaded.analysis,
-                               extra=extra)
-    say(f"wrote {out} (model {model_id}) after {config.steps} steps; final loss {extra['ssl']['final_loss']}")
+    model_id = _finish(run, bank, out, config, losses, analysis)
+    say(f"wrote {out} (model {model_id}) after {config.steps} steps; final loss {np.mean(losses[-20:]):.4f}")
     return SSLResult(out, model_id, config.steps, start, losses, time.monotonic() - t0)
 
 
