@@ -1,0 +1,140 @@
+"""Beats, downbeats and beat-synchronous segment features of one track.
+
+The ``beats`` analysis stage stores, per track, beat times, each beat's position in its bar and one
+feature vector per segment (a segment runs from one beat to the next). :class:`BeatState` collects
+what it needs while :class:`~mir.features.TrackAnalyzer` streams a track (one onset value, ``N_BANDS``
+band levels and one energy per log-mel frame; one chroma vector per chroma frame), and
+:func:`beat_segments` turns it into the stage's result.
+
+Methods
+- beats: ``librosa.beat.beat_track`` (Ellis 2007 dynamic programming) on mir's onset envelope
+  (:func:`~mir.features.descriptors.onset_envelope`), with the tempo fixed to the track's descriptor
+  tempo, so beat spacing agrees with the stored tempo. Beat ``i`` is at frame ``f`` -> ``f * hop / sr`` s.
+- metre (beats per bar): 3 when the beats' onset strengths (envelope maximum within 2 frames of each
+  beat) correlate more at a lag of three beats than of four (and positively), else 4. A simple
+  estimate: it cannot tell 2/4 from 4/4, and hears 6/8 as 3 or 4 depending on the beat level tracked.
+- downbeats: the bar phase whose beats carry the largest mean onset strength (accented first beats);
+  ``bar_pos[i]`` is beat ``i``'s position in its bar, 0 on a downbeat.
+- segment features (``SEGMENT_FEATURES``): mean level of ``N_BANDS`` equal groups of mel bands (dB),
+  mean chroma (frame chroma scaled to max 1, C first), loudness (dB of the mean mel power; relative,
+  not LUFS) and mean onset strength (dB per frame).
+"""
+from __future__ import annotations
+
+import librosa
+import numpy as np
+
+from .descriptors import onset_envelope
+
+N_BANDS = 16
+SEGMENT_FEATURES = tuple([f"band{i}" for i in range(N_BANDS)] + [f"chroma{i}" for i in range(12)]
+                         + ["loudness", "onset"])
+CHROMA_SLICE = slice(N_BANDS, N_BANDS + 12)
+LOUDNESS_COLUMN = N_BANDS + 12
+
+
+class BeatState:
+    """What the beats stage keeps while a track streams (about 72 bytes per log-mel frame)."""
+
+    def __init__(self):
+        self._env: list[np.ndarray] = []
+        self._bands: list[np.ndarray] = []
+        self._energy: list[np.ndarray] = []
+        self._chroma: list[np.ndarray] = []
+        self._last: np.ndarray | None = None
+
+    def frames(self, S: np.ndarray) -> None:
+        """Log-mel frames S [shape=(n_mels, k)] dB, in stream order."""
+        if not S.shape[1]:
+            return
+        self._env.append(onset_envelope(S, previous=self._last))
+        self._last = S[:, -1].copy()
+        self._bands.append(band_levels(S))
+        power = librosa.db_to_power(S.astype(np.float64))
+        self._energy.append((10.0 * np.log10(power.mean(axis=0) + 1e-10)).astype(np.float32))
+
+    def chroma(self, C: np.ndarray) -> None:
+        """Chroma frames C [shape=(12, k)], in stream order."""
+        if C.shape[1]:
+            self._chroma.append(C.astype(np.float32))
+
+    def result(self, *, sr: int, hop_length: int, chroma_hop: int, tempo: float) -> dict:
+        """:func:`beat_segments` of everything seen."""
+        cat = lambda parts, shape: np.concatenate(parts, axis=-1) if parts else np.zeros(shape, np.float32)  # noqa: E731
+        return beat_segments(cat(self._env, (0,)), cat(self._bands, (N_BANDS, 0)), cat(self._energy, (0,)),
+                             cat(self._chroma, (12, 0)), sr=sr, hop_length=hop_length, chroma_hop=chroma_hop,
+                             tempo=tempo)
+
+
+def band_levels(S: np.ndarray, n_bands: int = N_BANDS) -> np.ndarray:
+    """Mean dB of ``n_bands`` near-equal groups of mel bands: S [shape=(n_mels, t)] -> [shape=(n_bands, t)]."""
+    groups = np.array_split(np.arange(S.shape[0]), n_bands)
+    return np.stack([S[g].mean(axis=0, dtype=np.float64) for g in groups]).astype(np.float32)
+
+
+def track_beats(env: np.ndarray, *, sr: int, hop_length: int, tempo: float) -> np.ndarray:
+    """Beat frames [shape=(n,)] int of an onset envelope, at the given ``tempo`` (BPM; 0: none found)."""
+    if not tempo > 0 or len(env) < 4 or not np.any(env > 0):
+        return np.zeros(0, dtype=np.int64)
+    _, beats = librosa.beat.beat_track(onset_envelope=env.astype(np.float64), sr=sr, hop_length=hop_length,
+                                       bpm=float(tempo), trim=True, units="frames")
+    return np.asarray(beats, dtype=np.int64)
+
+
+def meter_from_strength(strength: np.ndarray) -> int:
+    """Beats per bar from the beats' onset strengths [shape=(n,)]: 3 or 4 (see module doc)."""
+    s = np.asarray(strength, dtype=np.float64)
+    s = s - s.mean() if len(s) else s
+    if len(s) < 8 or not np.any(s):
+        return 4
+    ac = {lag: float(np.dot(s[:-lag], s[lag:]) / (len(s) - lag)) for lag in (3, 4)}
+    return 3 if ac[3] > max(ac[4], 0.0) else 4
+
+
+def bar_positions(strength: np.ndarray, meter: int) -> np.ndarray:
+    """Each beat's position in its bar [shape=(n,)], the downbeat phase being the strongest on average."""
+    n = len(strength)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    means = [strength[p::meter].mean() if len(strength[p::meter]) else -np.inf for p in range(meter)]
+    phase = int(np.argmax(means))
+    return (np.arange(n) - phase) % meter
+
+
+def segment_means(values: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` [shape=(d, t)] over columns ``[starts[i], stops[i])`` -> [shape=(n, d)] (empty: nearest column)."""
+    d, t = values.shape
+    if t == 0:
+        return np.zeros((len(starts), d), np.float32)
+    csum = np.concatenate([np.zeros((d, 1)), np.cumsum(values, axis=1, dtype=np.float64)], axis=1)
+    lo = np.clip(starts, 0, t - 1)
+    hi = np.clip(np.maximum(stops, lo + 1), 1, t)
+    return ((csum[:, hi] - csum[:, lo]) / (hi - lo)).T.astype(np.float32)
+
+
+def beat_segments(env: np.ndarray, bands: np.ndarray, energy: np.ndarray, chroma: np.ndarray, *, sr: int,
+                  hop_length: int, chroma_hop: int, tempo: float) -> dict:
+    """Beats, bar positions and segment features of one track.
+
+    env [shape=(t,)], bands [shape=(N_BANDS, t)], energy [shape=(t,)]: per log-mel frame (hop ``hop_length``);
+    chroma [shape=(12, u)]: per chroma frame (hop ``chroma_hop``). Returns ``{"beats": [n] s, "bar_pos": [n] int,
+    "meter": int, "features": [n - 1, len(SEGMENT_FEATURES)] float32}``: segment ``i`` spans beats ``i`` to ``i + 1``.
+    """
+    frames = track_beats(env, sr=sr, hop_length=hop_length, tempo=tempo)
+    if len(frames) < 2:
+        return {"beats": np.zeros(0), "bar_pos": np.zeros(0, np.int64), "meter": 4,
+                "features": np.zeros((0, len(SEGMENT_FEATURES)), np.float32)}
+    lo, hi = np.maximum(frames - 2, 0), np.minimum(frames + 3, len(env))
+    strength = np.array([env[a:b].max() for a, b in zip(lo, hi)])
+    meter = meter_from_strength(strength)
+    starts, stops = frames[:-1], frames[1:]
+    c_starts = np.round(starts * hop_length / chroma_hop).astype(np.int64)
+    c_stops = np.round(stops * hop_length / chroma_hop).astype(np.int64)
+    feats = np.concatenate([
+        segment_means(bands, starts, stops),
+        segment_means(chroma, c_starts, c_stops),
+        segment_means(energy[None, :], starts, stops),
+        segment_means(env[None, :], starts, stops),
+    ], axis=1)
+    return {"beats": frames * hop_length / sr, "bar_pos": bar_positions(strength, meter), "meter": meter,
+            "features": feats.astype(np.float32)}
