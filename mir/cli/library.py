@@ -69,8 +69,18 @@ def cmd_export(args) -> int:
 def cmd_show(args) -> int:
     from ..tagging import tagged_models, track_tags
 
+    from ..errors import TrackNotFoundError
+    from ..generate import describe_provenance, find_provenance
+
     lib = Library(args.library)
-    t = lib.track(args.track)
+    prov = find_provenance(args.track)  # a generated piece: its provenance JSON lies beside it
+    try:
+        t = lib.track(args.track)
+    except TrackNotFoundError:
+        if prov is None:
+            raise
+        print(json.dumps(prov, indent=1) if args.json else describe_provenance(prov))
+        return 0
     d = lib.descriptors()
     row = d[d["hash"] == t["hash"]].iloc[0]
     fields = ["track_id", "path", "status", "title", "artist", "album", "genre", "year", "format", "duration",
@@ -81,6 +91,8 @@ def cmd_show(args) -> int:
         out = json.loads(row[fields].to_json())
         if tagged is not None:
             out["model"] = {k: tagged[k] for k in ("model_id", "genre", "tags", "genre_probs", "tag_probs", "n_chunks")}
+        if prov is not None:
+            out["provenance"] = prov
         print(json.dumps(out, indent=1))
         return 0
     for f in fields:
@@ -101,6 +113,8 @@ def cmd_show(args) -> int:
         others = sorted(((p, n) for n, p in tagged["tag_probs"].items() if n not in tagged["tags"]), reverse=True)
         if others and args.all_tags:
             print("below thr  " + ", ".join(f"{n} {p:.2f}" for p, n in others))
+    if prov is not None:
+        print(describe_provenance(prov))
     return 0
 
 

@@ -13,7 +13,7 @@ from .. import __version__
 from ..errors import MirError
 
 # modules under mir.cli that register sub-commands, in help order
-COMMAND_MODULES = ["library", "dataset", "train", "tag", "index", "similar", "recommend", "demo"]
+COMMAND_MODULES = ["library", "dataset", "train", "tag", "index", "similar", "recommend", "generate", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

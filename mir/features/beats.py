@@ -10,10 +10,10 @@ Methods
 - beats: ``librosa.beat.beat_track`` (Ellis 2007 dynamic programming) on mir's onset envelope
   (:func:`~mir.features.descriptors.onset_envelope`), with the tempo fixed to the track's descriptor
   tempo, so beat spacing agrees with the stored tempo. Beat ``i`` is at frame ``f`` -> ``f * hop / sr`` s.
-- metre (beats per bar): 3 when the beats' onset strengths (envelope maximum within 2 frames of each
-  beat) correlate more at a lag of three beats than of four (and positively), else 4. A simple
+- metre (beats per bar): 3 when the beats' accents (peak frame loudness from 1 frame before to 3 after
+  each beat) correlate more at a lag of three beats than of four (and positively), else 4. A simple
   estimate: it cannot tell 2/4 from 4/4, and hears 6/8 as 3 or 4 depending on the beat level tracked.
-- downbeats: the bar phase whose beats carry the largest mean onset strength (accented first beats);
+- downbeats: the bar phase whose beats carry the largest mean accent (louder first beats);
   ``bar_pos[i]`` is beat ``i``'s position in its bar, 0 on a downbeat.
 - segment features (``SEGMENT_FEATURES``): mean level of ``N_BANDS`` equal groups of mel bands (dB),
   mean chroma (frame chroma scaled to max 1, C first), loudness (dB of the mean mel power; relative,
@@ -82,7 +82,7 @@ def track_beats(env: np.ndarray, *, sr: int, hop_length: int, tempo: float) -> n
 
 
 def meter_from_strength(strength: np.ndarray) -> int:
-    """Beats per bar from the beats' onset strengths [shape=(n,)]: 3 or 4 (see module doc)."""
+    """Beats per bar from the beats' accents [shape=(n,)]: 3 or 4 (see module doc)."""
     s = np.asarray(strength, dtype=np.float64)
     s = s - s.mean() if len(s) else s
     if len(s) < 8 or not np.any(s):
@@ -92,7 +92,7 @@ def meter_from_strength(strength: np.ndarray) -> int:
 
 
 def bar_positions(strength: np.ndarray, meter: int) -> np.ndarray:
-    """Each beat's position in its bar [shape=(n,)], the downbeat phase being the strongest on average."""
+    """Each beat's position in its bar [shape=(n,)] from the beats' accents: the downbeat phase is the loudest on average."""
     n = len(strength)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -124,8 +124,8 @@ def beat_segments(env: np.ndarray, bands: np.ndarray, energy: np.ndarray, chroma
     if len(frames) < 2:
         return {"beats": np.zeros(0), "bar_pos": np.zeros(0, np.int64), "meter": 4,
                 "features": np.zeros((0, len(SEGMENT_FEATURES)), np.float32)}
-    lo, hi = np.maximum(frames - 2, 0), np.minimum(frames + 3, len(env))
-    strength = np.array([env[a:b].max() for a, b in zip(lo, hi)])
+    lo, hi = np.maximum(frames - 1, 0), np.minimum(frames + 4, len(energy))
+    strength = np.array([energy[a:b].max() if b > a else 0.0 for a, b in zip(lo, hi)])
     meter = meter_from_strength(strength)
     starts, stops = frames[:-1], frames[1:]
     c_starts = np.round(starts * hop_length / chroma_hop).astype(np.int64)

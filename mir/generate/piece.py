@@ -62,6 +62,16 @@ def find_provenance(path: str | os.PathLike) -> dict | None:
         return None
 
 
+def describe_provenance(prov: dict) -> str:
+    """A few lines on what a generated piece is made of (for `mir show`)."""
+    srcs = sorted(prov.get("sources", {}).items(), key=lambda kv: -kv[1])
+    lines = [f"generated  by generator {prov.get('generator_id')} (tagger {prov.get('tagger_id')}), seed {prov.get('seed')}, "
+             f"{prov.get('duration', 0):.1f} s, {prov.get('tempo', 0):.1f} BPM, {prov.get('key')}, stretch {prov.get('stretcher')}",
+             f"seeds      {json.dumps(prov.get('seeds'))}",
+             "sources    " + ", ".join(f"{t[:12]} {c} beats" for t, c in srcs[:8]) + (" …" if len(srcs) > 8 else "")]
+    return "\n".join(lines)
+
+
 def _model_step(gen: LoadedGenerator, cond: np.ndarray):
     net, c = gen.model, gen.config.context
     cond_t = torch.as_tensor(cond[None, :], dtype=torch.float32)
