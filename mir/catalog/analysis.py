@@ -80,6 +80,7 @@ def analyze_file(path: str, content_hash: str, stages: dict[str, str], lib_root:
             for block in audio.stream(path, sr=cfg.sample_rate, block_seconds=cfg.stream_block_seconds):
                 analyzer.update(block)
             desc = analyzer.finalize()
+            del analyzer  # its buffers go before the beats stage's peak
         rows: dict[str, dict] = {}
         if beats:
             seg = beats.result(sr=cfg.sample_rate, hop_length=cfg.hop_length,

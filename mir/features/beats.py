@@ -34,7 +34,7 @@ LOUDNESS_COLUMN = N_BANDS + 12
 
 
 class BeatState:
-    """What the beats stage keeps while a track streams (about 72 bytes per log-mel frame)."""
+    """What the beats stage keeps while a track streams (about 45 bytes per log-mel frame)."""
 
     def __init__(self):
         self._env: list[np.ndarray] = []
@@ -49,21 +49,26 @@ class BeatState:
             return
         self._env.append(onset_envelope(S, previous=self._last))
         self._last = S[:, -1].copy()
-        self._bands.append(band_levels(S))
+        self._bands.append(band_levels(S).astype(np.float16))  # 1/32 dB steps at most (|level| < 128 dB)
         power = librosa.db_to_power(S.astype(np.float64))
         self._energy.append((10.0 * np.log10(power.mean(axis=0) + 1e-10)).astype(np.float32))
 
     def chroma(self, C: np.ndarray) -> None:
         """Chroma frames C [shape=(12, k)], in stream order."""
         if C.shape[1]:
-            self._chroma.append(C.astype(np.float32))
+            self._chroma.append(C.astype(np.float16))
 
     def result(self, *, sr: int, hop_length: int, chroma_hop: int, tempo: float) -> dict:
         """:func:`beat_segments` of everything seen."""
-        cat = lambda parts, shape: np.concatenate(parts, axis=-1) if parts else np.zeros(shape, np.float32)  # noqa: E731
-        return beat_segments(cat(self._env, (0,)), cat(self._bands, (N_BANDS, 0)), cat(self._energy, (0,)),
-                             cat(self._chroma, (12, 0)), sr=sr, hop_length=hop_length, chroma_hop=chroma_hop,
-                             tempo=tempo)
+        def cat(parts: list, shape: tuple) -> np.ndarray:
+            out = np.concatenate(parts, axis=-1) if parts else np.zeros(shape, np.float32)
+            parts.clear()  # the blocks go as soon as they are joined
+            return out
+
+        env = cat(self._env, (0,))
+        frames = track_beats(env, sr=sr, hop_length=hop_length, tempo=tempo)  # before the other joins: lower peak
+        return beat_segments(env, cat(self._bands, (N_BANDS, 0)), cat(self._energy, (0,)), cat(self._chroma, (12, 0)),
+                             sr=sr, hop_length=hop_length, chroma_hop=chroma_hop, tempo=tempo, frames=frames)
 
 
 def band_levels(S: np.ndarray, n_bands: int = N_BANDS) -> np.ndarray:
@@ -101,40 +106,45 @@ def bar_positions(strength: np.ndarray, meter: int) -> np.ndarray:
     return (np.arange(n) - phase) % meter
 
 
-def segment_means(values: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
-    """Mean of ``values`` [shape=(d, t)] over columns ``[starts[i], stops[i])`` -> [shape=(n, d)] (empty: nearest column)."""
+def segment_means(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` [shape=(d, t)] over consecutive column spans ``[bounds[i], bounds[i + 1])`` ->
+    [shape=(len(bounds) - 1, d)] float32 (an empty span takes its first column). No copy of ``values``."""
     d, t = values.shape
-    if t == 0:
-        return np.zeros((len(starts), d), np.float32)
-    csum = np.concatenate([np.zeros((d, 1)), np.cumsum(values, axis=1, dtype=np.float64)], axis=1)
-    lo = np.clip(starts, 0, t - 1)
-    hi = np.clip(np.maximum(stops, lo + 1), 1, t)
-    return ((csum[:, hi] - csum[:, lo]) / (hi - lo)).T.astype(np.float32)
+    n = len(bounds) - 1
+    if t == 0 or n <= 0:
+        return np.zeros((max(n, 0), d), np.float32)
+    b = np.clip(np.asarray(bounds, np.int64), 0, t)
+    b = np.maximum.accumulate(b)
+    starts = np.minimum(b[:-1], t - 1)
+    stop = max(b[-1], starts[-1] + 1)
+    sums = np.stack([np.add.reduceat(row[:stop], starts, dtype=np.float64) for row in values])  # one row at a time
+    count = b[1:] - b[:-1]
+    return (sums / np.maximum(count, 1)).T.astype(np.float32)
 
 
 def beat_segments(env: np.ndarray, bands: np.ndarray, energy: np.ndarray, chroma: np.ndarray, *, sr: int,
-                  hop_length: int, chroma_hop: int, tempo: float) -> dict:
+                  hop_length: int, chroma_hop: int, tempo: float, frames: np.ndarray | None = None) -> dict:
     """Beats, bar positions and segment features of one track.
 
     env [shape=(t,)], bands [shape=(N_BANDS, t)], energy [shape=(t,)]: per log-mel frame (hop ``hop_length``);
     chroma [shape=(12, u)]: per chroma frame (hop ``chroma_hop``). Returns ``{"beats": [n] s, "bar_pos": [n] int,
     "meter": int, "features": [n - 1, len(SEGMENT_FEATURES)] float32}``: segment ``i`` spans beats ``i`` to ``i + 1``.
+    ``frames``: beat frames already found by :func:`track_beats` (None: found here).
     """
-    frames = track_beats(env, sr=sr, hop_length=hop_length, tempo=tempo)
+    if frames is None:
+        frames = track_beats(env, sr=sr, hop_length=hop_length, tempo=tempo)
     if len(frames) < 2:
         return {"beats": np.zeros(0), "bar_pos": np.zeros(0, np.int64), "meter": 4,
                 "features": np.zeros((0, len(SEGMENT_FEATURES)), np.float32)}
     lo, hi = np.maximum(frames - 1, 0), np.minimum(frames + 4, len(energy))
     strength = np.array([energy[a:b].max() if b > a else 0.0 for a, b in zip(lo, hi)])
     meter = meter_from_strength(strength)
-    starts, stops = frames[:-1], frames[1:]
-    c_starts = np.round(starts * hop_length / chroma_hop).astype(np.int64)
-    c_stops = np.round(stops * hop_length / chroma_hop).astype(np.int64)
+    c_frames = np.round(frames * hop_length / chroma_hop).astype(np.int64)
     feats = np.concatenate([
-        segment_means(bands, starts, stops),
-        segment_means(chroma, c_starts, c_stops),
-        segment_means(energy[None, :], starts, stops),
-        segment_means(env[None, :], starts, stops),
+        segment_means(bands, frames),
+        segment_means(chroma, c_frames),
+        segment_means(energy[None, :], frames),
+        segment_means(env[None, :], frames),
     ], axis=1)
     return {"beats": frames * hop_length / sr, "bar_pos": bar_positions(strength, meter), "meter": meter,
             "features": feats.astype(np.float32)}
