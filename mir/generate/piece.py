@@ -87,6 +87,18 @@ def _model_step(gen: LoadedGenerator, cond: np.ndarray):
     return step
 
 
+def _bigram_step(gen: LoadedGenerator, seg):
+    """Logits of a bigram over every library track's tokens (add-one smoothing), for the baseline."""
+    k = gen.codebook.size
+    tok = gen.codebook.encode(seg.features)
+    counts = np.ones((k + 1, k))
+    same = np.r_[False, seg.track[1:] == seg.track[:-1]]
+    prev = np.where(same, np.r_[k, tok[:-1]], k)
+    np.add.at(counts, (prev, tok), 1)
+    logp = np.log(counts / counts.sum(axis=1, keepdims=True))
+    return lambda tokens, bars: logp[tokens[-1] if tokens else k]
+
+
 def _parse_target_key(key: str | None, default: tuple[str, str]) -> tuple[str, str]:
     if key is None:
         return default
@@ -100,12 +112,16 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
              out: str | os.PathLike = "piece.wav", seed: int = 0, temperature: float = 1.0, top_p: float = 0.95,
              tempo: float | None = None, key: str | None = None, structure: str | None = None,
              generator: str | os.PathLike | None = None, stretch: str = "auto", xfade: float = 0.03,
-             constraints: Constraints = Constraints()) -> GenerateResult:
+             constraints: Constraints = Constraints(), method: str = "model") -> GenerateResult:
     """Generate a piece in the style of the seeds' neighbours and write it (WAV/FLAC, mono at the analysis rate).
 
     Seeds: ``tracks`` (ids, prefixes or paths), ``audio_file``, ``tags``, or ``user`` + ``events``.
     ``tempo`` (BPM) and ``key`` ("A minor") default to the neighbours' median tempo and commonest key.
+    ``method``: ``"model"`` (the generator), or the baselines ``"bigram"`` (a bigram over the library's tokens,
+    same constraints) and ``"shuffle"`` (the neighbours' segments in a random order, no constraints).
     """
+    if method not in ("model", "bigram", "shuffle"):
+        raise ParameterError(f"unknown method {method!r}; use model, bigram or shuffle")
     t_start = time.monotonic()
     lib = lib if isinstance(lib, Library) else Library(lib)
     if not MIN_SECONDS <= duration <= MAX_SECONDS:
@@ -164,8 +180,12 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one tiny model step at a time: more threads only add overhead
     try:
-        picks = sample_piece(_model_step(gen, cond), pool, n, meter=meter, rng=rng, temperature=temperature,
-                             top_p=top_p, constraints=constraints, structure=structure)
+        if method == "shuffle":
+            picks = np.resize(rng.permutation(len(pool)), n)
+        else:
+            step = _model_step(gen, cond) if method == "model" else _bigram_step(gen, seg)
+            picks = sample_piece(step, pool, n, meter=meter, rng=rng, temperature=temperature,
+                                 top_p=top_p, constraints=constraints, structure=structure)
     finally:
         torch.set_num_threads(threads)
     srows = rows[picks]
@@ -211,7 +231,7 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
         "format": "mir.generation", "format_version": 1, "audio": out.name, "library": str(lib.root),
         "seeds": found.seeds, "neighbours": [{"track_id": t, "score": round(s, 6)} for t, s in
                                              zip(found.track_ids, found.scores)],
-        "generator_id": gen.model_id, "tagger_id": gen.tagger_id, "seed": int(seed),
+        "generator_id": gen.model_id, "tagger_id": gen.tagger_id, "seed": int(seed), "method": method,
         "settings": {"temperature": temperature, "top_p": top_p, "structure": structure, "xfade": xfade,
                      "max_run": constraints.max_run, "max_share": constraints.max_share, "neighbours": neighbours},
         "tempo": tempo, "key": f"{target_key[0]} {target_key[1]}", "meter": meter, "sample_rate": sr,
