@@ -33,7 +33,7 @@ from .model import TokenTransformer, condition_vector, make_config, save_generat
 from .retrieve import embeddings, load_tags, resolve_model_id
 from .segments import Segments, load_segments
 
-SMOOTHING = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+SMOOTHING = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 
 
 def default_path(lib: Library) -> Path:
