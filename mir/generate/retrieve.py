@@ -13,12 +13,15 @@ import numpy as np
 
 from ..catalog import Library
 from ..errors import ParameterError
-from ..index import Filters, open_library_index  # noqa: F401  (re-exported for the CLI)
+from ..index import Filters, open_library_index
 from ..index.base import PAD_ID, normalized
-from ..index.filters import parse_key  # noqa: F401
-from ..index.library import LibraryIndex, resolve_model_id  # noqa: F401
+from ..index.filters import parse_key
+from ..index.library import LibraryIndex, resolve_model_id
 from ..index.similar import similar
-from ..tagging import load_embeddings, load_tags, model_info  # noqa: F401
+from ..tagging import load_embeddings, load_tags
+
+__all__ = ["Filters", "LibraryIndex", "Retrieved", "embeddings", "load_tags", "open_library_index", "parse_key",
+           "resolve_model_id", "retrieve", "user_vector"]
 
 
 @dataclass

@@ -236,6 +236,7 @@ def train_generator(lib: Library, *, model: str | None = None, out: str | None =
     net = TokenTransformer(config)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
     start, best, best_state, history, bad = 0, math.inf, None, [], 0
+    spent = float(state.get("seconds", 0.0)) if state else 0.0  # training time of earlier sessions
     if state:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -270,7 +271,8 @@ def train_generator(lib: Library, *, model: str | None = None, out: str | None =
             else:
                 bad += 1
             _save_state(state_path, net, opt, epoch + 1, best, best_state, history, bad, codebook,
-                        _settings(model_id, preset, n_tokens, neighbours, seed, batch_size, lr))
+                        _settings(model_id, preset, n_tokens, neighbours, seed, batch_size, lr),
+                        spent + time.monotonic() - t0)
             bar.set_postfix(val_ppl=f"{math.exp(val):.2f}", best=f"{math.exp(best):.2f}")
             bar.update(1)
     net.load_state_dict(best_state)
@@ -280,7 +282,7 @@ def train_generator(lib: Library, *, model: str | None = None, out: str | None =
                "best_epoch": int(np.argmin([h["val_nll"] for h in history]) + 1) if history else 0,
                "baselines": baseline_perplexities(corpus, k), "codebook_size": k, "preset": preset,
                "tracks": {s: int((corpus.split == s).sum()) for s in ("train", "val", "test")},
-               "segments": int(sum(len(t) for t in corpus.tokens)), "train_seconds": time.monotonic() - t0,
+               "segments": int(sum(len(t) for t in corpus.tokens)), "train_seconds": spent + time.monotonic() - t0,
                "history": history}
     metrics["beats_baselines"] = all(metrics["test_perplexity"] < b["perplexity"] for b in metrics["baselines"].values())
     gid = save_generator(out, net, codebook, tagger_id=model_id, n_tags=corpus.n_tags, metrics=metrics,
@@ -293,9 +295,10 @@ def _settings(model_id, preset, n_tokens, neighbours, seed, batch_size, lr) -> d
             "batch_size": batch_size, "lr": lr}
 
 
-def _save_state(path: Path, net, opt, epoch, best, best_state, history, bad, codebook: Codebook, settings) -> None:
+def _save_state(path: Path, net, opt, epoch, best, best_state, history, bad, codebook: Codebook, settings,
+                seconds: float) -> None:
     blob = {"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
             "best_state": best_state, "history": history, "bad": bad, "codebook": codebook.to_dict(),
-            "settings": settings}
+            "settings": settings, "seconds": seconds}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
