@@ -225,3 +225,18 @@ def test_cli_generate_and_show(lib, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["seed"] == 3
     assert cli(["generate", str(lib.root), "--track", t, "--key", "Q", "--out", str(out)]) == 1
     assert "not understood" in capsys.readouterr().err
+
+
+def test_generate_from_a_listeners_taste_and_from_tags(lib, tmp_path):
+    ids = sorted(lib.tracks()["track_id"])
+    events = tmp_path / "events.csv"
+    events.write_text("user,track,timestamp,plays\n" + "".join(f"u1,{t},2024-01-0{i + 1},{i + 1}\n"
+                                                              for i, t in enumerate(ids[:3])))
+    r = generate(lib, user="u1", events=events, neighbours=N_CLIPS, duration=10, out=tmp_path / "u.wav",
+                 stretch="librosa")
+    assert r.provenance["seeds"] == {"user": "u1", "events": str(events), "played": 3}
+    assert len(r.provenance["neighbours"]) == N_CLIPS
+    with pytest.raises(ParameterError, match="no usable event"):
+        generate(lib, user="nobody", events=events, out=tmp_path / "x.wav")
+    t = generate(lib, tags=["tag1"], neighbours=N_CLIPS, duration=10, out=tmp_path / "t.wav", stretch="librosa")
+    assert t.provenance["seeds"]["tags"] == ["tag1"]
