@@ -240,3 +240,18 @@ def test_generate_from_a_listeners_taste_and_from_tags(lib, tmp_path):
         generate(lib, user="nobody", events=events, out=tmp_path / "x.wav")
     t = generate(lib, tags=["tag1"], neighbours=N_CLIPS, duration=10, out=tmp_path / "t.wav", stretch="librosa")
     assert t.provenance["seeds"]["tags"] == ["tag1"]
+
+
+def test_batch_is_resumable(lib, tmp_path, capsys):
+    ids = sorted(lib.tracks()["track_id"])
+    spec = tmp_path / "spec.csv"
+    spec.write_text("out,track,seed,duration\n" + f"p0.wav,{ids[0]},1,10\n" + f"p1.wav,{ids[1]};{ids[2]},2,10\n"
+                    + "bad.wav,,3,10\n")
+    args = ["generate", str(lib.root), "--batch", str(spec), "--neighbours", "8", "--stretch", "librosa"]
+    assert cli(args) == 1  # the row without seeds fails, the others are made
+    assert "2 pieces made, 0 already done, 1 failed" in capsys.readouterr().out
+    first = (tmp_path / "p0.wav").read_bytes()
+    (tmp_path / "p1.provenance.json").unlink()  # as if killed before p1 finished
+    assert cli(args) == 1
+    assert "1 pieces made, 1 already done, 1 failed" in capsys.readouterr().out
+    assert (tmp_path / "p0.wav").read_bytes() == first

@@ -29,13 +29,20 @@ def cmd_generate(args) -> int:
     from ..generate import Constraints, generate
     from .similar import _filters
 
+    common = dict(neighbours=args.neighbours, filters=_filters(argparse.Namespace(**{**vars(args), "key": args.filter_key})),
+                  duration=args.duration, seed=args.seed, temperature=args.temperature, top_p=args.top_p,
+                  tempo=args.tempo, key=args.target_key, structure=args.structure, generator=args.generator,
+                  stretch=args.stretch, xfade=args.xfade / 1000.0, constraints=Constraints())
+    if args.batch:
+        from ..generate.batch import generate_batch
+
+        r = generate_batch(Library(args.library), args.batch, progress=sys.stderr.isatty(), **common)
+        print(f"generate: {r['done']} pieces made, {r['skipped']} already done, {r['failed']} failed")
+        for f in r["failures"][:20]:
+            print(f"  failed: {f}", file=sys.stderr)
+        return 1 if r["failed"] else 0
     res = generate(Library(args.library), tracks=args.track or (), audio_file=args.audio, tags=args.tags or (),
-                   user=args.user, events=args.events, neighbours=args.neighbours,
-                   filters=_filters(argparse.Namespace(**{**vars(args), "key": args.filter_key})),
-                   duration=args.duration, out=args.out, seed=args.seed, temperature=args.temperature,
-                   top_p=args.top_p, tempo=args.tempo, key=args.target_key, structure=args.structure,
-                   generator=args.generator, stretch=args.stretch, xfade=args.xfade / 1000.0,
-                   constraints=Constraints())
+                   user=args.user, events=args.events, out=args.out, **common)
     if args.json:
         print(json.dumps({k: v for k, v in res.provenance.items() if k != "beats"}, indent=1))
     else:
@@ -65,6 +72,8 @@ def register(sub) -> None:
     seeds.add_argument("--tags", metavar="LIST", help="comma-separated tags, e.g. 'piano,slow'")
     seeds.add_argument("--user", metavar="U", help="a listener's taste, with --events")
     seeds.add_argument("--events", metavar="F", help="listening history (CSV or Parquet) for --user")
+    seeds.add_argument("--batch", metavar="SPEC.csv", help="many pieces, one per row (out, track, tags, seed, …); "
+                       "resumable: pieces with provenance are skipped")
     p.add_argument("--neighbours", type=int, default=20, help="tracks retrieved to draw segments from (default 20)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds, 10-600 (default 60)")
     p.add_argument("--out", "-o", default="piece.wav", help="output .wav or .flac (provenance beside it)")
