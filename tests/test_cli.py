@@ -26,7 +26,7 @@ def library(tmp_path, capsys):
 def test_info_failures_export_show(library, tmp_path, capsys):
     assert main(["info", str(library), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["tracks"] == 2 and info["analysed"] == {"descriptors": 2, "logmel": 2} and info["failures"] == 1
+    assert info["tracks"] == 2 and info["analysed"] == {"descriptors": 2, "logmel": 2, "beats": 2} and info["failures"] == 1
 
     assert main(["failures", str(library)]) == 0
     header, row = capsys.readouterr().out.splitlines()  # one failure: the header and one row

@@ -58,33 +58,47 @@ def analyze_file(path: str, content_hash: str, stages: dict[str, str], lib_root:
     """
     from .. import audio
     from ..features import TrackAnalyzer
+    from ..features.beats import BeatState
+    from ..features.descriptors import chroma_fft_size
 
     want_logmel = "logmel" in stages
+    beats = BeatState() if "beats" in stages else None
     frames = {"n": 0}
     try:
         with contextlib.ExitStack() as stack:
             on_frames = None
-            if want_logmel:  # frames go straight to disk: memory stays bounded for any length
+            if want_logmel or beats:  # log-mel frames go straight to disk: memory stays bounded for any length
                 append = stack.enter_context(ArrayStore(os.path.join(lib_root, "arrays")).column_writer(
-                    "logmel", stages["logmel"], content_hash, rows=cfg.n_mels))
+                    "logmel", stages["logmel"], content_hash, rows=cfg.n_mels)) if want_logmel else None
 
                 def on_frames(block):
                     frames["n"] += block.shape[-1]
-                    append(block)
+                    if append:
+                        append(block)
+                    if beats:
+                        beats.frames(block)
 
             analyzer = TrackAnalyzer(sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-                                     n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, on_frames=on_frames)
+                                     n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, on_frames=on_frames,
+                                     on_chroma=beats.chroma if beats else None)
             level = _Level()
             for block in audio.stream(path, sr=cfg.sample_rate, block_seconds=cfg.stream_block_seconds):
                 level.update(block)
                 analyzer.update(block)
             desc = analyzer.finalize()
+            del analyzer  # its buffers go before the beats stage's peak
         warning = None
         if level.offset_only(cfg.silence_peak):
             warning = {"warning": "no_sound", "message": f"{path}: the signal is a constant offset "
                        f"({level.mean:+.3g}) with no sound, so no key (check the recording)"}
             desc.update(key=None, mode=None, key_confidence=float("nan"))
         rows: dict[str, dict] = {}
+        if beats:
+            seg = beats.result(sr=cfg.sample_rate, hop_length=cfg.hop_length,
+                               chroma_hop=chroma_fft_size(cfg.sample_rate) // 2, tempo=desc["tempo"])
+            ArrayStore(os.path.join(lib_root, "arrays")).save("beats", stages["beats"], content_hash, seg["features"])
+            rows["beats"] = {"hash": content_hash, "meter": int(seg["meter"]), "beats": seg["beats"].tolist(),
+                             "bar_pos": seg["bar_pos"].tolist()}
         if "descriptors" in stages:
             rows["descriptors"] = {"hash": content_hash, **{k: desc[k] for k in sorted(desc)}}
         if want_logmel:

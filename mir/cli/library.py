@@ -139,8 +139,18 @@ def cmd_export(args) -> int:
 def cmd_show(args) -> int:
     from ..catalog.predictions import model_info, resolve_model_id, tagged_models, track_tags
 
+    from ..errors import TrackNotFoundError
+    from ..generate import describe_provenance, find_provenance
+
     lib = Library(args.library)
-    t = lib.track(args.track)
+    prov = find_provenance(args.track)  # a generated piece: its provenance JSON lies beside it
+    try:
+        t = lib.track(args.track)
+    except TrackNotFoundError:
+        if prov is None:
+            raise
+        print(json.dumps(prov, indent=1) if args.json else describe_provenance(prov))
+        return 0
     d = lib.descriptors()
     row = d[d["hash"] == t["hash"]].iloc[0]
     fields = ["track_id", "path", "status", "title", "artist", "album", "genre", "year", "format", "duration",
@@ -157,6 +167,8 @@ def cmd_show(args) -> int:
         out["warnings"] = warnings
         if tagged is not None:
             out["model"] = {k: tagged[k] for k in ("model_id", "genre", "tags", "genre_probs", "tag_probs", "n_chunks")}
+        if prov is not None:
+            out["provenance"] = prov
         print(json.dumps(out, indent=1, ensure_ascii=False))
         return 0
     for name, value in _shown(row):
@@ -169,6 +181,8 @@ def cmd_show(args) -> int:
         print(f"model      {model_id} (this track is not tagged yet: run `mir tag`)")
     else:
         _show_tags(tagged, row, model_info(lib, model_id), all_tags=args.all_tags)
+    if prov is not None:
+        print(describe_provenance(prov))
     return 0
 
 

@@ -218,18 +218,22 @@ def chroma_frames(frames: np.ndarray, *, sr: int) -> np.ndarray:
 class _KeyState:
     """Sum of frame chroma over the stream (12 floats) plus the framing carry-over."""
 
-    def __init__(self, sr: int):
+    def __init__(self, sr: int, on_chroma: Callable[[np.ndarray], object] | None = None):
         self.sr = sr
         n_fft = chroma_fft_size(sr)
         self._frames = FrameStream(n_fft, n_fft // 2)
         self._sum = np.zeros(12)
+        self.on_chroma = on_chroma
 
     def update(self, block: np.ndarray) -> None:
         self._add(self._frames.push(block))
 
     def _add(self, frames: np.ndarray) -> None:
         for s in range(0, len(frames), 64):  # chunks keep the float64 FFT buffers in cache
-            self._sum += chroma_frames(frames[s : s + 64], sr=self.sr).sum(axis=1)
+            C = chroma_frames(frames[s : s + 64], sr=self.sr)
+            self._sum += C.sum(axis=1)
+            if self.on_chroma is not None:
+                self.on_chroma(C)
 
     def result(self) -> tuple[str, str, float, np.ndarray]:
         """``(tonic, mode, confidence, chroma profile [12] summing to 1, or zeros when silent)``."""
@@ -320,11 +324,14 @@ class TrackAnalyzer:
     ``on_frames(S)`` receives each new batch of log-mel frames S [shape=(n_mels, k)] float32 dB, k >= 1;
     their concatenation equals :func:`~mir.features.log_mel` of the whole signal. ``include`` selects
     descriptors (subset of ``("tempo", "key", "loudness")``); ``duration`` is always reported.
+    ``on_chroma(C)`` (with "key") receives the key's chroma frames C [shape=(12, k)] (hop: half of
+    :func:`chroma_fft_size`), as the beats stage needs them.
     Results do not depend on how the signal is split into blocks (key confidence up to float rounding, ~1e-12).
     """
 
     def __init__(self, *, sr=None, n_fft=None, hop_length=None, n_mels=None, fmin=None, fmax=None,
-                 on_frames: Callable[[np.ndarray], object] | None = None, include: Iterable[str] = DESCRIPTORS):
+                 on_frames: Callable[[np.ndarray], object] | None = None, include: Iterable[str] = DESCRIPTORS,
+                 on_chroma: Callable[[np.ndarray], object] | None = None):
         include = tuple(include)
         unknown = set(include) - set(DESCRIPTORS)
         if unknown:
@@ -338,7 +345,7 @@ class TrackAnalyzer:
         self._mel = LogMelStream(sr=p.sr, n_fft=p.n_fft, hop_length=p.hop_length, n_mels=p.n_mels,
                                  fmin=p.fmin, fmax=p.fmax) if ("tempo" in include or on_frames) else None
         self._tempo = _TempoState(p.sr, p.hop_length) if "tempo" in include else None
-        self._key = _KeyState(p.sr) if "key" in include else None
+        self._key = _KeyState(p.sr, on_chroma) if "key" in include else None
         self._loudness = _LoudnessState(p.sr) if "loudness" in include else None
         self._finalized = False
 

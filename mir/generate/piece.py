@@ -1,0 +1,264 @@
+"""`mir generate`: retrieve neighbours, sample a token sequence under constraints, render it, say what it is made of.
+
+:func:`generate` is the whole call; the provenance JSON (``<out stem>.provenance.json`` beside the audio)
+holds the seeds, the neighbours with their scores, the generator and tagger ids, the RNG seed, the
+settings, and per output beat: source track, source time, stretch ratio and semitone shift.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .. import atomic, audio
+from ..catalog import Library
+from ..config import get_config
+from ..errors import ModelError, ParameterError
+from .model import LoadedGenerator, condition_vector, load_generator
+from .render import Run, level, overlap_add, render_run, render_runs_rubberband, semitone_shift, stretcher_name
+from .retrieve import Filters, embeddings, load_tags, open_library_index, parse_key, retrieve
+from .sample import Constraints, Pool, longest_source_run, max_share, sample_piece
+from .segments import load_segments
+from .train import default_path
+
+MIN_SECONDS, MAX_SECONDS = 10.0, 600.0
+PROVENANCE_SUFFIX = ".provenance.json"
+
+
+@dataclass
+class GenerateResult:
+    path: Path
+    provenance_path: Path
+    provenance: dict
+
+    def summary(self) -> str:
+        p = self.provenance
+        srcs = sorted(p["sources"].items(), key=lambda kv: -kv[1])
+        return (f"{self.path}: {p['duration']:.1f} s, {p['n_beats']} beats at {p['tempo']:.1f} BPM in {p['key']}, "
+                f"from {len(srcs)} of {len(p['neighbours'])} neighbours (largest share {p['checks']['max_share']:.0%}, "
+                f"longest source run {p['checks']['longest_run']} beats); stretch: {p['stretcher']}; "
+                f"seed {p['seed']}; {p['seconds']:.1f} s ({p['duration'] / max(p['seconds'], 1e-9):.0f}x realtime)")
+
+
+def provenance_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.stem + PROVENANCE_SUFFIX)
+
+
+def find_provenance(path: str | os.PathLike) -> dict | None:
+    """The provenance written beside a generated audio file, or None."""
+    p = provenance_path(path)
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def describe_provenance(prov: dict) -> str:
+    """A few lines on what a generated piece is made of (for `mir show`)."""
+    srcs = sorted(prov.get("sources", {}).items(), key=lambda kv: -kv[1])
+    lines = [f"generated  by generator {prov.get('generator_id')} (tagger {prov.get('tagger_id')}), seed {prov.get('seed')}, "
+             f"{prov.get('duration', 0):.1f} s, {prov.get('tempo', 0):.1f} BPM, {prov.get('key')}, stretch {prov.get('stretcher')}",
+             f"seeds      {json.dumps(prov.get('seeds'))}",
+             "sources    " + ", ".join(f"{t[:12]} {c} beats" for t, c in srcs[:8]) + (" …" if len(srcs) > 8 else "")]
+    return "\n".join(lines)
+
+
+def _model_step(gen: LoadedGenerator, cond: np.ndarray):
+    net, c = gen.model, gen.config.context
+    cond_t = torch.as_tensor(cond[None, :], dtype=torch.float32)
+
+    def step(tokens: list[int], bars: np.ndarray) -> np.ndarray:
+        t = len(tokens)
+        s = max(0, t + 1 - c)
+        prev = [net.start_token if s == 0 else tokens[s - 1]] + tokens[s:t]
+        with torch.inference_mode():
+            logits = net(torch.as_tensor([prev]), torch.as_tensor(bars[None, s:t + 1].astype(np.int64)), cond_t)
+        return logits[0, -1].numpy()
+
+    return step
+
+
+def _bigram_step(gen: LoadedGenerator, seg):
+    """Logits of a bigram over every library track's tokens (add-one smoothing), for the baseline."""
+    k = gen.codebook.size
+    tok = gen.codebook.encode(seg.features)
+    counts = np.ones((k + 1, k))
+    same = np.r_[False, seg.track[1:] == seg.track[:-1]]
+    prev = np.where(same, np.r_[k, tok[:-1]], k)
+    np.add.at(counts, (prev, tok), 1)
+    logp = np.log(counts / counts.sum(axis=1, keepdims=True))
+    return lambda tokens, bars: logp[tokens[-1] if tokens else k]
+
+
+def _parse_target_key(key: str | None, default: tuple[str, str]) -> tuple[str, str]:
+    if key is None:
+        return default
+    tonic, mode = parse_key(key)
+    return tonic, mode or "major"
+
+
+def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), audio_file: str | os.PathLike | None = None,
+             tags: Sequence[str] | str = (), user: str | None = None, events: str | os.PathLike | None = None,
+             neighbours: int = 20, filters: Filters | None = None, duration: float = 60.0,
+             out: str | os.PathLike = "piece.wav", seed: int = 0, temperature: float = 1.0, top_p: float = 0.95,
+             tempo: float | None = None, key: str | None = None, structure: str | None = None,
+             generator: str | os.PathLike | None = None, stretch: str = "auto", xfade: float = 0.03,
+             constraints: Constraints = Constraints(), method: str = "model") -> GenerateResult:
+    """Generate a piece in the style of the seeds' neighbours and write it (WAV/FLAC, mono at the analysis rate).
+
+    Seeds: ``tracks`` (ids, prefixes or paths), ``audio_file``, ``tags``, or ``user`` + ``events``.
+    ``tempo`` (BPM) and ``key`` ("A minor") default to the neighbours' median tempo and commonest key.
+    ``method``: ``"model"`` (the generator), or the baselines ``"bigram"`` (a bigram over the library's tokens,
+    same constraints) and ``"shuffle"`` (the neighbours' segments in a random order, no constraints).
+    """
+    if method not in ("model", "bigram", "shuffle"):
+        raise ParameterError(f"unknown method {method!r}; use model, bigram or shuffle")
+    t_start = time.monotonic()
+    lib = lib if isinstance(lib, Library) else Library(lib)
+    if not MIN_SECONDS <= duration <= MAX_SECONDS:
+        raise ParameterError(f"duration {duration!r} s is outside {MIN_SECONDS:.0f}-{MAX_SECONDS:.0f} s")
+    if not 0.02 <= xfade <= 0.05:
+        raise ParameterError(f"crossfade {xfade!r} s is outside 0.02-0.05 s")
+    if tempo is not None and not 30 <= tempo <= 300:
+        raise ParameterError(f"tempo {tempo!r} BPM is outside 30-300")
+    target_key = None if key is None else _parse_target_key(key, ("C", "major"))
+    out = Path(out)
+    if out.suffix.lower() not in (".wav", ".flac"):
+        raise ParameterError(f"output {out} must end in .wav or .flac")
+    stretcher = stretcher_name(stretch)
+    gen_path = Path(generator) if generator else default_path(lib)
+    if not gen_path.is_file():
+        raise ModelError(f"no generator at {gen_path}; run `mir train-generator {lib.root}` first")
+    gen = load_generator(gen_path)
+    seg = load_segments(lib)  # raises "run mir analyze" without a beats stage
+    if gen.analysis != seg_version(lib):
+        raise ModelError(f"generator {gen.model_id} was trained on beats analysis {gen.analysis}, the library has "
+                         f"{seg_version(lib)}; run `mir train-generator {lib.root}` again")
+    li = open_library_index(lib, gen.tagger_id)
+    found = retrieve(li, tracks=tracks, audio=audio_file, tags=tags, user=user, events=events, k=neighbours,
+                     filters=filters)
+    nb = [t for t in found.track_ids if t in seg.tracks.index and seg.tracks.at[t, "n"] > 0]
+    if len(nb) < 4:
+        raise ParameterError(f"only {len(nb)} neighbours with beats were found (need 4 or more with at most "
+                             f"{constraints.max_share:.0%} from each); widen the filters or raise --neighbours")
+    info = seg.tracks.loc[nb]
+    tempo = float(tempo or np.median(info["tempo"].astype(float)))
+    if target_key is None:
+        keys = (info["key"].astype(str) + " " + info["mode"].astype(str)).value_counts()
+        target_key = tuple(keys.index[0].split(" "))
+    meter = int(info["meter"].mode().iat[0]) if "meter" in info else 4
+
+    # conditioning and candidate pool
+    ids, _, emb = embeddings(lib, gen.tagger_id)
+    row_of = {t: i for i, t in enumerate(ids)}
+    tag_table = load_tags(lib, gen.tagger_id)
+    probs = dict(zip(tag_table["track_id"], tag_table["tag_probs"]))
+    cond = condition_vector(emb[[row_of[t] for t in nb]].mean(axis=0), tempo, target_key[0], target_key[1],
+                            np.mean([np.asarray(probs[t], np.float32) for t in nb], axis=0), gen.n_tags)
+    rows = seg.rows_of(nb)
+    local = {r: i for i, r in enumerate(rows)}
+    succ_all = seg.successor()
+    succ = np.array([local.get(int(succ_all[r]), -1) if succ_all[r] >= 0 else -1 for r in rows])
+    pred = np.full(len(rows), -1)
+    pred[succ[succ >= 0]] = np.flatnonzero(succ >= 0)
+    pool = Pool(track=seg.track[rows].astype(np.int64), token=gen.codebook.encode(seg.features[rows]),
+                bar_pos=seg.bar_pos[rows].astype(np.int64) % max(meter, 1), succ=succ, pred=pred,
+                feats=gen.codebook.standardise(seg.features[rows]))
+    period = 60.0 / tempo
+    n = int(round(duration / period))
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one tiny model step at a time: more threads only add overhead
+    try:
+        if method == "shuffle":
+            picks = np.resize(rng.permutation(len(pool)), n)
+        else:
+            step = _model_step(gen, cond) if method == "model" else _bigram_step(gen, seg)
+            picks = sample_piece(step, pool, n, meter=meter, rng=rng, temperature=temperature,
+                                 top_p=top_p, constraints=constraints, structure=structure)
+    finally:
+        torch.set_num_threads(threads)
+    srows = rows[picks]
+
+    # render
+    sr = get_config().analysis.sample_rate
+    target_lufs = float(np.median(info["loudness"].astype(float)))
+    cache: dict[str, np.ndarray] = {}
+    runs, starts, beats_out = [], [], []
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and srows[j] == srows[j - 1] + 1 and seg.track[srows[j]] == seg.track[srows[j - 1]]:
+            j += 1
+        r = srows[i:j]
+        tid = seg.track_ids[seg.track[r[0]]]
+        t = seg.tracks.loc[tid]
+        if tid not in cache:
+            cache[tid] = audio.load(t["path"], sr=sr)
+        shift = semitone_shift(t["key"], t["mode"], *target_key)
+        gain = float(np.clip(target_lufs - float(t["loudness"]), -12, 12)) if np.isfinite(t["loudness"]) else 0.0
+        runs.append(Run(tid, np.r_[seg.start[r], seg.end[r[-1]]], i, shift, gain))
+        starts.append(int(round(i * period * sr)))
+        for q, rr in enumerate(r):
+            beats_out.append({"beat": i + q, "time": round(xfade / 2 + (i + q) * period, 6), "track_id": tid,
+                              "source_time": round(float(seg.start[rr]), 6),
+                              "source_beat": int(seg.beat[rr]),
+                              "stretch": round(period / float(seg.end[rr] - seg.start[rr]), 6),
+                              "semitones": shift, "gain_db": round(gain, 3), "token": int(pool.token[picks[i + q]])})
+        i = j
+    if stretcher == "rubberband":  # one Rubber Band process per source track
+        rendered = {}
+        for tid in dict.fromkeys(r.track_id for r in runs):
+            mine = [k for k, r in enumerate(runs) if r.track_id == tid]
+            rendered.update(zip(mine, render_runs_rubberband(cache[tid], sr, [runs[k] for k in mine], period, xfade)))
+        chunks = [rendered[k] for k in range(len(runs))]
+    else:
+        chunks = [render_run(cache[r.track_id], sr, r, period, xfade, stretcher) for r in runs]
+    chunks = [c * np.float32(10 ** (r.gain_db / 20)) for c, r in zip(chunks, runs)]
+    length = int(round((n * period + xfade) * sr))
+    y = overlap_add(chunks, starts, int(round(xfade * sr)), length)
+    y = level(y, sr, target_lufs)
+    audio.save(out, y, sr)
+    from ..features import loudness
+
+    src = np.array([b["track_id"] for b in beats_out])
+    src_beat = np.array([b["source_beat"] for b in beats_out])
+    _, src_idx = np.unique(src, return_inverse=True)
+    elapsed = time.monotonic() - t_start
+    prov = {
+        "format": "mir.generation", "format_version": 1, "audio": out.name, "library": str(lib.root),
+        "seeds": found.seeds, "neighbours": [{"track_id": t, "score": round(s, 6)} for t, s in
+                                             zip(found.track_ids, found.scores)],
+        "generator_id": gen.model_id, "tagger_id": gen.tagger_id, "seed": int(seed), "method": method,
+        "settings": {"temperature": temperature, "top_p": top_p, "structure": structure, "xfade": xfade,
+                     "max_run": constraints.max_run, "max_share": constraints.max_share, "neighbours": neighbours},
+        "tempo": tempo, "key": f"{target_key[0]} {target_key[1]}", "meter": meter, "sample_rate": sr,
+        "duration": length / sr, "n_beats": n, "stretcher": stretcher,
+        "target_loudness": round(target_lufs, 3), "loudness": round(float(loudness(y, sr=sr)), 3),
+        "peak": round(float(np.abs(y).max()), 6),
+        "checks": {"longest_run": longest_source_run(src_idx, src_beat), "max_share": max_share(src_idx)},
+        "sources": {t: int(c) for t, c in zip(*np.unique(src, return_counts=True))},
+        "seams": [b["time"] for k_, b in enumerate(beats_out) if k_ and not (
+            b["track_id"] == beats_out[k_ - 1]["track_id"] and b["source_beat"] == beats_out[k_ - 1]["source_beat"] + 1)],
+        "beats": beats_out, "seconds": round(elapsed, 3),
+    }
+    ppath = provenance_path(out)
+    atomic.write_text(ppath, json.dumps(prov, indent=1))
+    return GenerateResult(out, ppath, prov)
+
+
+def seg_version(lib: Library) -> str:
+    from ..catalog.stages import stage_versions
+
+    return stage_versions()["beats"]
+

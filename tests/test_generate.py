@@ -1,0 +1,258 @@
+"""Generation: the beats stage, the generator's training, constrained sampling, rendering, provenance, CLI."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mir import audio
+from mir.catalog import Library, analyze
+from mir.cli.main import main as cli
+from mir.errors import CatalogError, ModelError, ParameterError
+from mir.features import TrackAnalyzer, tempo
+from mir.features.beats import BeatState, meter_from_strength
+from mir.features.descriptors import chroma_fft_size
+from mir.generate import Constraints, find_provenance, generate, train_generator
+from mir.generate.model import load_generator
+from mir.generate.render import equal_power, limit, semitone_shift
+from mir.generate.sample import Pool, longest_source_run, max_share, nucleus, sample_piece
+from mir.generate.segments import load_segments
+from mir.similar import build_library_index
+from mir.tagging import tag
+from helpers import save_debug_model
+
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
+
+SR = 22050
+N_CLIPS = 8
+
+
+def clicks(bpm: float, seconds: float, *, meter: int = 4, pitch: float = 220.0, first: float = 0.25,
+           seed: int = 0) -> np.ndarray:
+    """A tone with noise clicks on every beat from ``first`` s, the first beat of each bar louder."""
+    g = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    y = 0.1 * np.sin(2 * np.pi * pitch * t) + 0.05 * np.sin(2 * np.pi * pitch * 1.5 * t)
+    n = int(0.03 * SR)
+    for i, b in enumerate(np.arange(first, seconds - 0.1, 60.0 / bpm)):
+        s = int(b * SR)
+        y[s:s + n] += (1.0 if i % meter == 0 else 0.35) * g.standard_normal(n)[: len(y[s:s + n])] * np.exp(-np.arange(n) / (0.005 * SR))[: len(y[s:s + n])]
+    return (0.8 * y / np.abs(y).max()).astype(np.float32)
+
+
+def beat_result(y: np.ndarray) -> dict:
+    state = BeatState()
+    an = TrackAnalyzer(sr=SR, on_frames=state.frames, on_chroma=state.chroma)
+    an.update(y)
+    desc = an.finalize()
+    return state.result(sr=SR, hop_length=512, chroma_hop=chroma_fft_size(SR) // 2, tempo=desc["tempo"])
+
+
+# --- beats ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("meter", [4, 3])
+def test_beats_downbeats_and_features_of_a_click_track(meter):
+    r = beat_result(clicks(120, 12, meter=meter))
+    truth = np.arange(0.25, 11.9, 0.5)
+    err = np.abs(r["beats"][:, None] - truth[None, :]).min(axis=1)
+    assert len(r["beats"]) >= len(truth) - 2 and err.max() < 0.03  # within about one hop of a click
+    assert r["meter"] == meter
+    on_accent = np.round((r["beats"] - 0.25) / 0.5).astype(int) % meter == 0
+    assert (r["bar_pos"][on_accent] == 0).all() and (r["bar_pos"][~on_accent] != 0).all()
+    assert r["features"].shape == (len(r["beats"]) - 1, 30) and np.isfinite(r["features"]).all()
+    assert meter_from_strength(np.ones(20)) == 4  # no accents: the default
+
+
+@pytest.fixture(scope="module")
+def gen_lib(tmp_path_factory) -> dict:
+    """8 click tracks (104-132 BPM, different pitches), analysed, tagged by a debug model, indexed,
+    and a debug generator trained on them (read-only; copy before writing)."""
+    root = tmp_path_factory.mktemp("generate")
+    music = root / "music"
+    music.mkdir()
+    for i in range(N_CLIPS):
+        audio.save(music / f"clip{i}.flac", clicks(104 + 4 * i, 10.0, pitch=196.0 * 2 ** (i / 12), seed=i), SR)
+    lib = Library.open_or_create(root / "lib")
+    lib.scan([music])
+    analyze(lib, workers=1)
+    save_debug_model(root / "tagger.pt")
+    tag(lib, model=root / "tagger.pt")
+    build_library_index(lib)
+    metrics = train_generator(lib, preset="debug", epochs=3, seed=0)
+    return {"root": root, "lib": root / "lib", "metrics": metrics}
+
+
+@pytest.fixture
+def lib(gen_lib, tmp_path) -> Library:
+    shutil.copytree(gen_lib["lib"], tmp_path / "lib")
+    return Library(tmp_path / "lib")
+
+
+def test_analyze_stores_the_beats_stage(gen_lib):
+    seg = load_segments(Library(gen_lib["lib"]))
+    assert len(seg.tracks) == N_CLIPS and (seg.tracks["n"] >= 15).all()
+    assert len(seg) == seg.tracks["n"].sum() and seg.features.shape == (len(seg), 30)
+    assert (seg.end > seg.start).all() and set(np.unique(seg.bar_pos)) == {0, 1, 2, 3}
+    succ = seg.successor()
+    assert (succ[succ >= 0] == np.flatnonzero(succ >= 0) + 1).all()
+
+
+def test_no_beats_stage_says_run_analyze(tmp_path):
+    audio.save(tmp_path / "m" / "a.wav", clicks(120, 3.0), SR)
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([tmp_path / "m"])
+    with pytest.raises(CatalogError, match="run `mir analyze"):
+        load_segments(lib)
+
+
+# --- training -------------------------------------------------------------------------------------
+def test_debug_generator_checkpoint_and_resume(gen_lib, lib):
+    m = gen_lib["metrics"]
+    assert m["epochs_run"] == 3 and m["preset"] == "debug" and m["tracks"]["test"] >= 1
+    assert set(m["baselines"]) == {"bigram", "neighbour_unigram"} and m["test_perplexity"] > 1
+    loaded = load_generator(lib.root / "generator.pt")  # weights-only load
+    assert loaded.model_id == m["model_id"] and loaded.config.d_model == 16
+    assert loaded.codebook.size == loaded.config.n_tokens
+    r = train_generator(lib, preset="debug", epochs=5, seed=0)  # resumes from generator.pt.last.pt
+    assert r["epochs_run"] == 5 and [h["epoch"] for h in r["history"]] == [1, 2, 3, 4, 5]
+    with pytest.raises(ModelError, match="other settings"):
+        train_generator(lib, preset="debug", epochs=5, seed=1)
+
+
+# --- sampling -------------------------------------------------------------------------------------
+def make_pool(n_tracks: int, per_track: int, k: int, rng) -> Pool:
+    track = np.repeat(np.arange(n_tracks), per_track)
+    succ = np.where(np.r_[track[1:] == track[:-1], False], np.arange(1, len(track) + 1), -1)
+    pred = np.full(len(track), -1)
+    pred[succ[succ >= 0]] = np.flatnonzero(succ >= 0)
+    return Pool(track, rng.integers(0, k, len(track)), np.tile(np.arange(per_track) % 4, n_tracks), succ, pred,
+                rng.standard_normal((len(track), 5)).astype(np.float32))
+
+
+def test_constraints_hold_during_sampling(rng):
+    pool = make_pool(6, 24, 10, rng)
+
+    def greedy_copy(tokens, bars):  # a model that wants track 0's tokens in source order
+        logits = np.full(10, -5.0)
+        logits[pool.token[len(tokens) % 24]] = 5.0
+        return logits
+
+    for seed in range(5):
+        picks = sample_piece(greedy_copy, pool, 24, meter=4, rng=np.random.default_rng(seed), temperature=0.5)
+        assert longest_source_run(pool.track[picks], picks) <= 4
+        assert max_share(pool.track[picks]) <= 0.25
+        assert (pool.bar_pos[picks] == np.arange(24) % 4).all()  # every beat on its bar position
+    a = sample_piece(greedy_copy, pool, 24, meter=4, rng=np.random.default_rng(7))
+    b = sample_piece(greedy_copy, pool, 24, meter=4, rng=np.random.default_rng(7))
+    assert (a == b).all()
+    with pytest.raises(ParameterError, match="retrieve at least 5"):
+        sample_piece(greedy_copy, make_pool(4, 24, 10, rng), 21, meter=4, rng=rng)  # 5 beats each at most
+    aaba = sample_piece(lambda t, b: np.zeros(10), pool, 64, meter=4, rng=np.random.default_rng(1), structure="AABA",
+                        constraints=Constraints(max_share=0.3))
+    assert (pool.token[aaba[:32]] == pool.token[aaba[32:64]]).mean() > 0.8  # A repeats (where constraints allow)
+
+
+def test_nucleus_keeps_the_top_mass_of_allowed_tokens():
+    p = nucleus(np.log([0.5, 0.3, 0.15, 0.05]), np.array([True, True, True, False]), temperature=1.0, top_p=0.7)
+    assert np.allclose(p, [0.5 / 0.8, 0.3 / 0.8, 0, 0])
+    with pytest.raises(ParameterError, match="temperature"):
+        nucleus(np.zeros(3), np.ones(3, bool), temperature=0, top_p=0.9)
+
+
+def test_render_helpers():
+    fin, fout = equal_power(441)
+    assert np.allclose(fin**2 + fout**2, 1)
+    y = np.sin(np.linspace(0, 300, 22050)).astype(np.float32) * 3
+    assert np.abs(limit(y, SR)).max() <= 10 ** (-1 / 20) + 1e-6
+    assert semitone_shift("A", "minor", "C", "major") == 0 and semitone_shift("D", "major", "C", "major") == -2
+    assert semitone_shift("G", "major", "C", "major") == 5 and semitone_shift(None, None, "C", "major") == 0
+
+
+# --- generation -----------------------------------------------------------------------------------
+def test_generate_is_deterministic_on_tempo_and_says_what_it_is_made_of(lib, tmp_path):
+    seed_track = lib.tracks()["track_id"].iloc[0]
+    kw = dict(tracks=[seed_track], neighbours=N_CLIPS, duration=12, tempo=120.0, key="D major", stretch="librosa")
+    r1 = generate(lib, out=tmp_path / "a.wav", seed=5, **kw)
+    generate(lib, out=tmp_path / "b.wav", seed=5, **kw)
+    r3 = generate(lib, out=tmp_path / "c.wav", seed=6, **kw)
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    assert [b["track_id"] for b in r1.provenance["beats"]] != [b["track_id"] for b in r3.provenance["beats"]]
+    p = find_provenance(tmp_path / "a.wav")
+    assert p["seed"] == 5 and p["generator_id"] == r1.provenance["generator_id"] and p["key"] == "D major"
+    assert len(p["neighbours"]) == N_CLIPS and all({"track_id", "score"} <= set(n) for n in p["neighbours"])
+    assert p["n_beats"] == 24 and len(p["beats"]) == 24
+    assert all({"track_id", "source_time", "stretch", "semitones"} <= set(b) for b in p["beats"])
+    assert p["checks"]["longest_run"] <= 4 and p["checks"]["max_share"] <= 0.25
+    y = audio.load(tmp_path / "a.wav", sr=SR)
+    assert abs(len(y) / SR - p["duration"]) < 0.01 and np.abs(y).max() < 0.9
+    assert abs(tempo(y, sr=SR) / 120.0 - 1) < 0.02
+    assert all(0.8 < b["stretch"] < 1.25 for b in p["beats"])  # sources at 104-132 BPM onto 120
+
+
+@pytest.mark.skipif(shutil.which("rubberband") is None, reason="rubberband-cli not installed")
+def test_generate_with_rubber_band_is_deterministic(lib, tmp_path):
+    t = lib.tracks()["track_id"].iloc[1]
+    kw = dict(tracks=[t], neighbours=N_CLIPS, duration=10, seed=2, stretch="rubberband")
+    r = generate(lib, out=tmp_path / "a.flac", **kw)
+    generate(lib, out=tmp_path / "b.flac", **kw)
+    assert r.provenance["stretcher"] == "rubberband"
+    assert (tmp_path / "a.flac").read_bytes() == (tmp_path / "b.flac").read_bytes()
+
+
+def test_generate_errors_name_what_to_do(lib, tmp_path):
+    t = lib.tracks()["track_id"].iloc[0]
+    with pytest.raises(ParameterError, match="not understood"):
+        generate(lib, tracks=[t], key="H minor", out=tmp_path / "x.wav")
+    with pytest.raises(ParameterError, match="raise --neighbours"):
+        generate(lib, tracks=[t], neighbours=3, out=tmp_path / "x.wav")
+    with pytest.raises(ParameterError, match="outside 10-600"):
+        generate(lib, tracks=[t], duration=5, out=tmp_path / "x.wav")
+    (lib.root / "generator.pt").unlink()
+    with pytest.raises(ModelError, match="run `mir train-generator"):
+        generate(lib, tracks=[t], out=tmp_path / "x.wav")
+
+
+def test_cli_generate_and_show(lib, tmp_path, capsys):
+    t = lib.tracks()["track_id"].iloc[2]
+    out = tmp_path / "piece.wav"
+    assert cli(["generate", str(lib.root), "--track", t, "--neighbours", "8", "--duration", "10", "--out", str(out),
+                "--seed", "3", "--stretch", "librosa", "--key", "E minor"]) == 0
+    assert "E minor" in capsys.readouterr().out and out.exists()
+    assert cli(["show", str(lib.root), str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "generated" in shown and "seed 3" in shown
+    assert cli(["show", str(lib.root), str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["seed"] == 3
+    assert cli(["generate", str(lib.root), "--track", t, "--key", "Q", "--out", str(out)]) == 1
+    assert "not understood" in capsys.readouterr().err
+
+
+def test_generate_from_a_listeners_taste_and_from_tags(lib, tmp_path):
+    ids = sorted(lib.tracks()["track_id"])
+    events = tmp_path / "events.csv"
+    events.write_text("user,track,timestamp,plays\n" + "".join(f"u1,{t},2024-01-0{i + 1},{i + 1}\n"
+                                                              for i, t in enumerate(ids[:3])))
+    r = generate(lib, user="u1", events=events, neighbours=N_CLIPS, duration=10, out=tmp_path / "u.wav",
+                 stretch="librosa")
+    assert r.provenance["seeds"] == {"user": "u1", "events": str(events), "played": 3}
+    assert len(r.provenance["neighbours"]) == N_CLIPS
+    with pytest.raises(ParameterError, match="no usable event"):
+        generate(lib, user="nobody", events=events, out=tmp_path / "x.wav")
+    t = generate(lib, tags=["tag1"], neighbours=N_CLIPS, duration=10, out=tmp_path / "t.wav", stretch="librosa")
+    assert t.provenance["seeds"]["tags"] == ["tag1"]
+
+
+def test_batch_is_resumable(lib, tmp_path, capsys):
+    ids = sorted(lib.tracks()["track_id"])
+    spec = tmp_path / "spec.csv"
+    spec.write_text("out,track,seed,duration\n" + f"p0.wav,{ids[0]},1,10\n" + f"p1.wav,{ids[1]};{ids[2]},2,10\n"
+                    + "bad.wav,,3,10\n")
+    args = ["generate", str(lib.root), "--batch", str(spec), "--neighbours", "8", "--stretch", "librosa"]
+    assert cli(args) == 1  # the row without seeds fails, the others are made
+    assert "2 pieces made, 0 already done, 1 failed" in capsys.readouterr().out
+    first = (tmp_path / "p0.wav").read_bytes()
+    (tmp_path / "p1.provenance.json").unlink()  # as if killed before p1 finished
+    assert cli(args) == 1
+    assert "1 pieces made, 1 already done, 1 failed" in capsys.readouterr().out
+    assert (tmp_path / "p0.wav").read_bytes() == first
