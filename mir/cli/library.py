@@ -126,7 +126,8 @@ def cmd_show(args) -> int:
         out = json.loads(row[fields].to_json())
         out["warnings"] = warnings
         if tagged is not None:
-            out["model"] = {k: tagged[k] for k in ("model_id", "genre", "tags", "genre_probs", "tag_probs", "n_chunks")}
+            out["model"] = {k: tagged[k] for k in ("model_id", "genre", "tags", "genre_probs", "tag_probs", "n_chunks",
+                                                   "music") if k in tagged}
         print(json.dumps(out, indent=1))
         return 0
     for f in fields:
@@ -146,6 +147,8 @@ def cmd_show(args) -> int:
         print(f"pred genre {tagged['genre']} (" + ", ".join(f"{g} {p:.2f}" for g, p in top) + ")")
         decided = ", ".join(f"{name} {tagged['tag_probs'][name]:.2f}" for name in tagged["tags"])
         print(f"pred tags  {decided or '-'}")
+        if tagged.get("music") is not None:
+            print(f"music      {tagged['music']:.2f}" + ("" if tagged["music"] >= 0.5 else " (not music)"))
         others = sorted(((p, n) for n, p in tagged["tag_probs"].items() if n not in tagged["tags"]), reverse=True)
         if others and args.all_tags:
             print("below thr  " + ", ".join(f"{n} {p:.2f}" for p, n in others))

@@ -34,7 +34,7 @@ _OS_FIXES = {
 }
 
 # modules under mir.cli that register sub-commands, in help order
-COMMAND_MODULES = ["library", "dataset", "train", "adapt", "tag", "index", "similar", "recommend", "demo", "serve"]
+COMMAND_MODULES = ["library", "dataset", "train", "gate", "adapt", "tag", "index", "similar", "recommend", "demo", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:
