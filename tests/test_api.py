@@ -21,8 +21,7 @@ from mir.catalog import Library, analyze
 from mir.catalog.predictions import track_tags
 from mir.similar import build_library_index
 from mir.tagging import tag
-from test_index import one_faiss_thread  # noqa: F401 - autouse: one FAISS thread here too
-from test_tagging import GENRES, SR, TAGS, save_debug_model, synth
+from helpers import GENRES, SR, TAGS, save_debug_model, synth
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's note that its TestClient will move from httpx to httpx2
@@ -31,7 +30,7 @@ with warnings.catch_warnings():
 from mir.api import create_app  # noqa: E402
 from mir.api.guard import Guard  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("one_faiss_thread")]
 ARTISTS = ["Ann", "Bob", "Cy"]
 N_CLIPS = 8
 

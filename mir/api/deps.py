@@ -18,13 +18,12 @@ from .. import __version__, audio
 from ..catalog import Library, analyze, stage_versions
 from ..config import get_config  # noqa: F401 - re-exported
 from ..errors import AudioError, CatalogError, MirError, ModelError, ParameterError, TrackNotFoundError
-from ..features import describe_with_logmel
 from ..catalog.predictions import load_tags, model_info, resolve_model_id, tagged_models
 from ..similar import Filters, LibraryIndex, index_status, open_library_index, similar, update_library_index
+from ..similar.audio_file import describe_file, run_tagger
 from ..similar.library import track_metadata
 from ..models import load_checkpoint
-from ..models.inference import decide_tags, predict_logmels, prepare_model
-from ..models.track_head import context_of
+from ..models.inference import prepare_model
 from ..recommend import from_library, load_model, make, save_model
 from ..recommend.inputs import load_inputs
 from ..recommend.playlist import continue_from, m3u_text, path_between, playlist_doc
@@ -64,23 +63,16 @@ def analyze_file(lib: Library, model_id: str, path: str | os.PathLike) -> dict:
     """
     ckpt = checkpoint_of(lib, model_id)
     loaded, model = _loaded(ckpt, os.stat(ckpt).st_mtime_ns)
-    cfg = get_config().analysis
-    y = audio.load(path, sr=cfg.sample_rate)
-    mel, desc = describe_with_logmel(y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-                                     n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
-    with _INFER:
-        out = predict_logmels(model, [mel], chunk_frames=loaded.config.chunk_frames,
-                              context=context_of(desc) if loaded.model.track_head is not None else None)
-    probs, genre_probs = out["tag_probs"][0], out["genre_probs"][0]
-    on = np.flatnonzero(decide_tags(probs[None, :], np.asarray(loaded.thresholds))[0])
+    duration, mel, desc = describe_file(path)
+    with _INFER:  # decoding above runs in parallel; the model does not
+        a = run_tagger(loaded, mel, desc, duration=duration, model=model)
     return {
-        "model_id": loaded.model_id, "duration": len(y) / cfg.sample_rate,
-        "tags": [loaded.tags[j] for j in on[np.argsort(-probs[on], kind="stable")]],
-        "tag_probs": dict(zip(loaded.tags, map(float, probs))),
-        "genre": loaded.genres[int(np.argmax(genre_probs))],
-        "genre_probs": dict(zip(loaded.genres, map(float, genre_probs))),
+        "model_id": loaded.model_id, "duration": a.duration, "tags": a.tags,
+        "tag_probs": dict(zip(loaded.tags, map(float, a.tag_probs))),
+        "genre": loaded.genres[int(np.argmax(a.genre_probs))],
+        "genre_probs": dict(zip(loaded.genres, map(float, a.genre_probs))),
         "tempo": desc.get("tempo"), "key": desc.get("key"), "mode": desc.get("mode"),
-        "embedding": [float(v) for v in out["embedding"][0]],
+        "embedding": [float(v) for v in a.embedding],
     }
 
 

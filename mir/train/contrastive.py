@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..atomic import atomic_path
-from ..errors import AudioError, ModelError, ParameterError
+from ..errors import AudioError, ParameterError
 from ..features.logmel import LogMel
 from ..models import build_model, load_checkpoint, save_checkpoint
 from .views import Views
