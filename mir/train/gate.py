@@ -157,13 +157,13 @@ def train_gate(music_dir, nonmusic_dir, model_path, out, *, max_seconds: float =
     (x, y, _), (vx, vy, _), (tx, ty, tclips) = data["train"], data["valid"], data["test"]
     gate, fit = fit_gate(x, y, vx, vy, seed=seed)
     p_valid, p_test = gate.probability(vx), gate.probability(tx)
-    kinds = np.array([c["kind"] for c in tclips])
+    kinds = np.array([str(c["kind"]) for c in tclips])
     report = {
         "base_model_id": loaded.model_id,
         "clips": {s: {"music": int(data[s][1].sum()), "nonmusic": int((data[s][1] == 0).sum())} for s in SPLITS},
         "max_seconds": max_seconds, "C": fit["C"], "valid_auc_by_C": fit["valid_auc"],
         "valid_auc": round(roc_auc(vy, p_valid), 4), "test_auc": round(roc_auc(ty, p_test), 4),
-        "test_auc_per_kind": {k: round(roc_auc(ty[(kinds == k) | (ty == 1)], p_test[(kinds == k) | (ty == 1)]), 4)
+        "test_auc_per_kind": {str(k): round(roc_auc(ty[(kinds == k) | (ty == 1)], p_test[(kinds == k) | (ty == 1)]), 4)
                               for k in sorted(set(kinds) - {"music"})},
     }
     report["model_id"] = write_gated(loaded, gate, out, metrics=report)
