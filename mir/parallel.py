@@ -3,15 +3,23 @@
 Workers are started by a fork server that has already imported the heavy modules, so each
 worker starts in milliseconds. Every worker watches the process that created the pool and exits
 when it disappears: a job killed with SIGKILL leaves no orphan workers behind.
+
+Workers never import the caller's ``__main__``: multiprocessing's spawn and forkserver methods re-run
+the main script in every worker (as ``__mp_main__``), so a script without an
+``if __name__ == "__main__":`` guard would start its own work again in each worker. mir's workers
+only run mir's functions, so they are started as if the caller had no main script.
 """
 from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
+import types
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.context import ForkServerContext, ForkServerProcess
 
 from .errors import ParameterError
 
@@ -63,9 +71,38 @@ def _init_worker(parent_pid: int, threads: int) -> None:
     _worker_limits.enter_context(limit_threads(threads))
 
 
+_MAIN_SWAP = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_main():
+    """While a worker starts: a ``__main__`` with no file and no spec, so the worker re-runs nothing."""
+    with _MAIN_SWAP:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
+
+
+class _Process(ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        with _without_main():
+            return ForkServerProcess._Popen(process_obj)
+
+
+class _Context(ForkServerContext):
+    """The forkserver start method, minus the re-import of the caller's main script."""
+
+    Process = _Process
+
+
 def process_pool(workers: int, *, preload: list[str] = (), threads_per_worker: int = 1) -> ProcessPoolExecutor:
-    """A process pool whose workers die with their parent; ``preload`` modules load once."""
-    ctx = mp.get_context("forkserver")
+    """A process pool whose workers die with their parent and never re-run the caller's main
+    script; ``preload`` modules load once."""
+    ctx = _Context()
     ctx.set_forkserver_preload(list(preload))
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                initargs=(os.getpid(), threads_per_worker))

@@ -144,7 +144,7 @@ def test_list_search_filter_and_page(client, served):
     assert [t["title"] for t in client.get("/tracks", params={"q": "song 3"}).json()["tracks"]] == ["Song 3"]
     assert client.get("/tracks", params={"q": "CLIP5.FLAC"}).json()["total"] == 1
     assert {t["artist"] for t in client.get("/tracks", params={"q": "bob"}).json()["tracks"]} == {"Bob"}
-    jazz = client.get("/tracks", params={"genre": "jazz"}).json()
+    jazz = client.get("/tracks", params={"file_genre": "jazz"}).json()
     assert jazz["total"] == 4 and {t["genre"] for t in jazz["tracks"]} == {"jazz"}
     some = client.get("/tracks", params={"limit": 3, "offset": 6}).json()
     assert some["total"] == N_CLIPS and [t["track_id"] for t in some["tracks"]] == served["ids"][6:]
@@ -235,14 +235,19 @@ def test_similar_by_track_seeds_and_tags(client, served):
     assert two["seeds"]["tracks"] == [a, b] and not {a, b} & {r["track_id"] for r in two["results"]}
     by_tags = client.get("/similar", params={"tags": "tag1,tag2", "k": 5}).json()["results"]
     assert len(by_tags) == 5 and set(by_tags[0]["why"]["tag_probs"]) == {"tag1", "tag2"}
-    folk = client.get("/similar", params={"track": a, "k": 10, "genre": "folk"}).json()["results"]
+    folk = client.get("/similar", params={"track": a, "k": 10, "file_genre": "folk"}).json()
+    assert (folk["k"], folk["found"]) == (10, 4) and folk["shortfall"].startswith("4 of 10 results: 4 of the")
+    folk = folk["results"]
     assert len(folk) == 4 and all(r["track_id"] in folk_ids(client) for r in folk)
+    predicted = client.get(f"/tracks/{a}").json()["genre_pred"]
+    same = client.get("/similar", params={"track": a, "k": 10, "genre": predicted}).json()["results"]
+    assert {client.get(f"/tracks/{r['track_id']}").json()["genre_pred"] for r in same} <= {predicted}
     capped = client.get("/similar", params={"track": a, "k": 7, "max_per_artist": 1}).json()["results"]
     assert len({r["artist"] for r in capped}) == len(capped) == 3
 
 
 def folk_ids(client) -> set:
-    return {t["track_id"] for t in client.get("/tracks", params={"genre": "folk"}).json()["tracks"]}
+    return {t["track_id"] for t in client.get("/tracks", params={"file_genre": "folk"}).json()["tracks"]}
 
 
 @pytest.mark.parametrize("params, status", [

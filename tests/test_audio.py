@@ -7,6 +7,7 @@ import tracemalloc
 from pathlib import Path
 
 import librosa
+import mutagen
 import numpy as np
 import pytest
 import soundfile as sf
@@ -479,6 +480,74 @@ def test_tags_round_trip_keeps_audio(tmp_path, ext):
     assert "mood" not in tags and tags["title"] == "Dance 5"
     np.testing.assert_array_equal(decoded(path), samples)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
+
+
+def audio_bytes(path: Path) -> bytes:
+    """The bytes of a file's audio data, without its tag blocks (wav: the data chunk; flac: the frames
+    after the metadata blocks; mp3: the frames between ID3v2 and ID3v1; m4a: the mdat payload)."""
+    data = path.read_bytes()
+    if path.suffix == ".wav":
+        at = 12
+        while at < len(data):
+            name, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
+            if name == b"data":
+                return data[at + 8:at + 8 + size]
+            at += 8 + size + size % 2
+    if path.suffix == ".flac":
+        at, last = 4, False
+        while not last:
+            last, size = bool(data[at] & 0x80), int.from_bytes(data[at + 1:at + 4], "big")
+            at += 4 + size
+        return data[at:]
+    if path.suffix == ".mp3":
+        start = 0
+        if data[:3] == b"ID3":
+            start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
+        end = len(data) - 128 if data[-128:-125] == b"TAG" else len(data)
+        return data[start:end]
+    if path.suffix == ".m4a":
+        at = data.index(b"mdat") - 4
+        return data[at + 8:at + int.from_bytes(data[at:at + 4], "big")]
+    raise ValueError(path)
+
+
+def minimal_m4a(path: Path, payload: bytes) -> Path:
+    """An MP4 container mutagen reads (ftyp, moov with mvhd, mdat holding ``payload``); no codec."""
+    def atom(name: bytes, body: bytes) -> bytes:
+        return (8 + len(body)).to_bytes(4, "big") + name + body
+
+    mvhd = atom(b"mvhd", bytes(4) + (0).to_bytes(8, "big") + (1000).to_bytes(4, "big") + (2000).to_bytes(4, "big")
+                + bytes(80))
+    path.write_bytes(atom(b"ftyp", b"M4A " + bytes(4) + b"M4A isom") + atom(b"moov", mvhd) + atom(b"mdat", payload))
+    return path
+
+
+@pytest.mark.parametrize("ext", ["mp3", "flac", "ogg", "wav", "opus", "m4a"])
+def test_mir_fields_are_namespaced_in_every_format_and_leave_the_audio_bytes(tmp_path, ext):
+    if ext == "m4a":
+        path = minimal_m4a(tmp_path / "song.m4a", bytes(range(256)) * 8)
+    else:
+        path = make(tmp_path / f"song.{ext}", sr=48000 if ext == "opus" else 44100, channels=2)
+    audio.write_metadata(path, {"genre": "Jazz"})
+    samples = None if ext == "m4a" else decoded(path)
+    payload = audio_bytes(path) if ext in ("wav", "flac", "mp3", "m4a") else None
+    fields = {"mir_genre": "reel", "mir_tags": "fast; minor", "mir_model": "0b929909c8ed"}
+    assert audio.write_metadata(path, fields) == {k: (None, v) for k, v in fields.items()}
+    got = audio.read_metadata(path)
+    assert got["genre"] == "Jazz" and {k: got[k] for k in fields} == fields
+    # stored under mir's upper-case names: TXXX:MIR_GENRE, MIR_GENRE, ----:com.mir:MIR_GENRE
+    tags = mutagen.File(path).tags
+    raw = {k for k, _ in tags} if isinstance(tags, list) else set(tags.keys())  # Vorbis comments: (key, value) list
+    expected = {"mp3": "TXXX:MIR_GENRE", "wav": "TXXX:MIR_GENRE", "m4a": "----:com.mir:MIR_GENRE"}.get(ext, "MIR_GENRE")
+    assert expected in raw, raw
+    if samples is not None:
+        np.testing.assert_array_equal(decoded(path), samples)  # decoded audio identical
+    if payload is not None:
+        assert audio_bytes(path) == payload  # the audio data's bytes identical
+    assert audio.write_metadata(path, dict.fromkeys(fields)) == {k: (v, None) for k, v in fields.items()}
+    assert audio.read_metadata(path)["genre"] == "Jazz" and not set(fields) & set(audio.read_metadata(path))
+    if payload is not None:
+        assert audio_bytes(path) == payload
 
 
 def test_tags_skip_cover_art(tmp_path):

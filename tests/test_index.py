@@ -222,13 +222,14 @@ def test_filter_mask_conditions(rng):
     f = Filters(genres=["POP", "jazz"], tags=["piano"], bpm="80-150", keys=["A minor", "C"], year="1980-2000",
                 exclude_tracks=["t0", "t12"], exclude_artists=["ARTIST3"])
     ok = f.mask(meta)
-    genre = meta["genre"].where(meta["genre"].notna(), meta["genre_pred"])
-    expect = (genre.isin(["pop", "jazz"]) & meta["tags"].map(lambda t: "piano" in t)
+    expect = (meta["genre_pred"].isin(["pop", "jazz"]) & meta["tags"].map(lambda t: "piano" in t)
               & meta["tempo"].between(80, 150) & meta["year"].between(1980, 2000)
               & (((meta["key"] == "A") & (meta["mode"] == "minor")) | (meta["key"] == "C"))
               & ~meta.index.isin(["t0", "t12"]) & (meta["artist"] != "artist3")).to_numpy()
     np.testing.assert_array_equal(ok, expect)
     assert 0 < ok.sum() < 400
+    on_files = Filters(file_genres=["POP", "jazz"]).mask(meta)
+    np.testing.assert_array_equal(on_files, meta["genre"].isin(["pop", "jazz"]).to_numpy())  # no file genre: no match
     assert not Filters().per_track and Filters().allowed(meta) is None
 
 

@@ -74,3 +74,18 @@ def test_bad_playlist_requests():
         continue_from(tracks, ["zzz"])
     with pytest.raises(ParameterError, match="length"):
         continue_from(tracks, ["t000"], 0)
+
+
+def test_a_short_playlist_says_why_and_untitled_m3u_entries_show_the_file_name():
+    from mir.recommend.playlist import m3u_text, playlist_doc, shortfall
+
+    tracks = TrackSet(track_ids=[f"t{i}" for i in range(14)], embeddings=np.eye(14),
+                      path=[f"/music/song {i}.ogg" for i in range(14)], title=["Named"] + [None] * 13)
+    pl = continue_from(tracks, ["t0"], 30)
+    assert len(pl.track_ids) == 13
+    assert shortfall(pl, tracks) == ("13 of 30 tracks: the library has 14 tagged tracks, 1 of them the seed, and a "
+                                     "playlist never repeats a track (tag more tracks for longer playlists)")
+    assert playlist_doc(pl, tracks)["shortfall"] == shortfall(pl, tracks)
+    assert shortfall(continue_from(tracks, ["t0"], 5), tracks) is None
+    lines = m3u_text(pl, tracks).splitlines()
+    assert lines[1].endswith(f",song {pl.track_ids[0][1:]}.ogg") and lines[2] == f"/music/song {pl.track_ids[0][1:]}.ogg"

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import mir
 from mir import audio
 from mir.catalog import Library, analyze
 from mir.cli.main import main as cli
@@ -162,7 +166,7 @@ def test_audio_seed_with_a_moved_checkpoint_needs_model_path(lib, tagged_lib, tm
 def test_filters_through_the_library(lib):
     li = build_library_index(lib)
     seed = li.meta.index[0]
-    res = similar(li, tracks=[seed], k=5, filters=Filters(genres=["folk"], max_per_artist=1))
+    res = similar(li, tracks=[seed], k=5, filters=Filters(file_genres=["folk"], max_per_artist=1))
     assert 0 < len(res) <= 4
     assert all(li.meta.loc[r["track_id"], "genre"] == "folk" for r in res)
     artists = [r["artist"] for r in res]
@@ -171,6 +175,49 @@ def test_filters_through_the_library(lib):
                   exclude_seeds=False)
     rows = li.meta.loc[[r["track_id"] for r in res]]
     assert len(res) == 1 and rows["year"].between(1992, 1994).all() and (rows["artist"] == "Ann").all()
+
+
+def test_genre_filters_the_prediction_and_file_genre_the_files_own_and_a_shortfall_is_said(lib, capsys):
+    li = build_library_index(lib)
+    meta = li.meta
+    seed = meta.index[0]
+    predicted = meta["genre_pred"].iloc[1]
+    res = similar(li, tracks=[seed], k=8, filters=Filters(genres=[predicted.upper()]))
+    expected = set(meta.index[meta["genre_pred"] == predicted]) - {seed}
+    assert {r["track_id"] for r in res} == expected  # whatever the files' own genre says
+    assert res.k == 8 and res.shortfall == (f"{len(expected)} of 8 results: {len(expected)} of the 8 indexed tracks "
+                                            f"pass the filters (--genre {predicted.upper()}), not counting 1 seed track")
+    res = similar(li, tracks=[seed], k=8, filters=Filters(file_genres=["jazz"]))
+    assert {r["track_id"] for r in res} == set(meta.index[meta["genre"] == "jazz"]) - {seed}
+    assert "pass the filters (--file-genre jazz)" in res.shortfall
+    assert similar(li, tracks=[seed], k=3).shortfall is None
+    assert similar(li, tracks=[seed], k=9).shortfall == "7 of 9 results: the index holds 8 tracks, not counting 1 seed track"
+
+    assert cli(["similar", str(lib.root), "--track", seed, "--file-genre", "nothing-like-this"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == ("0 of 10 results: 0 of the 8 indexed tracks pass the filters (--file-genre "
+                           "nothing-like-this), not counting 1 seed track")
+    assert cli(["similar", str(lib.root), "--track", seed, "--genre", predicted, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["k"], doc["found"]) == (10, len(expected)) and doc["shortfall"].startswith(f"{len(expected)} of 10")
+
+
+def test_a_query_by_track_loads_neither_torch_nor_librosa(lib):
+    build_library_index(lib)
+    seed = lib.tracks()["track_id"].iloc[0]
+    code = ("import sys; from mir.cli.main import main; rc = main(['similar', sys.argv[1], '--track', sys.argv[2]]); "
+            "print('heavy:', sorted(m for m in ('torch', 'librosa', 'scipy.signal') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, str(lib.root), seed], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=str(Path(mir.__file__).parents[1])))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("heavy: []")
+
+
+def test_long_titles_end_in_an_ellipsis():
+    from mir.cli.similar import clip
+
+    assert clip("A Very Long Title That Does Not Fit", 28) == "A Very Long Title That Does…"
+    assert len(clip("A Very Long Title That Does Not Fit", 28)) == 28 and clip("Short", 28) == "Short"
 
 
 # --- synthetic index for multi-seed and tag queries --------------------------------------------------

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import shutil
 import signal
 import subprocess
@@ -10,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import torch
@@ -25,7 +28,7 @@ from mir.models.inference import (
 )
 from mir.catalog.predictions import load_embeddings, load_tags
 from mir.models import checkpoint
-from mir.tagging import tag, write_file_tags
+from mir.tagging import restore_file_tags, tag, write_file_tags
 from mir.tagging.worker import TagSettings, worker_model
 from helpers import GENRES, SR, TAGS, save_debug_model, synth
 
@@ -330,8 +333,9 @@ def test_write_tags_round_trip_keeps_audio_bit_identical(assets, tagged, tmp_pat
 
     preview = write_file_tags(lib, assets["model_id"], dry_run=True)
     assert len(preview) == 6 and all(e["error"] is None for e in preview)
-    assert all(set(e["changes"]) == {"genre", "mir_tags", "mir_model"} for e in preview)
+    assert all(set(e["changes"]) == {"mir_genre", "mir_tags", "mir_model"} for e in preview)
     assert all(p.read_bytes() == before[p][0] for p in paths)  # dry run writes nothing
+    assert not (lib.root / "file-metadata-backup.json").exists()
 
     written = write_file_tags(lib, assets["model_id"])
     assert [e["changes"] for e in written] == [e["changes"] for e in preview]
@@ -339,7 +343,8 @@ def test_write_tags_round_trip_keeps_audio_bit_identical(assets, tagged, tmp_pat
     for p in paths:
         got = audio.read_metadata(p)
         row = frame.loc[str(p.resolve())]
-        assert got["genre"] == row["genre"] and got["mir_model"] == assets["model_id"]
+        assert got["genre"] is None  # the file's own field is not mir's
+        assert got["mir_genre"] == row["genre"] and got["mir_model"] == assets["model_id"]
         assert got["mir_tags"] == "; ".join(row["tags"]) or (not row["tags"] and got["mir_tags"] is None)
         np.testing.assert_array_equal(audio.load(p, check=False), before[p][1])  # decoded audio unchanged
         if p in pcm:
@@ -358,6 +363,86 @@ def test_write_tags_round_trip_keeps_audio_bit_identical(assets, tagged, tmp_pat
     assert len(load_tags(lib, assets["model_id"])) == 6
 
 
+def _with_own_metadata(assets, tagged, tmp_path) -> tuple[Library, list[Path]]:
+    """A copy of the tagged library over copies of its files that carry their own genre and title."""
+    shutil.copytree(assets["music"], tmp_path / "music")
+    paths = sorted((tmp_path / "music").iterdir())
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([tmp_path / "music"])
+    shutil.copytree(tagged.root / "stages" / "tags", lib.root / "stages" / "tags")  # same content hashes
+    hashes = dict(zip(lib.files()["path"], lib.files()["hash"]))
+    for p in paths:
+        audio.write_metadata(p, {"genre": "Jazz", "title": p.stem})
+    lib.retag_files({str(p.resolve()): hashes[str(p.resolve())] for p in paths})
+    return lib, paths
+
+
+def test_write_tags_never_replaces_a_files_own_genre_unless_asked(assets, tagged, tmp_path):
+    lib, paths = _with_own_metadata(assets, tagged, tmp_path)
+    model_id = assets["model_id"]
+    entries = write_file_tags(lib, model_id)
+    assert all("genre" not in e["changes"] and not e["kept"] for e in entries)
+    assert {audio.read_metadata(p)["genre"] for p in paths} == {"Jazz"}
+    kept = write_file_tags(lib, model_id, set_genre=True)  # fills an empty genre only
+    assert all(not e["changes"] and set(e["kept"]) == {"genre"} and e["kept"]["genre"][0] == "Jazz" for e in kept)
+    assert {audio.read_metadata(p)["genre"] for p in paths} == {"Jazz"}
+    replaced = write_file_tags(lib, model_id, set_genre=True, overwrite=True)
+    genres = load_tags(lib, model_id).set_index("path")["genre"]
+    assert all(e["changes"]["genre"] == ("Jazz", genres[e["path"]]) for e in replaced)
+    assert all(audio.read_metadata(p)["genre"] == genres[str(p.resolve())] for p in paths)
+
+
+def test_restore_tags_puts_back_what_the_files_had(assets, tagged, tmp_path, capsys):
+    lib, paths = _with_own_metadata(assets, tagged, tmp_path)
+    own = {p: audio.read_metadata(p) for p in paths}
+    samples = {p: audio.load(p, check=False) for p in paths}
+    ids = sorted(lib.tracks()["track_id"])
+    write_file_tags(lib, assets["model_id"])
+    write_file_tags(lib, assets["model_id"], set_genre=True, overwrite=True)  # a second write keeps the first old values
+    backup = json.loads((lib.root / "file-metadata-backup.json").read_text())["files"]
+    assert backup[str(paths[0].resolve())]["genre"]["old"] == "Jazz"
+    assert backup[str(paths[0].resolve())]["mir_genre"]["old"] is None
+    audio.write_metadata(paths[1], {"genre": "Bebop"})  # the user changes one field after mir wrote it
+
+    assert cli(["tag", str(lib.root), "--restore-tags", "--dry-run"]) == 0
+    assert "would restore 6 of 6 files" in capsys.readouterr().out
+    assert cli(["tag", str(lib.root), "--restore-tags"]) == 0
+    captured = capsys.readouterr()
+    assert "restored 6 of 6 files" in captured.out
+    assert "genre is 'Bebop', changed since mir wrote" in captured.err
+    for p in paths:
+        expected = own[p] | ({"genre": "Bebop"} if p == paths[1] else {})
+        assert audio.read_metadata(p) == expected
+        np.testing.assert_array_equal(audio.load(p, check=False), samples[p])
+    assert sorted(lib.tracks()["track_id"]) == ids and lib.scan([tmp_path / "music"]).new_tracks == 0
+    left = json.loads((lib.root / "file-metadata-backup.json").read_text())["files"]
+    assert list(left) == [str(paths[1].resolve())] and list(left[str(paths[1].resolve())]) == ["genre"]
+
+
+def test_the_backup_is_saved_before_any_file_changes(assets, tagged, tmp_path, monkeypatch):
+    lib, paths = _with_own_metadata(assets, tagged, tmp_path)
+    real = audio.write_metadata
+    calls = []
+
+    def crash_on_the_third_write(path, fields, **kw):
+        if not kw.get("dry_run"):
+            calls.append(path)
+            if len(calls) == 3:
+                raise KeyboardInterrupt  # killed half-way
+        return real(path, fields, **kw)
+
+    monkeypatch.setattr(audio, "write_metadata", crash_on_the_third_write)
+    with pytest.raises(KeyboardInterrupt):
+        write_file_tags(lib, assets["model_id"], set_genre=True, overwrite=True)
+    monkeypatch.undo()
+    assert len(json.loads((lib.root / "file-metadata-backup.json").read_text())["files"]) == 6
+    assert sum(audio.read_metadata(p).get("mir_genre") is not None for p in paths) == 2
+    restored = restore_file_tags(lib)
+    assert sum(bool(e["changes"]) for e in restored) == 2 and not any(e["left"] for e in restored)
+    assert {audio.read_metadata(p)["genre"] for p in paths} == {"Jazz"}
+    assert not json.loads((lib.root / "file-metadata-backup.json").read_text())["files"]
+
+
 # --- command line ---------------------------------------------------------------------------------
 def test_cli_tag_show_and_dry_run(assets, lib, capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "absent.pt")
@@ -374,10 +459,108 @@ def test_cli_tag_show_and_dry_run(assets, lib, capsys, monkeypatch, tmp_path):
     out = capsys.readouterr().out
     assert f"pred genre {t['genre']} (" in out and "tempo" in out and "key" in out
     probs = dict(zip(TAGS, t["tag_probs"]))
-    assert all(f"{name} {p:.2f}" in out for name, p in probs.items())
+    assert all(re.search(rf"{name} +{p:.2f}", out) for name, p in probs.items())
 
     before = Path(t["path"]).read_bytes()
     assert cli(["tag", str(lib.root), "--model", str(assets["model"]), "--write-tags", "--dry-run", "-q"]) == 0
     out = capsys.readouterr().out
     assert "would change 6 of 6 files (dry run: nothing written)" in out and "mir_tags" in out
     assert Path(t["path"]).read_bytes() == before
+
+
+# --- export, info and show of a tagged library --------------------------------------------------------
+def test_export_tags_and_embeddings_in_every_format(assets, tagged, tmp_path):
+    import pyarrow.parquet as pq
+
+    ids, _, matrix = load_embeddings(tagged, assets["model_id"])
+    stored = load_tags(tagged, assets["model_id"]).set_index("track_id")
+    for fmt in ("parquet", "csv", "json"):
+        out = tmp_path / f"lib.{fmt}"
+        assert cli(["export", str(tagged.root), "--format", fmt, "-o", str(out), "--tags", "--embeddings"]) == 0
+        frame = {"csv": pd.read_csv, "parquet": pd.read_parquet, "json": pd.read_json}[fmt](out)
+        assert list(frame["track_id"]) == list(ids)
+        assert {"model_id", "genre_pred", "genre_prob", "tags"} <= set(frame.columns)
+        assert [c for c in frame.columns if c.startswith("tag:")] == [f"tag:{t}" for t in TAGS]
+        assert [c for c in frame.columns if c.startswith("genre:")] == [f"genre:{g}" for g in GENRES]
+        for _, row in frame.iterrows():
+            mine = stored.loc[row["track_id"]]
+            assert row["genre_pred"] == mine["genre"]
+            np.testing.assert_allclose(row[[f"tag:{t}" for t in TAGS]].to_numpy(float), mine["tag_probs"], atol=1e-6)
+            tags = row["tags"].split("; ") if fmt == "csv" and isinstance(row["tags"], str) else row["tags"]
+            assert list(tags if isinstance(tags, (list, np.ndarray)) else []) == list(mine["tags"])
+        if fmt == "parquet":
+            column = pq.read_table(out).schema.field("embedding").type
+            assert str(column) == "fixed_size_list<element: float>[16]"
+            np.testing.assert_array_equal(np.stack(frame["embedding"].to_numpy()), matrix)
+        else:
+            np.testing.assert_array_equal(np.load(f"{out}.embeddings.npy"), matrix)
+            assert Path(f"{out}.embeddings.ids.txt").read_text().split() == list(ids)
+
+
+def test_info_shows_tagging_and_index_state(assets, tagged, capsys):
+    assert cli(["info", str(tagged.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"tagged    model {assets['model_id']}: 6/6 tracks ({assets['model']})" in out
+    assert f"index     model {assets['model_id']}: none (run `mir index build {tagged.root}`)" in out
+    assert cli(["info", str(tagged.root), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["tagging"] == [{"model_id": assets["model_id"], "tagged": 6, "checkpoint": str(assets["model"]),
+                               "decision_rules": 2}]
+    assert doc["indexes"][0]["exists"] is False
+
+
+def test_show_gives_units_spelled_keys_confidences_and_thresholds(assets, tagged, capsys):
+    t = load_tags(tagged, assets["model_id"]).iloc[0]
+    assert cli(["show", str(tagged.root), t["track_id"], "--all-tags"]) == 0
+    out = capsys.readouterr().out
+    lines = dict((line.split(None, 1) + [""])[:2] for line in out.splitlines() if line and not line.startswith(" "))
+    assert lines["duration"].endswith(" s") and lines["loudness"].endswith(" LUFS")
+    assert re.fullmatch(r"[\d.]+ BPM \(beat periodicity [\d.]+( < 0\.6: uncertain)?\)|no steady pulse", lines["tempo"])
+    assert re.fullmatch(r"[A-G][♭♯]? (major|minor) \(confidence [\d.]+( < 0\.6: uncertain)?\)|no tonal content",
+                        lines["key"]), lines["key"]
+    thresholds = dict(zip(TAGS, np.linspace(0.3, 0.7, len(TAGS))))
+    for name in TAGS:
+        p = t["tag_probs"][TAGS.index(name)]
+        assert re.search(rf"  {name} +{p:.2f} (>=|< ) {thresholds[name]:.2f}", out), name
+
+
+@pytest.mark.parametrize("tonic, mode, name", [("A#", "major", "B♭ major"), ("D#", "minor", "E♭ minor"),
+                                               ("F#", "minor", "F♯ minor"), ("C#", "major", "D♭ major"),
+                                               ("G#", "minor", "G♯ minor"), ("E", "major", "E major")])
+def test_keys_are_spelled_as_musicians_write_them(tonic, mode, name):
+    from mir.features.keys import key_name
+
+    assert key_name(tonic, mode) == name
+
+
+def test_show_prints_the_year_as_a_whole_number(tmp_path, capsys):
+    path = tmp_path / "music" / "a.wav"
+    path.parent.mkdir()
+    audio.save(path, synth(1, 2.0), SR)
+    audio.write_metadata(path, {"year": 2011})
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([path.parent])
+    analyze(lib, workers=1)
+    assert cli(["show", str(lib.root), str(path)]) == 0
+    assert "\nyear       2011\n" in capsys.readouterr().out
+    assert cli(["show", str(lib.root), str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["year"] == 2011
+
+
+def test_tag_loose_files_prints_what_a_library_would_store(assets, tagged, capsys):
+    paths = sorted(assets["music"].iterdir())[:3]
+    assert cli(["tag", *map(str, paths), "--model", str(assets["model"]), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    stored = load_tags(tagged, assets["model_id"]).set_index("path")
+    assert [r["path"] for r in rows] == list(map(str, paths))
+    for r in rows:
+        mine = stored.loc[str(Path(r["path"]).resolve())]
+        assert r["genre"] == mine["genre"] and r["tags"] == list(mine["tags"]) and r["error"] is None
+        np.testing.assert_allclose([r["tag_probs"][t] for t in TAGS], mine["tag_probs"], atol=1e-4)
+        assert r["bpm"] is None or r["bpm"] > 0
+    assert cli(["tag", *map(str, paths), "--model", str(assets["model"])]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["file", "genre", "BPM", "key", "tags"]
+    assert all(p.name in out for p in paths) and "files are not added to any library" in out
+    assert cli(["tag", str(paths[0]), "--write-tags"]) == 2
+    assert "--write-tags needs a library" in capsys.readouterr().err

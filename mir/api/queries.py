@@ -32,7 +32,8 @@ def _track_ids(svc, refs: list[str]) -> list[str]:
 
 
 def similar_filters(
-        genre: Annotated[list[str], Query(description="any of these genres; repeatable or comma-separated")] = [],  # noqa: B006
+        genre: Annotated[list[str], Query(description="any of these predicted genres; repeatable or comma-separated")] = [],  # noqa: B006
+        file_genre: Annotated[list[str], Query(description="any of these genres in the files' own metadata")] = [],  # noqa: B006
         with_tags: Annotated[list[str], Query(description="only tracks with all of these decided tags")] = [],  # noqa: B006
         bpm: Annotated[str | None, Query(max_length=40, description="tempo range, e.g. 90-120")] = None,
         key: Annotated[list[str], Query(description="key, e.g. 'A minor', Am or F#; repeatable")] = [],  # noqa: B006
@@ -41,7 +42,7 @@ def similar_filters(
         exclude_artist: Annotated[list[str], Query(description="never return this artist; repeatable")] = [],  # noqa: B006
         max_per_artist: Annotated[int | None, Query(ge=1, le=1000)] = None):
     """The filters of ``mir similar`` as query parameters."""
-    return deps.Filters(genres=_split(genre), tags=_split(with_tags), bpm=bpm or None, keys=tuple(key),
+    return deps.Filters(genres=_split(genre), file_genres=_split(file_genre), tags=_split(with_tags), bpm=bpm or None, keys=tuple(key),
                         year=year or None, exclude_tracks=tuple(exclude_track), exclude_artists=tuple(exclude_artist),
                         max_per_artist=max_per_artist)
 
@@ -54,7 +55,7 @@ def _similar(svc, *, tracks=(), audio=None, tags=(), k=10, filters=None, include
     results = deps.similar(li, tracks=list(tracks), audio=audio, tags=list(tags), k=k, filters=filters,
                            exclude_seeds=not include_seeds)
     return {"model_id": li.model_id, "seeds": {"tracks": list(tracks), "audio": audio is not None, "tags": list(tags)},
-            "results": plain(results)}
+            "k": results.k, "found": len(results), "shortfall": results.shortfall, "results": plain(list(results))}
 
 
 @router.get("/similar", response_model=SimilarResponse, tags=["similar"],

@@ -72,6 +72,9 @@ class SimilarResult(BaseModel):
 class SimilarResponse(BaseModel):
     model_id: str
     seeds: dict
+    k: int
+    found: int
+    shortfall: str | None = None  # why fewer than k came back (None when k did)
     results: list[SimilarResult]
 
 

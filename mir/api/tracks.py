@@ -35,7 +35,8 @@ def _row(request: Request, track_id: str):
 @router.get("/tracks", response_model=TrackPage)
 def list_tracks(request: Request,
                 q: Annotated[str | None, Query(max_length=200, description="text in title, artist, album or file name")] = None,
-                genre: Annotated[list[str], Query(description="any of these genres (file tag, else predicted); repeatable or comma-separated")] = [],  # noqa: B006
+                genre: Annotated[list[str], Query(description="any of these predicted genres; repeatable or comma-separated")] = [],  # noqa: B006
+                file_genre: Annotated[list[str], Query(description="any of these genres in the files' own metadata")] = [],  # noqa: B006
                 tag: Annotated[list[str], Query(description="all of these decided tags; repeatable or comma-separated")] = [],  # noqa: B006
                 bpm: Annotated[str | None, Query(max_length=40, description="tempo range, e.g. 90-120, 90- or -120")] = None,
                 key: Annotated[list[str], Query(description="key, e.g. 'A minor', Am or F# (any mode); repeatable")] = [],  # noqa: B006
@@ -44,7 +45,8 @@ def list_tracks(request: Request,
     """Tracks of the library passing the filters (the filters of ``mir similar``), in track-id order."""
     svc = request.app.state.service
     meta = svc.meta()
-    filters = deps.Filters(genres=_split(genre), tags=_split(tag), bpm=bpm or None, keys=tuple(key))
+    filters = deps.Filters(genres=_split(genre), file_genres=_split(file_genre), tags=_split(tag), bpm=bpm or None,
+                           keys=tuple(key))
     frame = meta[filters.mask(meta)]
     if q:
         needle = q.casefold()

@@ -3,9 +3,11 @@ and written with mutagen. (In mir, "tags" are the labels a model predicts; what 
 its metadata, even where the format calls its fields tags.)
 
 MP3, WAV and AIFF carry ID3 (WAV in an ``id3`` RIFF chunk); FLAC, Ogg Vorbis and Opus carry Vorbis
-comments, which take any key; M4A takes the keys of mutagen's EasyMP4. Keys are lower-case "easy"
-names; multiple values of one key read as one string joined by ``"; "``. Writing rewrites only the
-tag blocks: the decoded audio is bit-identical before and after.
+comments, which take any key; M4A takes the keys of mutagen's EasyMP4 plus mir's own ``mir_*`` keys.
+Keys are lower-case "easy" names; multiple values of one key read as one string joined by ``"; "``.
+A key without a standard field is written upper-case: a ``TXXX:MIR_GENRE`` frame in ID3, a
+``MIR_GENRE`` Vorbis comment, a ``----:com.mir:MIR_GENRE`` freeform atom in MP4 (``mir_*`` keys only).
+Writing rewrites only the tag blocks: the decoded audio is bit-identical before and after.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import re
 import shutil
 
 import mutagen
-from mutagen.easymp4 import EasyMP4
+from mutagen._vorbis import VComment
+from mutagen.easymp4 import EasyMP4, EasyMP4Tags
 from mutagen.id3 import COMM, ID3, TXXX, Encoding
 from mutagen.mp4 import MP4
 
@@ -32,6 +35,27 @@ _ID3_FRAMES = {
 _ID3_KEYS = {frame: key for key, frame in _ID3_FRAMES.items()}
 _BINARY_KEYS = frozenset({"metadata_block_picture", "coverart"})  # base64 cover art, not text
 _KEY = re.compile(r"[a-z0-9_ :.()/-]+")
+MIR_PREFIX = "mir_"  # mir's own keys; in MP4 freeform atoms of the ``com.mir`` namespace
+
+
+class _MirMP4Tags(EasyMP4Tags):
+    """EasyMP4 keys plus ``mir_*`` freeform atoms (own key tables: mutagen's stay untouched)."""
+
+    Get, Set, Delete, List = (dict(EasyMP4Tags.Get), dict(EasyMP4Tags.Set), dict(EasyMP4Tags.Delete),
+                              dict(EasyMP4Tags.List))
+
+    @classmethod
+    def know(cls, key: str) -> None:
+        if key.startswith(MIR_PREFIX) and key not in cls.Get:
+            cls.RegisterFreeformKey(key, key.upper(), mean="com.mir")
+
+
+class _MirMP4(EasyMP4):
+    MP4Tags = _MirMP4Tags
+
+
+for _key in ("mir_genre", "mir_tags", "mir_model"):
+    _MirMP4Tags.know(_key)
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
@@ -141,12 +165,17 @@ def _rewrite(path: str, kind: type, changes: dict) -> None:
 
 
 def _open(path: str):
-    """mutagen file object for ``path``; M4A through EasyMP4 for easy key names."""
+    """mutagen file object for ``path``; M4A through EasyMP4 (plus ``mir_*`` keys) for easy key names."""
     audio = _mutagen(path, mutagen.File, path)
     if audio is None:
         raise DecodeError(path, "mutagen does not recognise the format",
                           "tags are read from mp3, flac, ogg, opus, wav, aiff and m4a files")
-    return _mutagen(path, EasyMP4, path) if isinstance(audio, MP4) else audio
+    if not isinstance(audio, MP4):
+        return audio
+    for atom in (audio.tags or {}).keys():  # mir_* atoms written by another mir version
+        if atom.startswith("----:com.mir:"):
+            _MirMP4Tags.know(atom.rsplit(":", 1)[1].lower())
+    return _mutagen(path, _MirMP4, path)
 
 
 def _mutagen(path: str, opener, target: str | os.PathLike):
@@ -180,10 +209,14 @@ def _set(path: str, tags, key: str, value: str | None) -> None:
     if isinstance(tags, ID3):
         _id3_set(tags, key, value)
         return
+    if isinstance(tags, _MirMP4Tags):
+        _MirMP4Tags.know(key)
+    elif isinstance(tags, VComment):
+        key = key.upper()  # Vorbis comment names are case-insensitive; upper case by convention
     try:
         if value is not None:
             tags[key] = [value]
-        elif key in tags.keys():
+        elif key.lower() in (k.lower() for k in tags.keys()):
             del tags[key]
     except (KeyError, ValueError):  # EasyMP4 only knows a fixed set of keys
         raise ParameterError(f"{path}: {format_from_extension(path)} files cannot hold the tag {key!r}") from None
@@ -205,7 +238,9 @@ def _id3_key(frame) -> str | None:
 
 
 def _id3_set(tags: ID3, key: str, value: str | None) -> None:
-    for hashkey in [h for h, frame in tags.items() if _id3_key(frame) == key]:
+    same = [h for h, frame in tags.items() if _id3_key(frame) == key]
+    desc = tags[same[0]].desc if same and tags[same[0]].FrameID == "TXXX" else key.upper()
+    for hashkey in same:
         del tags[hashkey]
     if value is None:
         return
@@ -214,7 +249,7 @@ def _id3_set(tags: ID3, key: str, value: str | None) -> None:
     elif key in _ID3_FRAMES:
         tags.add(getattr(mutagen.id3, _ID3_FRAMES[key])(encoding=Encoding.UTF8, text=[value]))
     else:
-        tags.add(TXXX(encoding=Encoding.UTF8, desc=key, text=[value]))
+        tags.add(TXXX(encoding=Encoding.UTF8, desc=desc, text=[value]))
 
 
 def _normalise(path: str, fields: dict) -> dict[str, str | None]:

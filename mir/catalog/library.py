@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,17 +110,40 @@ class Library:
     # --- locking -------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self):
-        """Exclusive writer lock; released by the OS even when the process is killed."""
+        """Exclusive writer lock; released by the OS even when the process is killed. The holder writes
+        its process id and command into the lock file, so a refused writer can say who holds it."""
         fh = open(self.root / ".lock", "a+")
         try:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise CatalogError(f"library {str(self.root)!r} is being modified by another mir process; "
-                                   "wait for it to finish") from None
+                raise CatalogError(self._locked_message(fh)) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps({"pid": os.getpid(), "command": _command_line(), "since": time.time()}))
+            fh.flush()
             yield
         finally:
             fh.close()
+
+    def _locked_message(self, fh) -> str:
+        import multiprocessing
+
+        try:
+            fh.seek(0)
+            holder = json.loads(fh.read() or "{}")
+        except (OSError, ValueError):
+            holder = {}
+        who = (f"process {holder['pid']} ({holder.get('command', '?')}, since "
+               f"{time.strftime('%H:%M:%S', time.localtime(holder.get('since', 0)))})" if holder.get("pid")
+               else "another process")
+        parent = multiprocessing.parent_process()
+        if parent is not None and holder.get("pid") == parent.pid:
+            return (f"library {str(self.root)!r} is held by this worker's own parent, {who}: the worker process "
+                    "ran the calling script again (Python's multiprocessing re-imports the main script in every "
+                    "worker) and so tried to start the same job; put the script's code under "
+                    "`if __name__ == \"__main__\":`")
+        return f"library {str(self.root)!r} is being modified by {who}; wait for it to finish"
 
     # --- tables --------------------------------------------------------------------------
     def _read(self, name: str, columns: list[str]) -> pd.DataFrame:
@@ -370,25 +394,6 @@ class Library:
             "warnings": int(len(self.warnings())),
         }
 
-    def export(self, path: str | os.PathLike, *, fmt: str | None = None) -> Path:
-        """Write tracks with descriptors as csv, parquet or json (format from ``fmt`` or the suffix)."""
-        path = Path(path)
-        fmt = (fmt or path.suffix.lstrip(".")).lower()
-        frame = self.descriptors()
-        flat = frame.copy()  # CSV cells hold text: vector descriptors become JSON lists
-        for col in ("chroma", "rhythm"):
-            flat[col] = [json.dumps([round(float(v), 5) for v in x]) if isinstance(x, (list, np.ndarray)) else ""
-                         for x in flat[col]]
-        writers = {
-            "csv": lambda tmp: flat.to_csv(tmp, index=False),
-            "parquet": lambda tmp: frame.to_parquet(tmp, index=False),
-            "json": lambda tmp: tmp.write_text(_json_records(frame), encoding="utf-8"),
-        }
-        if fmt not in writers:
-            raise ParameterError(f"export format {fmt!r} is not supported; use one of {sorted(writers)}")
-        atomic.write_with(path, writers[fmt])
-        return path
-
 
 def _json_records(frame: pd.DataFrame) -> str:
     """``frame`` as a JSON list of row objects: NaN as null, and ``/`` written plainly (pandas
@@ -493,3 +498,8 @@ class _Walk:
         self.lib.record_warnings(self.pending_warnings)
         self.pending_warnings.clear()
         self.lib._write_tables(*self.lib._merge(self.old_files, self.seen, self.tracks, self.report, final=final))
+
+
+def _command_line() -> str:
+    text = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)) or "python"
+    return text if len(text) <= 80 else text[:79] + "…"

@@ -183,15 +183,32 @@ def load_embeddings(lib: Library, model_id: str, *, include_missing: bool = Fals
 
     Rows follow track id order; each matrix row has unit L2 norm (inner product = cosine).
     """
-    from ..models.builders import ModelConfig  # torch: imported only when needed
-
     info = model_info(lib, model_id)
     table = lib.stages.table(STAGE, model_id).read(columns=["hash", "embedding"])
     tracks = lib.tracks(include_missing=include_missing)[["track_id", "hash"]]
     frame = tracks.merge(table, on="hash", how="inner").sort_values("track_id")
-    d = ModelConfig.from_dict(info["config"]).output_dim
-    matrix = np.stack(frame["embedding"].to_numpy()).astype(np.float32) if len(frame) else np.zeros((0, d), np.float32)
+    if len(frame):
+        matrix = np.stack(frame["embedding"].to_numpy()).astype(np.float32)
+    else:
+        from ..models.builders import ModelConfig  # torch: only to know the width of no rows
+
+        matrix = np.zeros((0, ModelConfig.from_dict(info["config"]).output_dim), np.float32)
     return frame["track_id"].to_numpy(str), frame["hash"].to_numpy(str), matrix
+
+
+def tagging_state(lib: Library) -> list[dict]:
+    """Per model that tagged ``lib``, most recent first: ``{"model_id", "tagged"`` (present tracks it
+    tagged), ``"checkpoint"`` (where it tags from, None when that file is gone), ``"decision_rules"``
+    (the version of the rules its stored tags were decided by)}."""
+    present = set(lib.tracks(include_missing=False)["hash"])
+    out = []
+    for model_id in tagged_models(lib):
+        info = model_info(lib, model_id)
+        checkpoint = info.get("checkpoint")
+        out.append({"model_id": model_id, "tagged": len(present & lib.stages.table(STAGE, model_id).keys()),
+                    "checkpoint": checkpoint if checkpoint and os.path.isfile(checkpoint) else None,
+                    "decision_rules": info.get("decision_rules", 1)})
+    return out
 
 
 def track_tags(lib: Library, content_hash: str, model_id: str) -> dict | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..features.descriptors import PITCH_CLASSES
+from ..features.keys import PITCH_CLASSES
 
 
 def _truth_check(lib, data: Path) -> list[str]:

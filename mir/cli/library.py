@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+import numpy as np
 import pandas as pd
 
 from ..catalog import Library, analyze
@@ -86,7 +87,13 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def cmd_info(args) -> int:
-    info = Library(args.library).info()
+    from ..catalog.predictions import tagging_state
+    from ..similar import index_status
+
+    lib = Library(args.library)
+    info = lib.info()
+    info["tagging"] = tagging_state(lib)
+    info["indexes"] = [_index_state(index_status(lib, m["model_id"])) for m in info["tagging"]]
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
@@ -95,28 +102,49 @@ def cmd_info(args) -> int:
     print(f"duration  {info['duration_hours']:.2f} h")
     print("formats   " + (", ".join(f"{k}: {v}" for k, v in info["formats"].items()) or "-"))
     print("analysed  " + ", ".join(f"{k}: {v}/{info['tracks']}" for k, v in info["analysed"].items()))
+    if not info["tagging"]:
+        print(f"tagged    none (run `mir tag {args.library}`)")
+    for m, ix in zip(info["tagging"], info["indexes"]):
+        where = m["checkpoint"] or "checkpoint no longer there"
+        print(f"tagged    model {m['model_id']}: {m['tagged']}/{info['tracks']} tracks ({where})")
+        if not ix["exists"]:
+            print(f"index     model {m['model_id']}: none (run `mir index build {args.library}`)")
+        else:
+            state = (f"stale: {ix['added']} to add, {ix['removed']} to remove (run `mir index update {args.library}`)"
+                     if ix["stale"] else "up to date")
+            print(f"index     model {m['model_id']}: {ix['tracks']} tracks, {ix['type']}, {state}")
     problems = f"{info['failures']}, warnings {info['warnings']}"
     see = f" (see `mir failures {args.library}`)" if info["failures"] or info["warnings"] else ""
     print(f"failures  {problems}{see}")
     return 0
 
 
+def _index_state(status: dict) -> dict:
+    manifest = status.get("manifest") or {}
+    return {"model_id": status["model_id"], "exists": status["exists"], "stale": status["stale"],
+            "added": status["added"], "removed": status["removed"], "tracks": manifest.get("count"),
+            "type": manifest.get("index_type"), "dim": manifest.get("dim")}
+
+
 def cmd_export(args) -> int:
-    out = args.out or f"{Library(args.library).root.name}-tracks.{args.format}"
-    path = Library(args.library).export(out, fmt=args.format)
-    print(f"wrote {path}")
+    from ..catalog.export import export
+
+    lib = Library(args.library)
+    out = args.out or f"{lib.root.name}-tracks.{args.format}"
+    written = export(lib, out, fmt=args.format, model=args.model, tags=args.tags, embeddings=args.embeddings)
+    print("wrote " + ", ".join(map(str, written)))
     return 0
 
 
 def cmd_show(args) -> int:
-    from ..catalog.predictions import resolve_model_id, tagged_models, track_tags
+    from ..catalog.predictions import model_info, resolve_model_id, tagged_models, track_tags
 
     lib = Library(args.library)
     t = lib.track(args.track)
     d = lib.descriptors()
     row = d[d["hash"] == t["hash"]].iloc[0]
     fields = ["track_id", "path", "status", "title", "artist", "album", "genre", "year", "format", "duration",
-              "tempo", "key", "mode", "loudness"]
+              "tempo", "key", "mode", "key_confidence", "loudness"]
     model_id = resolve_model_id(lib, args.model) if args.model else next(iter(tagged_models(lib)), None)
     tagged = track_tags(lib, t["hash"], model_id) if model_id else None
     warnings = lib.warnings()
@@ -124,17 +152,16 @@ def cmd_show(args) -> int:
                 if h == t["hash"]]
     if args.json:
         out = json.loads(row[fields].to_json())
+        out["year"] = _year(out.get("year"))
+        out["tempo_confidence"] = _tempo_confidence(row)
         out["warnings"] = warnings
         if tagged is not None:
             out["model"] = {k: tagged[k] for k in ("model_id", "genre", "tags", "genre_probs", "tag_probs", "n_chunks",
                                                    "music") if k in tagged}
-        print(json.dumps(out, indent=1))
+        print(json.dumps(out, indent=1, ensure_ascii=False))
         return 0
-    for f in fields:
-        v = row[f]
-        if isinstance(v, float):
-            v = f"{v:.2f}"
-        print(f"{f:10s} {'' if v is None or (isinstance(v, str) and v == 'nan') else v}")
+    for name, value in _shown(row):
+        print(f"{name:10s} {value}")
     for w in warnings:
         print(f"warning    {w}")
     if model_id is None:
@@ -142,17 +169,88 @@ def cmd_show(args) -> int:
     elif tagged is None:
         print(f"model      {model_id} (this track is not tagged yet: run `mir tag`)")
     else:
-        top = sorted(tagged["genre_probs"].items(), key=lambda kv: -kv[1])[:3]
-        print(f"model      {model_id} ({tagged['n_chunks']} chunks, {tagged['precision']})")
-        print(f"pred genre {tagged['genre']} (" + ", ".join(f"{g} {p:.2f}" for g, p in top) + ")")
-        decided = ", ".join(f"{name} {tagged['tag_probs'][name]:.2f}" for name in tagged["tags"])
-        print(f"pred tags  {decided or '-'}")
-        if tagged.get("music") is not None:
-            print(f"music      {tagged['music']:.2f}" + ("" if tagged["music"] >= 0.5 else " (not music)"))
-        others = sorted(((p, n) for n, p in tagged["tag_probs"].items() if n not in tagged["tags"]), reverse=True)
-        if others and args.all_tags:
-            print("below thr  " + ", ".join(f"{n} {p:.2f}" for p, n in others))
+        _show_tags(tagged, row, model_info(lib, model_id), all_tags=args.all_tags)
     return 0
+
+
+def _year(value) -> int | None:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _tempo_confidence(row) -> float | None:
+    from ..features.confidence import tempo_confidence
+
+    rhythm = row.get("rhythm")
+    return round(tempo_confidence(rhythm), 3) if isinstance(rhythm, (list, np.ndarray)) and len(rhythm) else None
+
+
+def _shown(row) -> list[tuple[str, str]]:
+    """``mir show``'s lines for the catalogue and descriptor fields: units, the year as a number, the key
+    spelt as musicians write it, and a measurement too unsure to overrule a tag marked as such."""
+    from ..features.confidence import KEY_CONFIDENT, TEMPO_CONFIDENT
+    from ..features.keys import key_name
+
+    def text(v) -> str:
+        return "" if v is None or (isinstance(v, float) and v != v) or v == "nan" else str(v)
+
+    def num(v) -> float | None:
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return None
+        return v if v == v else None
+
+    out = [(f, text(row[f])) for f in ("track_id", "path", "status", "title", "artist", "album", "genre")]
+    out.append(("year", text(_year(row["year"]))))
+    out.append(("format", text(row["format"])))
+    duration = num(row["duration"])
+    out.append(("duration", f"{duration:.1f} s" if duration is not None else ""))
+    tempo, confidence = num(row["tempo"]), _tempo_confidence(row)
+    if tempo:
+        sure = confidence is not None and confidence >= TEMPO_CONFIDENT
+        how = "" if confidence is None else f" (beat periodicity {confidence:.2f}" + (
+            ")" if sure else f" < {TEMPO_CONFIDENT}: uncertain)")
+        out.append(("tempo", f"{tempo:.1f} BPM{how}"))
+    else:
+        out.append(("tempo", "no steady pulse" if tempo == 0 else ""))
+    key_conf = num(row["key_confidence"])
+    name = key_name(row["key"], row["mode"])
+    if name and key_conf:
+        out.append(("key", f"{name} (confidence {key_conf:.2f}"
+                           + (")" if key_conf >= KEY_CONFIDENT else f" < {KEY_CONFIDENT}: uncertain)")))
+    else:
+        out.append(("key", "no tonal content" if key_conf == 0 else ""))
+    loudness = num(row["loudness"])
+    out.append(("loudness", "" if loudness is None else f"{loudness:.1f} LUFS" if loudness > float("-inf") else "silent"))
+    return out
+
+
+def _show_tags(tagged: dict, row, info: dict, *, all_tags: bool) -> None:
+    """The model's genre and tags; with ``all_tags`` every tag with its threshold, and why each
+    exclusive group's member won."""
+    from ..models.decisions import Measured, decide
+
+    top = sorted(tagged["genre_probs"].items(), key=lambda kv: -kv[1])[:3]
+    print(f"model      {tagged['model_id']} ({tagged['n_chunks']} chunks, {tagged['precision']})")
+    print(f"pred genre {tagged['genre']} (" + ", ".join(f"{g} {p:.2f}" for g, p in top) + ")")
+    decided = ", ".join(f"{name} {tagged['tag_probs'][name]:.2f}" for name in tagged["tags"])
+    print(f"pred tags  {decided or '-'}")
+    if tagged.get("music") is not None:
+        print(f"music      {tagged['music']:.2f}" + ("" if tagged["music"] >= 0.5 else " (not music)"))
+    if not all_tags:
+        return
+    threshold = dict(zip(info["tags"], info["thresholds"]))
+    for name, p in sorted(tagged["tag_probs"].items(), key=lambda kv: -kv[1]):
+        mark = "decided" if name in tagged["tags"] else ""
+        cmp = ">=" if p >= threshold[name] else "< "
+        print(f"  {name:12s} {p:.2f} {cmp} {threshold[name]:.2f}  {mark}")
+    probs = [[tagged["tag_probs"][t] for t in info["tags"]]]
+    why = decide(probs, info["thresholds"], info["tags"], measured=[Measured.from_descriptors(row)])[0].why
+    for group, reason in why.items():
+        print(f"  {group}: {reason}")
 
 
 def register(sub) -> None:
@@ -179,10 +277,17 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("export", help="export tracks with descriptors")
+    p = sub.add_parser("export", help="export tracks with descriptors (and a model's tags and embeddings)")
     p.add_argument("library", metavar="LIB")
     p.add_argument("--format", choices=["csv", "parquet", "json"], default="csv")
     p.add_argument("--out", "-o", default=None, help="output file (default: <library>-tracks.<format>)")
+    p.add_argument("--tags", action="store_true",
+                   help="add the model's genre, decided tags and every tag and genre probability")
+    p.add_argument("--embeddings", action="store_true",
+                   help="add the embeddings: a fixed-size list column in parquet, <out>.embeddings.npy "
+                        "plus <out>.embeddings.ids.txt for csv and json")
+    p.add_argument("--model", "-m", default=None,
+                   help="whose tags and embeddings: id (prefix) or checkpoint file (default: the most recently tagged)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("show", help="one track's metadata, descriptors (BPM, key) and model tags")
@@ -190,6 +295,7 @@ def register(sub) -> None:
     p.add_argument("track", metavar="TRACK", help="track id (or prefix), content hash or file path")
     p.add_argument("--model", "-m", default=None,
                    help="tags of this model: id (prefix) or checkpoint file (default: the most recently tagged)")
-    p.add_argument("--all-tags", action="store_true", help="also list the tags below their thresholds")
+    p.add_argument("--all-tags", action="store_true",
+                   help="every tag's probability against its threshold, and why each exclusive group's tag won")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)

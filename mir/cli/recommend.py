@@ -180,7 +180,7 @@ def cmd_eval(args) -> int:
 
 def cmd_playlist(args) -> int:
     from ..recommend import from_library
-    from ..recommend.playlist import continue_from, path_between, write_json, write_m3u
+    from ..recommend.playlist import continue_from, path_between, shortfall, write_json, write_m3u
 
     lib = Library(args.library)
     tracks = from_library(lib, args.model)
@@ -200,6 +200,8 @@ def cmd_playlist(args) -> int:
         print(f"{n:3d}  {tid}  {tempo}  {str(tracks.key[i] or '?'):9s}  {name}")
     if pl.relaxed:
         print(f"playlist: {pl.relaxed} picks had to repeat an artist within {args.artist_gap} tracks", file=sys.stderr)
+    if (short := shortfall(pl, tracks)) is not None:
+        print(f"playlist: {short}")
     if args.m3u:
         write_m3u(pl, tracks, args.m3u)
     if args.json:

@@ -10,7 +10,7 @@ def _filters(args):
     from ..similar import Filters
 
     split = lambda v: tuple(x.strip() for x in v.split(",") if x.strip()) if v else ()  # noqa: E731
-    return Filters(genres=split(args.genre), tags=split(args.with_tags), bpm=args.bpm, keys=tuple(args.key or ()),
+    return Filters(genres=split(args.genre), file_genres=split(args.file_genre), tags=split(args.with_tags), bpm=args.bpm, keys=tuple(args.key or ()),
                    year=args.year, exclude_tracks=tuple(args.exclude_track or ()),
                    exclude_artists=tuple(args.exclude_artist or ()), max_per_artist=args.max_per_artist,
                    music_only=args.music_only)
@@ -29,17 +29,28 @@ def cmd_similar(args) -> int:
                       exclude_seeds=not args.include_seeds, checkpoint=ref.checkpoint, **knobs)
     if args.json:
         print(json.dumps({"model_id": li.model_id, "seeds": {"tracks": tracks, "audio": args.audio, "tags": args.tags},
-                          "results": results}, indent=1, default=str))
+                          "k": results.k, "found": len(results), "shortfall": results.shortfall,
+                          "seed_tags": results.seeds, "results": list(results)}, indent=1, default=str))
         return 0
-    if not results:
-        print("no track passes the filters")
-        return 0
-    print(f"{'#':>2}  {'score':>6}  {'track':12}  {'artist':18}  {'title':28}  why")
+    for seed in results.seeds if args.audio else ():
+        if seed["track_id"] is None:
+            print(f"query {seed['seed']}: tags {', '.join(seed['tags']) or 'none'}"
+                  + (f"; {seed['bpm']:.0f} BPM" if seed["bpm"] else "") + (f"; {seed['key']}" if seed["key"] else ""))
+    if results:
+        print(f"{'#':>2}  {'score':>6}  {'track':12}  {'artist':18}  {'title':28}  why")
     for r in results:
-        print(f"{r['rank']:>2}  {r['score']:6.3f}  {r['track_id'][:12]:12}  {str(r['artist'] or '-')[:18]:18}  "
-              f"{str(r['title'] or '-')[:28]:28}  {r['explanation']}")
+        print(f"{r['rank']:>2}  {r['score']:6.3f}  {r['track_id'][:12]:12}  {clip(r['artist'] or '-', 18):18}  "
+              f"{clip(r['title'] or '-', 28):28}  {r['explanation']}")
         print(f"{'':24}{r['path']}")
+    if results.shortfall:
+        print(results.shortfall)
     return 0
+
+
+def clip(text, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in an ellipsis when cut."""
+    text = str(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def register(sub) -> None:
@@ -55,7 +66,8 @@ def register(sub) -> None:
                    help="model id (prefix) whose index to query, or its checkpoint file (which --audio then uses "
                         "when the model is no longer where it tagged from); default: latest tagged")
     f = p.add_argument_group("filters")
-    f.add_argument("--genre", metavar="LIST", help="any of these genres (file tag, else predicted)")
+    f.add_argument("--genre", metavar="LIST", help="any of these genres as the model predicts them")
+    f.add_argument("--file-genre", metavar="LIST", help="any of these genres in the files' own metadata")
     f.add_argument("--with-tags", metavar="LIST", help="only tracks with all of these decided tags")
     f.add_argument("--bpm", metavar="LO-HI", help="tempo range, e.g. 90-120, 90- or -120")
     f.add_argument("--key", action="append", metavar="KEY", help="key, e.g. 'A minor', Am, or F# (any mode); repeatable")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..models.decisions import EXCLUSIVE_GROUPS, tempo_bucket  # noqa: F401 (tempo_bucket: read by _render)
+
 # --- instruments ------------------------------------------------------------------------------------
 #: General MIDI programs (0-based) per family and register, all present in TimGM6mb.sf2.
 PROGRAMS: dict[str, dict[str, tuple[int, ...]]] = {
@@ -45,23 +47,8 @@ def programs_for(family: str, role: str) -> tuple[int, ...]:
 
 
 # --- tags -----------------------------------------------------------------------------------------------
-TEMPO_BUCKETS = (("slow", 0.0, 76.0), ("medium", 76.0, 112.0), ("fast", 112.0, 1e9))  # beats per minute
-
-
-def tempo_bucket(bpm: float) -> str:
-    for name, lo, hi in TEMPO_BUCKETS:
-        if lo <= bpm < hi:
-            return name
-    return "fast"
-
-
-TAG_GROUPS: dict[str, tuple[str, ...]] = {
-    "instrument": FAMILIES + ("drums",),
-    "tempo": tuple(b[0] for b in TEMPO_BUCKETS),
-    "mode": ("major", "minor"),
-    "meter": ("duple", "triple", "compound"),
-    "texture": ("solo", "ensemble"),
-}
+# the tempo buckets (BPM) and the groups of which a clip has exactly one tag are the ones tagging decides by
+TAG_GROUPS: dict[str, tuple[str, ...]] = {"instrument": FAMILIES + ("drums",), **EXCLUSIVE_GROUPS}
 TAG_VOCABULARY: tuple[str, ...] = tuple(t for group in TAG_GROUPS.values() for t in group)
 
 

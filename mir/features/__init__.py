@@ -3,8 +3,29 @@
 Functions take arrays (decoding lives in :mod:`mir.audio`) and keyword-only parameters whose ``None``
 default means the value in ``get_config().analysis``.
 """
-from .descriptors import TrackAnalyzer, describe, describe_with_logmel, key, key_templates, loudness, tempo
-from .logmel import LogMel, LogMelStream, log_mel, mel_filterbank
+from typing import TYPE_CHECKING
+
+# names load on first use (PEP 562): ``mir.features.confidence`` needs neither librosa nor torch
+_WHERE = {
+    **dict.fromkeys(("TrackAnalyzer", "describe", "describe_with_logmel", "key", "key_templates", "loudness",
+                     "tempo"), "descriptors"),
+    **dict.fromkeys(("LogMel", "LogMelStream", "log_mel", "mel_filterbank"), "logmel"),
+}
+
+if TYPE_CHECKING:
+    from .descriptors import TrackAnalyzer, describe, describe_with_logmel, key, key_templates, loudness, tempo
+    from .logmel import LogMel, LogMelStream, log_mel, mel_filterbank
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'mir.features' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "mel_filterbank", "log_mel", "LogMel", "LogMelStream",

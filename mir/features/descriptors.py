@@ -34,12 +34,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ParameterError
 from ._checks import check_audio, mel_params
+from .keys import PITCH_CLASSES  # noqa: F401 (re-exported)
+from .confidence import KEY_CONFIDENT, RHYTHM_FACTORS, TEMPO_CONFIDENT, tempo_confidence  # noqa: F401 (re-exported)
 from .logmel import FrameStream, LogMelStream, hann_window, power_spectrum
 
 DESCRIPTORS = ("tempo", "key", "loudness")
-# tempo factors of the tempogram ratio (librosa.feature.tempogram_ratio's defaults)
-RHYTHM_FACTORS = (4.0, 8 / 3, 3.0, 2.0, 4 / 3, 1.5, 1.0, 2 / 3, 0.75, 0.5, 1 / 3, 0.375, 0.25)
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 # --- tempo -------------------------------------------------------------------------------------

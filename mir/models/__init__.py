@@ -8,19 +8,36 @@ Build from a config, save and load checkpoints::
     out = model(logmel)            # TaggerOutput(tags=logits, genre=logits, embedding=unit vectors)
     vec = model.embed(logmel)      # [batch, embed_dim], L2-normalised
 """
-from .builders import (
-    ModelConfig,
-    build_model,
-    conv_macs_per_chunk,
-    count_parameters,
-    debug,
-    fast,
-    preset,
-    short_chunk,
-)
-from .checkpoint import FORMAT, FORMAT_VERSION, LoadedModel, load_checkpoint, model_id, save_checkpoint
-from .outputs import TaggerOutput
-from .tagger import ShortChunkCNN
+from typing import TYPE_CHECKING
+
+# names are imported on first use (PEP 562), so that ``mir.models.decisions`` and other torch-free
+# modules load without torch
+_WHERE = {
+    **dict.fromkeys(("ModelConfig", "build_model", "conv_macs_per_chunk", "count_parameters", "debug", "fast",
+                     "preset", "short_chunk"), "builders"),
+    **dict.fromkeys(("FORMAT", "FORMAT_VERSION", "LoadedModel", "load_checkpoint", "model_id", "save_checkpoint"),
+                    "checkpoint"),
+    "TaggerOutput": "outputs",
+    "ShortChunkCNN": "tagger",
+}
+
+if TYPE_CHECKING:
+    from .builders import (ModelConfig, build_model, conv_macs_per_chunk, count_parameters, debug, fast, preset,
+                           short_chunk)
+    from .checkpoint import FORMAT, FORMAT_VERSION, LoadedModel, load_checkpoint, model_id, save_checkpoint
+    from .outputs import TaggerOutput
+    from .tagger import ShortChunkCNN
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'mir.models' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FORMAT",

@@ -15,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import ModelError, ParameterError
-from .tagger import ShortChunkCNN
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .tagger import ShortChunkCNN
 
 # The one architecture. Stored configs name it (so model ids stay what they have always been);
 # a stored config naming another one is refused.
@@ -127,10 +129,12 @@ def preset(name: str, *, n_tags: int, n_genres: int, **overrides) -> ModelConfig
     return factory(n_tags=n_tags, n_genres=n_genres, **overrides)
 
 
-def build_model(config: ModelConfig) -> ShortChunkCNN:
+def build_model(config: ModelConfig) -> "ShortChunkCNN":
     """Build the (untrained, train-mode) model described by ``config``."""
     if not isinstance(config, ModelConfig):
         raise ParameterError(f"config must be a ModelConfig, got {type(config).__name__}")
+    from .tagger import ShortChunkCNN  # torch: loaded when a model is built
+
     return ShortChunkCNN(
         n_mels=config.n_mels,
         widths=config.widths,
@@ -142,7 +146,7 @@ def build_model(config: ModelConfig) -> ShortChunkCNN:
     )
 
 
-def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+def count_parameters(model: "nn.Module", *, trainable_only: bool = False) -> int:
     """Number of parameters (elements) in ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 

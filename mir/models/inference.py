@@ -44,10 +44,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ParameterError
+from .defaults import DEFAULT_BATCH_SIZE, PRECISIONS  # noqa: F401 (re-exported)
 
 PAD_DB = -100.0  # 10 * log10(amin=1e-10): what digital silence analyses to
-PRECISIONS = ("fp32", "bf16", "auto")
-DEFAULT_BATCH_SIZE = 16  # measured: 64 is slower on CPU (allocator, cache); see benchmarks/tagging.py
 
 
 # --- chunking ----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import atomic
 from ..errors import ParameterError
-from ..features.descriptors import PITCH_CLASSES
+from ..features.keys import PITCH_CLASSES
 from ..similar.filters import music_mask, parse_key
 
 
@@ -209,18 +209,34 @@ def _entries(playlist: Playlist, tracks) -> list[dict]:
     return out
 
 
+def shortfall(playlist: Playlist, tracks) -> str | None:
+    """Why ``playlist`` holds fewer tracks than asked (None when it holds them all). A playlist never
+    repeats a track, so it ends when the tagged tracks run out."""
+    asked, got = playlist.settings.get("length", len(playlist.track_ids)), len(playlist.track_ids)
+    if got >= asked:
+        return None
+    seeds = "" if playlist.mode == "path" else \
+        f", {len(set(playlist.seeds))} of them the seed{'s' if len(set(playlist.seeds)) != 1 else ''}"
+    return (f"{got} of {asked} tracks: the library has {len(tracks)} tagged tracks{seeds}, "
+            "and a playlist never repeats a track (tag more tracks for longer playlists)")
+
+
 def playlist_doc(playlist: Playlist, tracks) -> dict:
-    """The JSON document of a playlist: mode, seeds, settings and one entry per track."""
+    """The JSON document of a playlist: mode, seeds, settings, ``shortfall`` (why it is shorter than
+    asked, or None) and one entry per track."""
     return {"mode": playlist.mode, "seeds": playlist.seeds, "relaxed": playlist.relaxed,
-            "settings": playlist.settings, "tracks": _entries(playlist, tracks)}
+            "settings": playlist.settings, "shortfall": shortfall(playlist, tracks),
+            "tracks": _entries(playlist, tracks)}
 
 
 def m3u_text(playlist: Playlist, tracks) -> str:
-    """Extended M3U: ``#EXTINF:<seconds>,<artist> - <title>`` then the file path, one entry per track."""
+    """Extended M3U: ``#EXTINF:<seconds>,<artist> - <title>`` (an untitled track: its file name) then the
+    file path, one entry per track."""
     lines = ["#EXTM3U"]
     for e in _entries(playlist, tracks):
         secs = int(round(e["duration"])) if e["duration"] is not None else -1
-        name = " - ".join(x for x in (e["artist"], e["title"]) if x) or e["track_id"]
+        name = (" - ".join(x for x in (e["artist"], e["title"]) if x)
+                or (os.path.basename(e["path"]) if e["path"] else e["track_id"]))
         lines += [f"#EXTINF:{secs},{name}", e["path"] or e["track_id"]]
     return "\n".join(lines) + "\n"
 

@@ -37,17 +37,17 @@ def describe_file(path: str | os.PathLike) -> tuple[float, np.ndarray, dict]:
 def run_tagger(loaded, mel: np.ndarray, desc: dict, *, duration: float, model=None) -> FileAnalysis:
     """The model of ``loaded`` (a :class:`~mir.models.LoadedModel`) on one track's log-mel and
     descriptors; ``model``: its prepared module (default: :func:`~mir.models.inference.prepare_model`)."""
-    from ..models.inference import decide_tags, predict_logmels, prepare_model
+    from ..models.decisions import Measured, decide
+    from ..models.inference import predict_logmels, prepare_model
     from ..models.track_head import context_of
 
     model = prepare_model(loaded.model) if model is None else model
     out = predict_logmels(model, [mel], chunk_frames=loaded.config.chunk_frames,
                           context=context_of(desc) if loaded.model.track_head is not None else None)
     probs = out["tag_probs"][0]
-    on = np.flatnonzero(decide_tags(probs[None, :], np.asarray(loaded.thresholds))[0])
+    decided = decide(probs[None, :], loaded.thresholds, list(loaded.tags), measured=[Measured.from_descriptors(desc)])
     return FileAnalysis(duration=duration, descriptors=desc, tag_probs=probs, genre_probs=out["genre_probs"][0],
-                        embedding=out["embedding"][0],
-                        tags=[loaded.tags[j] for j in on[np.argsort(-probs[on], kind="stable")]])
+                        embedding=out["embedding"][0], tags=decided[0].tags)
 
 
 def analyse_file(loaded, path: str | os.PathLike, *, model=None) -> FileAnalysis:

@@ -10,7 +10,7 @@ fewer than ``k`` results when ``k`` qualifying tracks exist. A small ``allowed``
 so nothing needs widening there.
 
 Metadata frame (``meta``): one row per track, index = track id, columns used when present:
-``artist``, ``genre`` (file tag), ``genre_pred`` (model), ``tags`` (list of decided tags),
+``artist``, ``genre`` (the file's own metadata), ``genre_pred`` (the model's prediction), ``tags`` (list of decided tags),
 ``tempo`` (BPM), ``key`` (tonic, e.g. "A"), ``mode`` ("major"/"minor"), ``year`` (int or NaN),
 ``music`` (probability that the track is music, from a model's music gate; NaN without one).
 """
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ParameterError
-from ..features.descriptors import PITCH_CLASSES
+from ..features.keys import PITCH_CLASSES
 from ..index.base import PAD_ID, PAD_SCORE, VectorIndex, check_k
 
 _FLATS = {"DB": "C#", "EB": "D#", "GB": "F#", "AB": "G#", "BB": "A#", "CB": "B", "FB": "E", "E#": "F", "B#": "C"}
@@ -82,8 +82,9 @@ def parse_range(text: str | Sequence | None, name: str) -> tuple[float | None, f
 class Filters:
     """What results may be. Empty fields do not filter.
 
-    genres : any of these (case-insensitive), matched against the file's genre tag or, where the
-        file has none, the model's predicted genre
+    genres : any of these predicted genres (the model's, case-insensitive)
+    file_genres : any of these genres in the files' own metadata (case-insensitive; a track whose
+        file has no genre fails)
     tags : all of these decided tags (case-insensitive)
     bpm, year : inclusive ``(low, high)`` ranges (``None`` = open end); tracks without a value fail
     keys : any of these keys (``"A minor"``, ``"Am"``; a bare tonic ``"A"`` matches both modes)
@@ -93,6 +94,7 @@ class Filters:
     """
 
     genres: tuple[str, ...] = ()
+    file_genres: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     bpm: tuple[float | None, float | None] | None = None
     keys: tuple[str, ...] = ()
@@ -103,7 +105,7 @@ class Filters:
     music_only: bool = False
 
     def __post_init__(self):
-        for name in ("genres", "tags", "keys", "exclude_tracks", "exclude_artists"):
+        for name in ("genres", "file_genres", "tags", "keys", "exclude_tracks", "exclude_artists"):
             value = getattr(self, name)
             if isinstance(value, str):
                 object.__setattr__(self, name, (value,))
@@ -119,20 +121,33 @@ class Filters:
     @property
     def per_track(self) -> bool:
         """Whether any per-track condition is set (so an ``allowed`` set is needed)."""
-        return bool(self.genres or self.tags or self.bpm or self.keys or self.year
+        return bool(self.genres or self.file_genres or self.tags or self.bpm or self.keys or self.year
                     or self.exclude_tracks or self.exclude_artists or self.music_only)
+
+    def describe(self) -> str:
+        """The conditions set, as the command line writes them (``--genre reel --bpm 90-120``)."""
+        def rng(r):
+            return "-".join("" if v is None else f"{v:g}" for v in r)
+
+        parts = [(f"--genre {','.join(self.genres)}", self.genres),
+                 (f"--file-genre {','.join(self.file_genres)}", self.file_genres),
+                 (f"--with-tags {','.join(self.tags)}", self.tags), (f"--bpm {rng(self.bpm or ())}", self.bpm),
+                 (" ".join(f"--key {k!r}" for k in self.keys), self.keys), (f"--year {rng(self.year or ())}", self.year),
+                 (f"{len(self.exclude_tracks)} excluded tracks", self.exclude_tracks),
+                 (f"--exclude-artist {','.join(self.exclude_artists)}", self.exclude_artists),
+                 (f"--max-per-artist {self.max_per_artist}", self.max_per_artist),
+                 ("--music-only", self.music_only)]
+        return " ".join(text for text, value in parts if value)
 
     def mask(self, meta: pd.DataFrame) -> np.ndarray:
         """Boolean [len(meta)]: rows of ``meta`` that pass every per-track condition."""
         ok = np.ones(len(meta), dtype=bool)
         if self.music_only:
             ok &= music_mask(meta["music"] if "music" in meta else None, meta.attrs.get("model_id", ""))
-        if self.genres:
-            wanted = {g.casefold() for g in self.genres}
-            genre = _column(meta, "genre")
-            if "genre_pred" in meta:
-                genre = genre.where(genre.notna() & (genre.astype(str) != ""), meta["genre_pred"])
-            ok &= genre.map(lambda g: isinstance(g, str) and g.casefold() in wanted).to_numpy(bool)
+        for wanted, column in ((self.genres, "genre_pred"), (self.file_genres, "genre")):
+            if wanted:
+                names = {g.casefold() for g in wanted}
+                ok &= _column(meta, column).map(lambda g: isinstance(g, str) and g.casefold() in names).to_numpy(bool)
         if self.tags:
             wanted = {t.casefold() for t in self.tags}
             ok &= _column(meta, "tags").map(

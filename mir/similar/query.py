@@ -26,6 +26,7 @@ import pandas as pd
 from ..errors import ModelError, ParameterError, TrackNotFoundError
 from ..catalog.predictions import model_info
 from ..index.base import PAD_ID, check_k, normalized
+from ..features.keys import key_name
 from .filters import PITCH_CLASSES, Filters, cap_per_group
 from .library import LibraryIndex
 
@@ -166,8 +167,8 @@ def explain(row: pd.Series, seed: Seed | None, tags: Sequence[str] = (), tag_pro
         parts.append("shared tags: " + (", ".join(shared) if shared else "none"))
         tempo, key, mode = _value(row.get("tempo")), _value(row.get("key")), _value(row.get("mode"))
         why.update(bpm=tempo, seed_bpm=seed.tempo, tempo=tempo_relation(tempo, seed.tempo),
-                   key=f"{key} {mode}" if key and mode else None,
-                   seed_key=f"{seed.key} {seed.mode}" if seed.key and seed.mode else None,
+                   key=key_name(key, mode) if key and mode else None,
+                   seed_key=key_name(seed.key, seed.mode) if seed.key and seed.mode else None,
                    key_relation=key_relation(key, mode, seed.key, seed.mode))
         if tempo and seed.tempo:
             parts.append(f"{tempo:.0f} BPM vs {seed.tempo:.0f} ({why['tempo']})")
@@ -187,7 +188,8 @@ def similar(li: LibraryIndex, *, tracks: Sequence[str] = (), audio: str | os.Pat
             checkpoint: str | os.PathLike | None = None, **knobs) -> list[dict]:
     """The ``k`` tracks most similar to the seeds (tracks, an audio file) and/or matching ``tags``.
 
-    Returns dicts, best first: ``rank, track_id, path, artist, title, score, explanation, why``.
+    Returns a :class:`Results` list of dicts, best first: ``rank, track_id, path, artist, title, score,
+    explanation, why``; when it holds fewer than ``k``, its ``shortfall`` says why.
     ``exclude_seeds``: never return the seed tracks themselves. ``filters``: see :class:`Filters`.
     ``knobs``: search knobs of the index (``ef_search``, ``nprobe``, ``k_factor``).
     """
@@ -227,7 +229,32 @@ def similar(li: LibraryIndex, *, tracks: Sequence[str] = (), audio: str | os.Pat
         out.append({"rank": rank, "track_id": track_id, "path": row.get("path"),
                     "artist": _value(row.get("artist")), "title": _value(row.get("title")),
                     "score": round(float(score), 6), "explanation": why.pop("text"), "why": why})
-    return out
+    return Results(out, k=k, shortfall=shortfall(meta, filters, exclude, k, len(out)),
+                   seeds=[{"seed": s.label, "track_id": s.track_id, "tags": list(s.tags), "bpm": s.tempo,
+                           "key": key_name(s.key, s.mode) if s.key and s.mode else None} for s in seeds])
+
+
+class Results(list):
+    """Results of :func:`similar` (a list of dicts) with ``k`` (asked for), ``shortfall`` (None when
+    ``k`` came back, else a sentence saying why fewer did) and ``seeds`` (each seed's decided tags,
+    BPM and key: for an audio file, what the model and descriptors made of it)."""
+
+    def __init__(self, items=(), *, k: int, shortfall: str | None = None, seeds: list[dict] | None = None):
+        super().__init__(items)
+        self.k, self.shortfall, self.seeds = k, shortfall, seeds or []
+
+
+def shortfall(meta: pd.DataFrame, filters: Filters, exclude: set, k: int, found: int) -> str | None:
+    """Why a query found ``found`` < ``k`` results (None when it found ``k``)."""
+    if found >= k:
+        return None
+    seeds = f", not counting {len(exclude)} seed track{'s' if len(exclude) != 1 else ''}" if exclude else ""
+    if not (filters.per_track or filters.max_per_artist):
+        return f"{found} of {k} results: the index holds {len(meta)} tracks{seeds}"
+    passing = int((filters.mask(meta) & ~meta.index.isin(list(exclude))).sum())
+    capped = " and the per-artist cap" if filters.max_per_artist else ""
+    return (f"{found} of {k} results: {passing} of the {len(meta)} indexed tracks pass the filters{capped} "
+            f"({filters.describe()}){seeds}")
 
 
 def _pooled(li: LibraryIndex, seeds: np.ndarray | None, match: np.ndarray | None, k: int, filters: Filters,
@@ -252,7 +279,7 @@ def _pooled(li: LibraryIndex, seeds: np.ndarray | None, match: np.ndarray | None
             cands.update(allowed_ids[order].tolist())
         cand = np.asarray(sorted(cands), dtype=str)
         if len(cand) == 0:
-            return []
+            return []  # similar() says why
         score = np.zeros(len(cand), np.float32)
         if seeds is not None:
             score = soft_min(li.vectors(list(cand)) @ seeds.T, temperature)

@@ -3,13 +3,14 @@ write its decided genre and tags into the files' own metadata.
 
 - :mod:`mir.tagging.job`: :func:`tag`, resumable, in this process, worker processes or on Dask
 - :mod:`mir.tagging.worker`: one group of tracks through the model (the task a worker runs)
-- :mod:`mir.tagging.files`: :func:`predict_files`, audio files outside a library
-- :mod:`mir.tagging.writeback`: :func:`write_file_tags`
+- :mod:`mir.tagging.files`: :func:`predict_files` and :func:`tag_files`, audio files outside a library
+- :mod:`mir.tagging.writeback`: :func:`write_file_tags` into mir's own metadata fields, with a backup
+  that :func:`restore_file_tags` puts back
 
 What a model wrote is read back with :mod:`mir.catalog.predictions` (``load_tags``, ``load_embeddings``, …).
 """
-from .files import predict_files
+from .files import predict_files, tag_files
 from .job import TagReport, tag
-from .writeback import file_tags_of, write_file_tags
+from .writeback import file_tags_of, restore_file_tags, write_file_tags
 
-__all__ = ["TagReport", "file_tags_of", "predict_files", "tag", "write_file_tags"]
+__all__ = ["TagReport", "file_tags_of", "predict_files", "restore_file_tags", "tag", "tag_files", "write_file_tags"]

@@ -81,3 +81,52 @@ def _prefetched(pool: ThreadPoolExecutor, fn, items: list, ahead: int) -> Iterat
         if i + ahead + 1 < len(items):
             futures.append(pool.submit(fn, items[i + ahead + 1]))
         yield fut.result()
+
+
+def tag_files(paths: Sequence[str | os.PathLike], *, model: str | os.PathLike | None = None,
+              cfg: AnalysisConfig | None = None) -> list[dict]:
+    """Tags, genre, BPM and key of audio files outside a library (``mir tag FILE…``), one at a time.
+
+    ``model``: a checkpoint file (default: the packaged model). Returns one dict per path: ``path``,
+    ``genre``, ``genre_prob``, ``tags`` (decided as in a library, see :mod:`mir.models.decisions`),
+    ``tag_probs``, ``bpm``, ``key``, ``mode``, ``key_confidence``, ``model_id``, ``error`` (the message
+    of a file that could not be read, whose other fields are None).
+    """
+    from .. import audio
+    from ..errors import MirError
+    from ..features import describe_with_logmel
+    from ..models import load_checkpoint
+    from ..models.checkpoint import default_checkpoint
+    from ..models.decisions import Measured, decide
+    from ..models.inference import prepare_model
+    from ..models.track_head import context_of
+
+    cfg = cfg or get_config().analysis
+    loaded = load_checkpoint(model if model is not None else default_checkpoint())
+    loaded.check_analysis(cfg)
+    net = prepare_model(loaded.model)
+    out = []
+    for path in paths:
+        row = dict.fromkeys(("genre", "genre_prob", "tags", "tag_probs", "bpm", "key", "mode", "key_confidence",
+                             "error"))
+        row.update(path=os.fspath(path), model_id=loaded.model_id)
+        try:
+            y = audio.load(path, sr=cfg.sample_rate)
+        except MirError as exc:
+            row["error"] = str(exc)
+            out.append(row)
+            continue
+        mel, desc = describe_with_logmel(y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                                         n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
+        pred = predict_logmels(net, [mel], chunk_frames=loaded.config.chunk_frames,
+                               context=context_of(desc) if loaded.model.track_head is not None else None)
+        probs, genre_probs = pred["tag_probs"][0], pred["genre_probs"][0]
+        decision = decide(probs[None, :], loaded.thresholds, list(loaded.tags),
+                          measured=[Measured.from_descriptors(desc)])[0]
+        best = int(np.argmax(genre_probs))
+        row.update(genre=loaded.genres[best], genre_prob=round(float(genre_probs[best]), 4), tags=decision.tags,
+                   tag_probs={t: round(float(p), 4) for t, p in zip(loaded.tags, probs)},
+                   bpm=round(float(desc["tempo"]), 1) or None, key=desc["key"], mode=desc["mode"],
+                   key_confidence=round(float(desc["key_confidence"]), 3))
+        out.append(row)
+    return out

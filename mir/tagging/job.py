@@ -30,7 +30,8 @@ from ..catalog.predictions import STAGE, resolve_model
 from ..catalog.stages import stage_versions
 from ..config import AnalysisConfig, get_config
 from ..errors import ModelError, ParameterError
-from ..models.inference import DEFAULT_BATCH_SIZE, decide_tags, resolve_precision
+from ..models.decisions import DECISION_RULES, Measured, decide
+from ..models.inference import DEFAULT_BATCH_SIZE, resolve_precision
 from .worker import TagSettings, load_group, tag_group, tag_loaded
 
 GROUP_CHUNKS = 256  # chunks per task (≈ 16 batches): large enough that padding the last batch is cheap
@@ -186,9 +187,10 @@ def tag(
                                          workers=workers, progress=progress, flush_every=flush_every,
                                          flush_seconds=flush_seconds)
     with lib.lock():
-        todo = _plan_into(report, lib, settings, descriptors_version, retry_failed=retry_failed)
+        todo = _plan_into(report, lib, settings, descriptors_version, retry_failed=retry_failed,
+                          measured_version=versions["descriptors"])
         table = lib.stages.table(STAGE, loaded.model_id)
-        _write_model_info(table.folder, loaded, path)
+        _write_model_info(lib, table, loaded, path, versions["descriptors"])
         groups = group_tracks(todo, _frames_of(lib, settings.logmel_version), chunk_frames=loaded.config.chunk_frames,
                               n_chunks=n_chunks, group_chunks=group_chunks)
         writer = _Writer(lib, table, report, {item[1]: item[3] for item in todo}, every=flush_every,
@@ -242,20 +244,31 @@ def _analyse_first(lib: Library, settings: TagSettings, descriptors_version: str
 
 
 def _plan_into(report: TagReport, lib: Library, settings: TagSettings, descriptors_version: str, *,
-               retry_failed: bool) -> list[tuple]:
-    """The tracks to tag (see :func:`plan`), counted into ``report``; with a track head each item
-    also carries its descriptor context (read once here, so any worker gets it with the item)."""
+               retry_failed: bool, measured_version: str) -> list[tuple]:
+    """The tracks to tag (see :func:`plan`), counted into ``report``. Each item also carries, read once
+    here so any worker gets it with the item: its descriptor context when the model has a track head
+    (else None), and what its descriptors measured (:class:`~mir.models.decisions.Measured`, or None),
+    which the tag decisions use: ``(track_id, hash, path, duration, context, measured)``."""
     todo, counts = plan(lib, settings.model_id, settings.logmel_version, retry_failed=retry_failed,
                         descriptors_version=descriptors_version)
     report.todo, report.already = len(todo), counts["already"]
     report.skipped_failed, report.skipped_unanalysed = counts["skipped_failed"], counts["unanalysed"]
-    if descriptors_version and todo:
+    if not todo:
+        return []
+    described = lib.stages.table("descriptors", measured_version).read()
+    contexts: list = [None] * len(todo)
+    if descriptors_version:
         from ..models.track_head import contexts_from_descriptors
 
-        described = lib.stages.table("descriptors", descriptors_version).read()
-        contexts = contexts_from_descriptors(described, [item[1] for item in todo])
-        todo = [(*item, context) for item, context in zip(todo, contexts)]
-    return todo
+        contexts = list(contexts_from_descriptors(described, [item[1] for item in todo]))
+    measured = _measured(described, [item[1] for item in todo])
+    return [(*item, context, m) for item, context, m in zip(todo, contexts, measured)]
+
+
+def _measured(described: pd.DataFrame, hashes: Sequence[str]) -> list[Measured | None]:
+    """What the descriptors of each content hash measured (None for a track without descriptors)."""
+    rows = {row["hash"]: row for row in described.to_dict("records")} if len(described) else {}
+    return [Measured.from_descriptors(rows[h]) if h in rows else None for h in hashes]
 
 
 class _Writer:
@@ -329,35 +342,37 @@ def _frames_of(lib: Library, logmel_version: str) -> dict[str, int]:
     return dict(zip(frame["hash"], frame["frames"].astype(int))) if len(frame) else {}
 
 
-def _write_model_info(folder: Path, loaded, path: Path) -> None:
+def _write_model_info(lib: Library, table, loaded, path: Path, descriptors_version: str) -> None:
+    """Write ``model.json``; re-decide stored tags when the checkpoint's thresholds or mir's decision
+    rules (:data:`~mir.models.decisions.DECISION_RULES`) differ from those the tags were decided by."""
     info = {
         "model_id": loaded.model_id, "checkpoint": str(path), "tags": list(loaded.tags),
         "genres": list(loaded.genres), "thresholds": [float(v) for v in loaded.thresholds],
+        "decision_rules": DECISION_RULES,
         "config": loaded.config.to_dict(), "analysis": loaded.analysis, "mir_version": loaded.mir_version,
     }
-    target = folder / "model.json"
+    target = table.folder / "model.json"
     if target.exists():
         try:
             old = json.loads(target.read_text())
         except (OSError, json.JSONDecodeError):
             old = None
-        if old is not None and old.get("thresholds") != info["thresholds"]:
-            _redecide(folder, loaded)
+        if old is not None and (old.get("thresholds") != info["thresholds"]
+                                or old.get("decision_rules", 1) != DECISION_RULES):
+            _redecide(lib, table, loaded, descriptors_version)
     atomic.write_text(target, json.dumps(info, indent=1))
 
 
-def _redecide(folder: Path, loaded) -> None:
-    """The checkpoint's thresholds changed (the model id covers weights only): re-decide stored tags."""
-    from ..catalog.store import PartTable
-
-    table = PartTable(folder)
+def _redecide(lib: Library, table, loaded, descriptors_version: str) -> None:
+    """Decide the stored tags again from their stored probabilities (the model id covers weights only:
+    new thresholds or decision rules keep the probabilities and embeddings, and change only ``tags``)."""
     frame = table.read()
     if frame.empty:
         return
-    probs = np.stack(frame["tag_probs"].to_numpy())
-    decided = decide_tags(probs, loaded.thresholds)
-    frame["tags"] = [[loaded.tags[j] for j in np.flatnonzero(d)[np.argsort(-p[np.flatnonzero(d)], kind="stable")]]
-                     for d, p in zip(decided, probs)]
+    measured = _measured(lib.stages.table("descriptors", descriptors_version).read(), list(frame["hash"]))
+    decisions = decide(np.stack(frame["tag_probs"].to_numpy()), loaded.thresholds, list(loaded.tags),
+                       measured=measured)
+    frame["tags"] = [d.tags for d in decisions]
     table.append(frame)
     table.compact()
 

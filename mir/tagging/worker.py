@@ -10,7 +10,8 @@ import numpy as np
 
 from ..catalog.predictions import STAGE
 from ..errors import CatalogError, MirError, ModelError
-from ..models.inference import DEFAULT_BATCH_SIZE, decide_tags, predict_logmels, prepare_model, resolve_precision
+from ..models.decisions import Measured, decide
+from ..models.inference import DEFAULT_BATCH_SIZE, predict_logmels, prepare_model, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class TagSettings:
     compile: bool = False
     threads: int = 0  # torch threads in the worker; 0 = leave as is
     with_context: bool = False  # the model has a track head: items carry their descriptor context (item[4])
+
+
+# A work item: (track_id, hash, path, duration, descriptor context or None, Measured or None)
 
 
 _WORKER_MODELS: dict[tuple, tuple] = {}  # per process: (path, model_id, compile, channels_last) -> (loaded, model)
@@ -89,22 +93,22 @@ def infer_group(items: Sequence[tuple], mels: Sequence[np.ndarray], settings: Ta
     finally:
         torch.set_num_threads(old_threads)
     return make_rows([item[1] for item in items], out, loaded.tags, loaded.genres, loaded.thresholds,
-                     precision=resolve_precision(settings.precision))
+                     precision=resolve_precision(settings.precision),
+                     measured=[item[5] if len(item) > 5 else None for item in items])
 
 
 def make_rows(hashes: Sequence[str], out: dict[str, np.ndarray], tags: Sequence[str], genres: Sequence[str],
-              thresholds: np.ndarray, *, precision: str) -> list[dict]:
-    """One stored row per track from :func:`~mir.models.inference.predict_logmels` output."""
-    decided = decide_tags(out["tag_probs"], thresholds)
+              thresholds: np.ndarray, *, precision: str, measured: Sequence[Measured | None] | None = None) -> list[dict]:
+    """One stored row per track from :func:`~mir.models.inference.predict_logmels` output; tags decided
+    by :func:`mir.models.decisions.decide` (with the tracks' measured tempo and key, when given)."""
+    decisions = decide(out["tag_probs"], thresholds, list(tags), measured=measured)
     rows = []
     for i, h in enumerate(hashes):
         probs = out["tag_probs"][i]
-        on = np.flatnonzero(decided[i])
-        on = on[np.argsort(-probs[on], kind="stable")]
         rows.append({
             "hash": h,
             "tag_probs": probs.copy(),
-            "tags": [tags[j] for j in on],
+            "tags": decisions[i].tags,
             "genre": genres[int(np.argmax(out["genre_probs"][i]))],
             "genre_probs": out["genre_probs"][i].copy(),
             "embedding": out["embedding"][i].copy(),
