@@ -166,7 +166,8 @@ def cmd_show(args) -> int:
         out["tempo_confidence"] = _tempo_confidence(row)
         out["warnings"] = warnings
         if tagged is not None:
-            out["model"] = {k: tagged[k] for k in ("model_id", "genre", "tags", "genre_probs", "tag_probs", "n_chunks")}
+            out["model"] = {k: tagged[k] for k in ("model_id", "genre", "tags", "genre_probs", "tag_probs", "n_chunks",
+                                                   "music") if k in tagged}
         if prov is not None:
             out["provenance"] = prov
         print(json.dumps(out, indent=1, ensure_ascii=False))
@@ -251,6 +252,8 @@ def _show_tags(tagged: dict, row, info: dict, *, all_tags: bool) -> None:
     print(f"pred genre {tagged['genre']} (" + ", ".join(f"{g} {p:.2f}" for g, p in top) + ")")
     decided = ", ".join(f"{name} {tagged['tag_probs'][name]:.2f}" for name in tagged["tags"])
     print(f"pred tags  {decided or '-'}")
+    if tagged.get("music") is not None:
+        print(f"music      {tagged['music']:.2f}" + ("" if tagged["music"] >= 0.5 else " (not music)"))
     if not all_tags:
         return
     threshold = dict(zip(info["tags"], info["thresholds"]))
