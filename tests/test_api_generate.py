@@ -143,3 +143,11 @@ def test_read_only_and_token(gen_served):
         for method, url in [("POST", "/generate"), ("GET", f"/jobs/{'a' * 32}"), ("GET", f"/jobs/{'a' * 32}/audio")]:
             assert c.request(method, url).status_code == 401, url
         assert c.get(f"/jobs/{'a' * 32}", headers={"Authorization": "Bearer s3cret"}).status_code == 404
+
+
+def test_page_has_the_generate_form(gen_served):
+    with TestClient(create_app(gen_served["lib"])) as c:
+        page = c.get("/").text
+        assert 'id="generate-form"' in page and 'id="gen-progress"' in page and 'id="gen-player"' in page
+        js = c.get("/static/app.js").text
+        assert "/generate" in js and "/jobs/${job.id}" in js
