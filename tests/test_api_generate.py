@@ -13,8 +13,7 @@ from mir.catalog import Library, analyze
 from mir.generate import train_generator
 from mir.similar import build_library_index
 from mir.tagging import tag
-from helpers import TAGS, save_debug_model
-from test_generate import SR, clicks
+from helpers import SR, TAGS, clicks, save_debug_model
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
