@@ -1,0 +1,317 @@
+"""The taste fit of :mod:`mir.recommend.affinity` at catalogue scale: normalisers summed over cells of tracks.
+
+The model is the exact fit's (:func:`~mir.recommend.affinity.fit_taste_model`): a user's picks are
+softmax choices ``P(t | u) ∝ exp(b_t + theta_u · phi_t)`` (independent, or without replacement in
+first-play order), tastes under a Gaussian prior learned by EM, item biases with L2. Its cost is the
+normaliser: every user against every track, ``U × N × F`` per evaluation.
+
+Here the tracks are grouped once into ``K`` cells of similar features (k-means). In a user's
+normaliser, a track the user did not pick enters with its own bias and its cell's features,
+``exp(b_t + theta · c_k + theta² · v_k / 2)`` (``c_k`` the cell's mean features, ``v_k`` their
+per-feature variance: the second-order term of ``theta · phi`` over the cell, diagonal); the user's
+own picks enter exactly. So a normaliser is ``sum_k B_k exp(theta · c_k + theta² · v_k / 2)`` with
+``B_k = sum_{t in k} exp(b_t)`` computed once per round, plus a correction on the user's picks:
+``K × F`` per user instead of ``N × F``. With one track per cell (``K = N``) it is the exact
+objective. Every term stays ``exp(b_t) × (positive)``, so the item biases' majorised step and the
+per-user backtracking of the exact fit carry over unchanged: the surrogate objective never rises
+in a bias step and each taste step is accepted only where it falls.
+
+Per-user work is in blocks (pure functions of the block and the round's shared state), run in this
+thread, on a thread pool (``threads``: NumPy releases the GIL in the products and exponentials), or
+as tasks on a Dask cluster (``scheduler``).
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import numpy as np
+import scipy.linalg
+
+from ..errors import ParameterError
+from .affinity import Tastes, _bias_step, _pick_order, one_blas_thread  # the exact fit's model and steps
+
+
+def auto_cells(n_items: int) -> int:
+    """Cells for ``n_items`` tracks: all of them up to 2,000 (exact), then ``2,000 + 8 sqrt(n)`` (100,000
+    tracks: 4,530; 400,000: 7,060; 10 M: 27,300)."""
+    return n_items if n_items <= 2000 else int(2000 + 8 * np.sqrt(n_items))
+
+
+class Cells(NamedTuple):
+    """Tracks grouped by features: ``assign`` [N] cell of each track, ``centre`` [K, F] mean features,
+    ``spread`` [K, F] per-feature variance within the cell (0 for one-track cells)."""
+    assign: np.ndarray
+    centre: np.ndarray
+    spread: np.ndarray
+
+
+def make_cells(Phi: np.ndarray, n_cells: int, *, seed: int = 0) -> Cells:
+    """k-means cells of the features ``Phi`` [N, F] (FAISS, ``seed``); ``n_cells >= N``: one track per cell."""
+    Phi = np.asarray(Phi, np.float64)
+    N, F = Phi.shape
+    if n_cells >= N:
+        return Cells(np.arange(N), Phi.copy(), np.zeros_like(Phi))
+    import faiss
+
+    X = np.ascontiguousarray(Phi, np.float32)
+    km = faiss.Kmeans(F, int(n_cells), niter=20, seed=seed, verbose=False, min_points_per_centroid=1,
+                      max_points_per_centroid=64)
+    km.train(X)
+    _, a = km.index.search(X, 1)
+    used, assign = np.unique(a[:, 0], return_inverse=True)  # empty cells dropped
+    K = len(used)
+    count = np.bincount(assign, minlength=K).astype(np.float64)
+    centre = np.stack([np.bincount(assign, Phi[:, f], K) for f in range(F)], axis=1) / count[:, None]
+    second = np.stack([np.bincount(assign, Phi[:, f] ** 2, K) for f in range(F)], axis=1) / count[:, None]
+    return Cells(assign, centre, np.maximum(second - centre ** 2, 0.0))
+
+
+class _Round(NamedTuple):
+    """What every block needs in one round (sent once per round to each worker)."""
+    Phi: np.ndarray       # [N, F] float64
+    b: np.ndarray         # [N] item biases
+    cells: Cells
+    logB: np.ndarray      # [K] log sum_{t in k} exp(b_t)
+    mu: np.ndarray
+    prec: np.ndarray
+    curvature: tuple      # ("exact", outer [K, F*F]) or ("shared", lam [F], V [F, F])
+    sequential: bool
+    max_halvings: int
+
+
+class _Block(NamedTuple):
+    """One block of users: tastes [b, F], plays ``n`` [b], ``YPhi`` [b, F], played biases [b], noise [b],
+    and their picks ``rows`` (ascending, block positions) / ``items`` in pick order."""
+    theta: np.ndarray
+    n: np.ndarray
+    YPhi: np.ndarray
+    picked_b: np.ndarray
+    noise: np.ndarray
+    rows: np.ndarray
+    items: np.ndarray
+
+
+class _Eval(NamedTuple):
+    lse_sum: np.ndarray   # [b] sum of the picks' log normalisers
+    M: np.ndarray         # [b, F] expected features of the picks (gradient of lse_sum)
+    P: np.ndarray         # [b, K] users' cell distribution (for the curvature)
+    cell_mass: np.ndarray  # [K] sum over users of the expected pick counts per cell (all tracks as surrogate)
+    pick_w: np.ndarray    # [picks] expected count on each picked entry minus its surrogate share
+
+
+def _evaluate(th: np.ndarray, rows: np.ndarray, items: np.ndarray, st: _Round) -> _Eval:
+    """The surrogate normalisers of users with tastes ``th`` [b, F] and picks (``rows``, ``items``)."""
+    c = st.cells
+    half = 0.5 * c.spread
+    C = th @ c.centre.T + (th * th) @ half.T + st.logB  # [b, K] log cell mass
+    k = c.assign[items]
+    s_pick = st.b[items] + np.einsum("if,if->i", th[rows], st.Phi[items])  # exact
+    h_pick = C[rows, k] + st.b[items] - st.logB[k]  # the same track as its cell sees it
+    m = C.max(axis=1)
+    np.maximum.at(m, rows, s_pick)
+    A = np.exp(C - m[:, None])
+    full = A.sum(axis=1)
+    e, h = np.exp(s_pick - m[rows]), np.exp(h_pick - m[rows])
+    rest = np.maximum(full - np.bincount(rows, h, len(th)), 0.0)  # the never-picked tracks' surrogate mass
+    if st.sequential:  # pick j's normaliser: the rest plus the picks from j on (within the row)
+        after = np.cumsum(e[::-1])[::-1]
+        ends = np.searchsorted(rows, rows, side="right")
+        Z = rest[rows] + after - np.append(after, 0.0)[ends]
+    else:
+        Z = (rest + np.bincount(rows, e, len(th)))[rows]
+    w = 1.0 / Z
+    total = np.bincount(rows, w, len(th))
+    if st.sequential:
+        cw = np.cumsum(w)
+        starts = np.searchsorted(rows, rows, side="left")
+        prefix = cw - np.append(0.0, cw)[starts]
+    else:
+        prefix = total[rows]
+    n = np.bincount(rows, minlength=len(th))
+    lse_sum = np.bincount(rows, np.log(Z), len(th)) + n * m
+    R = A * total[:, None]  # expected picks per cell, all tracks as surrogate
+    g = R @ c.centre + (R @ c.spread) * th
+    ht = total[rows] * h  # the picks' surrogate share, replaced by their exact expected count
+    pick_w = prefix * e - ht
+    corr = pick_w[:, None] * st.Phi[items] - ht[:, None] * (c.spread[k] * th[rows] + c.centre[k] - st.Phi[items])
+    M = g + np.stack([np.bincount(rows, corr[:, f], len(th)) for f in range(th.shape[1])], axis=1)
+    return _Eval(lse_sum, M, A / full[:, None], R.sum(axis=0), pick_w)
+
+
+def _objective(lse_sum, th, blk: _Block, mu, prec) -> np.ndarray:
+    d = th - mu
+    return lse_sum - np.einsum("uf,uf->u", th, blk.YPhi) - blk.picked_b + 0.5 * np.einsum("uf,fg,ug->u", d, prec, d)
+
+
+def _sub(blk: _Block, act: np.ndarray):
+    """Picks (rows renumbered 0..len(act)-1, items) of the block's users ``act`` (ascending)."""
+    keep = np.isin(blk.rows, act)
+    return np.searchsorted(act, blk.rows[keep]), blk.items[keep]
+
+
+class _Result(NamedTuple):
+    theta: np.ndarray
+    post_cov: np.ndarray  # [F, F] sum of the block's posterior covariances
+    objective: float
+    cell_mass: np.ndarray  # [K] at the new tastes
+    pick_w: np.ndarray     # [picks] at the new tastes
+
+
+def block_round(blk: _Block, st: _Round) -> _Result:
+    """One round for one block of users: a backtracked Newton step on each taste (the exact fit's rule),
+    then the expected pick counts at the new tastes for the item-bias step. Pure (a Dask task)."""
+    with one_blas_thread():
+        return _block_round(blk, st)
+
+
+def _block_round(blk: _Block, st: _Round) -> _Result:
+    th, nb = blk.theta, blk.n
+    F = th.shape[1]
+    ev = _evaluate(th, blk.rows, blk.items, st)
+    f0 = _objective(ev.lse_sum, th, blk, st.mu, st.prec)
+    grad = -blk.YPhi + ev.M + (th - st.mu) @ st.prec
+    if st.curvature[0] == "exact":  # n_u Cov_cells(phi) + prec, the cells' spread on the diagonal
+        outer = st.curvature[1]
+        m1 = ev.P @ st.cells.centre
+        H = (ev.P @ outer).reshape(-1, F, F) - m1[:, :, None] * m1[:, None, :]
+        H[:, np.arange(F), np.arange(F)] += ev.P @ st.cells.spread
+        Hinv = np.linalg.inv(nb[:, None, None] * H + st.prec)
+        step = np.einsum("ufg,ug->uf", Hinv, grad)
+        post_cov = Hinv.sum(axis=0)
+    else:
+        _, lam, V = st.curvature
+        d = 1.0 / (nb[:, None] * lam + 1.0)
+        step = ((grad @ V) * d) @ V.T
+        post_cov = (V * d.sum(axis=0)) @ V.T
+    slope = -np.einsum("uf,uf->u", grad, step)
+    new, f1 = th.copy(), f0.copy()
+    act = np.flatnonzero(-slope > blk.noise)
+    alpha = np.ones(len(act))
+    for _ in range(st.max_halvings + 1):
+        if not len(act):
+            break
+        trial = th[act] - alpha[:, None] * step[act]
+        rows, items = _sub(blk, act)
+        lse = _evaluate(trial, rows, items, st).lse_sum
+        sub = _Block(trial, nb[act], blk.YPhi[act], blk.picked_b[act], blk.noise[act], rows, items)
+        f_t = _objective(lse, trial, sub, st.mu, st.prec)
+        ok = f_t <= f0[act] + 1e-4 * alpha * slope[act]
+        new[act[ok]], f1[act[ok]] = trial[ok], f_t[ok]
+        act, alpha = act[~ok], 0.5 * alpha[~ok]
+    end = _evaluate(new, blk.rows, blk.items, st)
+    return _Result(new, post_cov, float(f1.sum()), end.cell_mass, end.pick_w)
+
+
+def _run_blocks(blocks, st, threads: int, scheduler: str | None):
+    if scheduler:
+        from ..parallel import dask_map
+
+        out = [None] * len(blocks)
+        for i, r in dask_map(scheduler, block_round, blocks, st, scatter=True):
+            out[i] = r
+        return out
+    if threads > 1 and len(blocks) > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(lambda blk: block_round(blk, st), blocks))
+    return [block_round(blk, st) for blk in blocks]
+
+
+def _logsumexp_by(assign, x, K):
+    top = np.full(K, -np.inf)
+    np.maximum.at(top, assign, x)
+    return top + np.log(np.bincount(assign, np.exp(x - top[assign]), K))
+
+
+def fit_taste_cells(Y, Phi: np.ndarray, *, item_bias: bool = True, iterations: int = 20, ridge: float = 1e-2,
+                    bias_l2: float = 1.0, block: int = 2048, exact_limit: float = 2e9, max_halvings: int = 30,
+                    tol: float = 1e-4, init: Tastes | None = None, first_play=None, cells: int | str = "auto",
+                    seed: int = 0, threads: int = 1, scheduler: str | None = None) -> Tastes:
+    """MAP tastes under a learned Gaussian prior, the exact fit's model (:class:`~mir.recommend.affinity.Tastes`)
+    with each normaliser summed over ``cells`` cells of tracks (``"auto"``: :func:`auto_cells`).
+
+    Arguments as :func:`~mir.recommend.affinity.fit_taste_model`; ``block`` users per task, ``seed`` the
+    k-means seed, ``threads`` blocks at once in this process, ``scheduler`` a Dask scheduler address to run
+    the blocks on instead (each worker gets the round's shared state once). The result does not depend on
+    ``threads`` or ``scheduler``. The curvature is per user (``n_u`` × the covariance of the features under the
+    user's cell distribution) while ``U × K × F²`` is at most ``exact_limit``, else shared (at the
+    population's taste), as in the exact fit.
+    """
+    import scipy.sparse as sp
+
+    if iterations < 1 or not ridge > 0 or not bias_l2 > 0 or block < 1 or max_halvings < 0 or not tol >= 0:
+        raise ParameterError(f"iterations and block must be >= 1, ridge and bias_l2 > 0, max_halvings and tol >= 0; got "
+                             f"{iterations}, {block}, {ridge}, {bias_l2}, {max_halvings}, {tol}")
+    if threads < 1:
+        raise ParameterError(f"threads must be >= 1, got {threads}")
+    Y = sp.csr_matrix(Y, dtype=np.float64)
+    Y.data[:] = 1.0
+    Y.eliminate_zeros()
+    Y.sort_indices()
+    U, N = Y.shape
+    Phi = np.asarray(Phi, np.float64)
+    if Phi.ndim != 2 or len(Phi) != N or not np.isfinite(Phi).all():
+        raise ParameterError(f"features must be a finite [{N}, F] array (one row per track), got shape {Phi.shape}")
+    if cells != "auto" and (isinstance(cells, str) or int(cells) < 1):
+        raise ParameterError(f"cells must be a number >= 1 or 'auto', got {cells!r}")
+    F = Phi.shape[1]
+    K = auto_cells(N) if cells == "auto" else int(cells)
+    cl = make_cells(Phi, K, seed=seed)
+    K = len(cl.centre)
+    indptr, items = _pick_order(first_play, Y) if first_play is not None else (Y.indptr, Y.indices)
+    n = np.diff(indptr).astype(np.float64)
+    item_counts = np.asarray(Y.sum(axis=0)).ravel()
+    YPhi = np.asarray(Y @ Phi)
+    if init is None:
+        theta, mu, b, prec = np.zeros((U, F)), np.zeros(F), np.zeros(N), np.eye(F)
+    else:
+        if init.theta.shape != (U, F) or init.b.shape != (N,):
+            raise ParameterError(f"init must be a fit on the same {U} users, {N} tracks and {F} features; got tastes "
+                                 f"{init.theta.shape} and {init.b.shape[0]} biases")
+        theta, mu, prec = np.array(init.theta, np.float64), np.array(init.mu, np.float64), np.array(init.prec, np.float64)
+        b = np.array(init.b, np.float64) if item_bias else np.zeros(N)
+    exact = float(U) * K * F * F <= exact_limit
+    outer = (cl.centre[:, :, None] * cl.centre[:, None, :]).reshape(K, F * F) if exact else None
+    rows_per = max(1, min(block, int(2e7 // max(K, 1))))
+    spans = [(lo, min(U, lo + rows_per)) for lo in range(0, U, rows_per)]
+    noise = 1e-6 * (n + 1.0)
+    history = []
+    for _ in range(iterations):
+        before = theta.copy()
+        logB = _logsumexp_by(cl.assign, b, K)
+        if exact:
+            curvature = ("exact", outer)
+        else:  # the population's cell distribution under mu
+            s = cl.centre @ mu + 0.5 * cl.spread @ (mu * mu) + logB
+            p = np.exp(s - s.max())
+            p /= p.sum()
+            m0 = p @ cl.centre
+            shared = (cl.centre * p[:, None]).T @ cl.centre - np.outer(m0, m0) + np.diag(p @ cl.spread)
+            lam, V = scipy.linalg.eigh(shared, prec)
+            curvature = ("shared", np.maximum(lam, 0.0), V)
+        st = _Round(Phi, b, cl, logB, mu, prec, curvature, first_play is not None, max_halvings)
+        picked_b = Y @ b
+        blocks = []
+        for lo, hi in spans:
+            a, z = indptr[lo], indptr[hi]
+            rows = np.repeat(np.arange(hi - lo), np.diff(indptr[lo:hi + 1]))
+            blocks.append(_Block(theta[lo:hi], n[lo:hi], YPhi[lo:hi], picked_b[lo:hi], noise[lo:hi], rows, items[a:z]))
+        results = _run_blocks(blocks, st, threads, scheduler)
+        theta = np.concatenate([r.theta for r in results])
+        post_cov = sum(r.post_cov for r in results)
+        history.append(sum(r.objective for r in results) / max(n.sum(), 1.0))
+        mu = theta.mean(axis=0)
+        D = theta - mu
+        prec = np.linalg.inv((D.T @ D + post_cov) / max(U, 1) + ridge * np.eye(F))
+        if item_bias:
+            cell_mass = sum(r.cell_mass for r in results)
+            expected = np.exp(b - logB[cl.assign]) * cell_mass[cl.assign]
+            expected += np.bincount(items, np.concatenate([r.pick_w for r in results]), N)
+            delta = _bias_step(b, np.maximum(expected, 0.0), item_counts, bias_l2)
+        else:
+            delta = np.zeros(N)
+        b = b + delta
+        moved = np.sum((theta - before) ** 2) + np.sum(delta ** 2)
+        if moved <= tol ** 2 * (np.sum(theta ** 2) + np.sum(b ** 2)):
+            break
+    return Tastes(theta, mu, b, prec, len(history), np.array(history))
