@@ -70,9 +70,13 @@ def make_cells(Phi: np.ndarray, n_cells: int, *, seed: int = 0) -> Cells:
 class _Round(NamedTuple):
     """What every block needs in one round (sent once per round to each worker)."""
     Phi: np.ndarray       # [N, F] float64
+    Phi32: np.ndarray     # [N, F] float32
     b: np.ndarray         # [N] item biases
     cells: Cells
     logB: np.ndarray      # [K] log sum_{t in k} exp(b_t)
+    cell_rows: np.ndarray  # [2F, K] float32: the cells' centres over half their spreads (scores of [theta, theta²])
+    cell_cols: np.ndarray  # [K, 2F] float32: centres beside spreads (expected features)
+    cell_cols64: np.ndarray
     mu: np.ndarray
     prec: np.ndarray
     curvature: tuple      # ("exact", outer [K, F*F]) or ("shared", lam [F], V [F, F])
@@ -95,48 +99,58 @@ class _Block(NamedTuple):
 class _Eval(NamedTuple):
     lse_sum: np.ndarray   # [b] sum of the picks' log normalisers
     M: np.ndarray         # [b, F] expected features of the picks (gradient of lse_sum)
-    P: np.ndarray         # [b, K] users' cell distribution (for the curvature)
+    A: np.ndarray         # [b, K] float32 users' cell masses, summing to ``full`` (for the curvature)
+    full: np.ndarray
     cell_mass: np.ndarray  # [K] sum over users of the expected pick counts per cell (all tracks as surrogate)
     pick_w: np.ndarray    # [picks] expected count on each picked entry minus its surrogate share
 
 
-def _evaluate(th: np.ndarray, rows: np.ndarray, items: np.ndarray, st: _Round) -> _Eval:
-    """The surrogate normalisers of users with tastes ``th`` [b, F] and picks (``rows``, ``items``)."""
+def _evaluate(th: np.ndarray, rows: np.ndarray, items: np.ndarray, st: _Round, grad: bool = True) -> _Eval:
+    """The surrogate normalisers of users with tastes ``th`` [b, F] and picks (``rows``, ``items``);
+    ``grad`` False: only ``lse_sum`` (the other fields None)."""
+    import scipy.sparse as sp
+
     c = st.cells
-    half = 0.5 * c.spread
-    C = th @ c.centre.T + (th * th) @ half.T + st.logB  # [b, K] log cell mass
     k = c.assign[items]
-    s_pick = st.b[items] + np.einsum("if,if->i", th[rows], st.Phi[items])  # exact
-    h_pick = C[rows, k] + st.b[items] - st.logB[k]  # the same track as its cell sees it
-    m = C.max(axis=1)
+    b_n, F = th.shape
+    th32 = th.astype(np.float32)
+    # [b, K] log cell masses and the picks' exact scores, in float32 as the exact fit's scores
+    C = np.hstack([th32, th32 * th32]) @ st.cell_rows + st.logB.astype(np.float32)
+    h_pick = C[rows, k].astype(np.float64) + st.b[items] - st.logB[k]  # each pick as its cell sees it
+    s_pick = st.b[items] + np.einsum("if,if->i", th32[rows], st.Phi32[items]).astype(np.float64)
+    m = C.max(axis=1).astype(np.float64)
     np.maximum.at(m, rows, s_pick)
-    A = np.exp(C - m[:, None])
-    full = A.sum(axis=1)
+    C -= m[:, None].astype(np.float32)
+    A = np.exp(C, out=C)
+    full = A.sum(axis=1, dtype=np.float64)
     e, h = np.exp(s_pick - m[rows]), np.exp(h_pick - m[rows])
-    rest = np.maximum(full - np.bincount(rows, h, len(th)), 0.0)  # the never-picked tracks' surrogate mass
+    rest = np.maximum(full - np.bincount(rows, h, b_n), 0.0)  # the never-picked tracks' surrogate mass
     if st.sequential:  # pick j's normaliser: the rest plus the picks from j on (within the row)
         after = np.cumsum(e[::-1])[::-1]
         ends = np.searchsorted(rows, rows, side="right")
         Z = rest[rows] + after - np.append(after, 0.0)[ends]
     else:
-        Z = (rest + np.bincount(rows, e, len(th)))[rows]
+        Z = (rest + np.bincount(rows, e, b_n))[rows]
+    n = np.bincount(rows, minlength=b_n)
+    lse_sum = np.bincount(rows, np.log(Z), b_n) + n * m
+    if not grad:
+        return _Eval(lse_sum, None, None, None, None, None)
     w = 1.0 / Z
-    total = np.bincount(rows, w, len(th))
+    total = np.bincount(rows, w, b_n)
     if st.sequential:
         cw = np.cumsum(w)
         starts = np.searchsorted(rows, rows, side="left")
         prefix = cw - np.append(0.0, cw)[starts]
     else:
         prefix = total[rows]
-    n = np.bincount(rows, minlength=len(th))
-    lse_sum = np.bincount(rows, np.log(Z), len(th)) + n * m
-    R = A * total[:, None]  # expected picks per cell, all tracks as surrogate
-    g = R @ c.centre + (R @ c.spread) * th
-    ht = total[rows] * h  # the picks' surrogate share, replaced by their exact expected count
-    pick_w = prefix * e - ht
-    corr = pick_w[:, None] * st.Phi[items] - ht[:, None] * (c.spread[k] * th[rows] + c.centre[k] - st.Phi[items])
-    M = g + np.stack([np.bincount(rows, corr[:, f], len(th)) for f in range(th.shape[1])], axis=1)
-    return _Eval(lse_sum, M, A / full[:, None], R.sum(axis=0), pick_w)
+    R = A * total[:, None].astype(np.float32)  # expected picks per cell, every track as its cell sees it
+    ht = total[rows] * h  # the picks' share of that, replaced by their exact expected count
+    pe = prefix * e  # the picks' exact expected counts
+    indptr = np.concatenate([[0], np.cumsum(n)])
+    exact = sp.csr_matrix((pe, items, indptr), shape=(b_n, len(st.b))) @ st.Phi
+    cellwise = (R @ st.cell_cols).astype(np.float64) - sp.csr_matrix((ht, k, indptr), shape=(b_n, len(st.logB))) @ st.cell_cols64
+    M = exact + cellwise[:, :F] + cellwise[:, F:] * th
+    return _Eval(lse_sum, M, A, full, R.sum(axis=0, dtype=np.float64), pe - ht)
 
 
 def _objective(lse_sum, th, blk: _Block, mu, prec) -> np.ndarray:
@@ -173,9 +187,10 @@ def _block_round(blk: _Block, st: _Round) -> _Result:
     grad = -blk.YPhi + ev.M + (th - st.mu) @ st.prec
     if st.curvature[0] == "exact":  # n_u Cov_cells(phi) + prec, the cells' spread on the diagonal
         outer = st.curvature[1]
-        m1 = ev.P @ st.cells.centre
-        H = (ev.P @ outer).reshape(-1, F, F) - m1[:, :, None] * m1[:, None, :]
-        H[:, np.arange(F), np.arange(F)] += ev.P @ st.cells.spread
+        P = ev.A.astype(np.float64) / ev.full[:, None]
+        m1 = P @ st.cells.centre
+        H = (P @ outer).reshape(-1, F, F) - m1[:, :, None] * m1[:, None, :]
+        H[:, np.arange(F), np.arange(F)] += P @ st.cells.spread
         Hinv = np.linalg.inv(nb[:, None, None] * H + st.prec)
         step = np.einsum("ufg,ug->uf", Hinv, grad)
         post_cov = Hinv.sum(axis=0)
@@ -193,7 +208,7 @@ def _block_round(blk: _Block, st: _Round) -> _Result:
             break
         trial = th[act] - alpha[:, None] * step[act]
         rows, items = _sub(blk, act)
-        lse = _evaluate(trial, rows, items, st).lse_sum
+        lse = _evaluate(trial, rows, items, st, grad=False).lse_sum
         sub = _Block(trial, nb[act], blk.YPhi[act], blk.picked_b[act], blk.noise[act], rows, items)
         f_t = _objective(lse, trial, sub, st.mu, st.prec)
         ok = f_t <= f0[act] + 1e-4 * alpha * slope[act]
@@ -270,6 +285,9 @@ def fit_taste_cells(Y, Phi: np.ndarray, *, item_bias: bool = True, iterations: i
                                  f"{init.theta.shape} and {init.b.shape[0]} biases")
         theta, mu, prec = np.array(init.theta, np.float64), np.array(init.mu, np.float64), np.array(init.prec, np.float64)
         b = np.array(init.b, np.float64) if item_bias else np.zeros(N)
+    cell_rows = np.vstack([cl.centre.T, 0.5 * cl.spread.T]).astype(np.float32)
+    cell_cols64 = np.hstack([cl.centre, cl.spread])
+    cell_cols, Phi32 = cell_cols64.astype(np.float32), Phi.astype(np.float32)
     exact = float(U) * K * F * F <= exact_limit
     outer = (cl.centre[:, :, None] * cl.centre[:, None, :]).reshape(K, F * F) if exact else None
     rows_per = max(1, min(block, int(2e7 // max(K, 1))))
@@ -289,7 +307,7 @@ def fit_taste_cells(Y, Phi: np.ndarray, *, item_bias: bool = True, iterations: i
             shared = (cl.centre * p[:, None]).T @ cl.centre - np.outer(m0, m0) + np.diag(p @ cl.spread)
             lam, V = scipy.linalg.eigh(shared, prec)
             curvature = ("shared", np.maximum(lam, 0.0), V)
-        st = _Round(Phi, b, cl, logB, mu, prec, curvature, first_play is not None, max_halvings)
+        st = _Round(Phi, Phi32, b, cl, logB, cell_rows, cell_cols, cell_cols64, mu, prec, curvature, first_play is not None, max_halvings)
         picked_b = Y @ b
         blocks = []
         for lo, hi in spans:
