@@ -333,3 +333,21 @@ def fit_taste_cells(Y, Phi: np.ndarray, *, item_bias: bool = True, iterations: i
         if moved <= tol ** 2 * (np.sum(theta ** 2) + np.sum(b ** 2)):
             break
     return Tastes(theta, mu, b, prec, len(history), np.array(history))
+
+
+FITS = ("auto", "exact", "cells")
+
+
+def fit_taste(Y, Phi: np.ndarray, *, fit: str = "auto", cells: int | str = "auto", threads: int = 1,
+              scheduler: str | None = None, **kwargs) -> Tastes:
+    """The taste fit by name: ``"exact"`` (:func:`~mir.recommend.affinity.fit_taste_model`, every track in every
+    normaliser), ``"cells"`` (:func:`fit_taste_cells`) or ``"auto"``: exact while :func:`auto_cells` keeps one
+    track per cell (up to 2,000 tracks, e.g. the demo), else cells. ``kwargs``: the fits' shared arguments."""
+    if fit not in FITS:
+        raise ParameterError(f"fit must be one of {', '.join(FITS)}; got {fit!r}")
+    n_items = np.shape(Phi)[0]
+    if fit == "exact" or (fit == "auto" and cells == "auto" and auto_cells(n_items) >= n_items):
+        from .affinity import fit_taste_model
+
+        return fit_taste_model(Y, Phi, **kwargs)
+    return fit_taste_cells(Y, Phi, cells=cells, threads=threads, scheduler=scheduler, **kwargs)
