@@ -33,9 +33,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from mir.catalog import Library, stage_versions  # noqa: E402
 from mir.index import ExactIndex  # noqa: E402
-from mir.index.library import resolve_model_id  # noqa: E402
-from mir.index.similar import neighbour_agreement as agreement_in  # noqa: E402
-from mir.tagging import load_embeddings  # noqa: E402
+from mir.catalog.predictions import load_embeddings, resolve_model_id  # noqa: E402
+from mir.similar.query import neighbour_agreement as agreement_in  # noqa: E402
 
 
 def neighbour_agreement(ids: np.ndarray, vectors: np.ndarray, genre: np.ndarray, k: int) -> tuple[float, np.ndarray]:

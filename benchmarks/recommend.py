@@ -17,13 +17,12 @@ share of its lists equal to implicit's is reported too. These rows use the fixed
 (64 factors, as the peer). "als-auto" is mir's default ALS: factors, regularisation and alpha chosen
 by successive halving on a validation split of the training events (its fit time includes that
 search; the chosen values are printed and stored in the JSON); "hybrid-auto" likewise (not in the
-default list). "hybrid" is mir's default hybrid (mir.recommend.AffinityHybrid: taste logits over the
+default list). "hybrid" is mir's default hybrid (mir.recommend.Hybrid: taste logits over the
 track features blended with ALS, its fit including the validation tuning); "content-taste" its purely
-content part; "ease" (not in the default list; catalogues up to 10,000 tracks) the closed-form item-item model
-(mir.recommend.EASE, its fit including the ridge's validation choice); "hybrid-blend" (not in the default list) the score blend of content and ALS (mir.recommend.Hybrid);
-"hybrid-learned" (not in the default list) is the two-stage hybrid
-(mir.recommend.learned) with the fixed ALS settings, its fit including the scorer's training. Method "content-hnsw" (not in the default
-list) is content-based with candidates from a mir.index HNSW index instead of the exact scan. --scale s
+content part. Peers kept here, not in mir (benchmarks/recommend_peers.py; not in the default list): "ease"
+(catalogues up to 10,000 tracks) the closed-form item-item model, its fit including the ridge's validation
+choice; "bpr" implicit's Bayesian personalised ranking (64 factors). Method "content-hnsw" (not in the
+default list) is content-based with candidates from a mir.index HNSW index instead of the exact scan. --scale s
 multiplies users, tracks and events by s. Writes JSON to benchmarks/results/recommend[-sSCALE].json.
 
 Every row reports the peak resident memory of the process while that method ran (sampled every 0.1 s).
@@ -51,9 +50,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from mir import atomic  # noqa: E402
-from mir.recommend import (EASE, AffinityHybrid, Collaborative, ContentBased, ContentTaste, Hybrid, Interactions,  # noqa: E402
+from mir.recommend import (Collaborative, ContentBased, ContentTaste, Hybrid, Interactions,  # noqa: E402
                            Popularity, TrackSet, temporal_split)
-from mir.recommend.learned import LearnedHybrid  # noqa: E402
+from recommend_peers import BPR, EASE  # noqa: E402
 
 K = 50
 ALS = dict(factors=64, regularization=0.05, alpha=2.0, iterations=15, random_state=0)
@@ -188,7 +187,7 @@ def run_dask_hybrid(args, train, tracks, relevant, lists):
             cluster = stack.enter_context(LocalCluster(n_workers=args.dask_workers, threads_per_worker=1,
                                                        processes=True, dashboard_address=":0", silence_logs=40))
             address = cluster.scheduler_address
-        model = AffinityHybrid(collaborative=Collaborative(**ALS), max_tune_users=5000, scheduler=address)
+        model = Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000, scheduler=address)
         workers = f"{args.dask_workers} local workers" if args.dask_workers else address
         row, other = run_mir(f"mir hybrid, taste fits on Dask ({workers})", model, train, tracks, relevant)
     row["same_lists_as_in_process"] = float(np.mean(np.all(other == lists, axis=1)))
@@ -212,12 +211,9 @@ def main(argv=None) -> int:
           f"{len(relevant)} users with held-out new tracks; built in {time.perf_counter() - t0:.1f} s", flush=True)
     makers = {"popularity": Popularity, "content": ContentBased, "als": lambda: Collaborative(**ALS),
               "content-hnsw": lambda: ContentBased(index="HNSW32,Flat"), "als-auto": Collaborative,
-              "hybrid-auto": lambda: AffinityHybrid(max_tune_users=5000, threads=args.threads),
-              "hybrid": lambda: AffinityHybrid(collaborative=Collaborative(**ALS), max_tune_users=5000,
-                                               threads=args.threads),
-              "hybrid-blend": lambda: Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000),
-              "hybrid-learned": lambda: LearnedHybrid(collaborative=Collaborative(**ALS), max_tune_users=5000),
-              "content-taste": lambda: ContentTaste(threads=args.threads), "ease": EASE}
+              "hybrid-auto": lambda: Hybrid(max_tune_users=5000, threads=args.threads),
+              "hybrid": lambda: Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000, threads=args.threads),
+              "content-taste": lambda: ContentTaste(threads=args.threads), "ease": EASE, "bpr": BPR}
     row, peer = run_implicit(train, relevant)
     rows = [row]
     print(rows[-1], flush=True)

@@ -35,7 +35,7 @@ Rows
 - taste model (true labels): mir's taste model (``fit_taste_model`` with item biases; never-played
   tracks at the median bias, as the hybrid does) on the true features (genre one-hot + the track's
   tags, normalised to sum 1: the generator's own features) instead of the tagger's predictions.
-- hybrid (true labels): ``mir.recommend.make("hybrid")`` (AffinityHybrid, defaults) fitted with the
+- hybrid (true labels): ``mir.recommend.make("hybrid")`` (Hybrid, defaults) fitted with the
   true features in place of the predicted ones (its cold users get content-taste on true features).
 - hybrid, als, content-taste: mir's methods with their defaults (``make`` + ``evaluate_method``).
 
@@ -62,10 +62,11 @@ sys.path.insert(0, str(HERE.parent))
 
 from mir import atomic  # noqa: E402
 from mir.catalog import Library  # noqa: E402
-from mir.datasets.labels import TAG_SEPARATOR  # noqa: E402
+from mir.catalog.labels import TAG_SEPARATOR  # noqa: E402
 from mir.recommend import affinity, make, metrics  # noqa: E402
-from mir.recommend._base import topk  # noqa: E402
-from mir.recommend.evaluate import demo_affinity, evaluate_method, read_demo_truth  # noqa: E402
+from mir.recommend.arrays import mask_unwanted, topk  # noqa: E402
+from mir.datasets.truth import demo_affinity, read_demo_truth  # noqa: E402
+from mir.recommend.evaluate import evaluate_method  # noqa: E402
 from mir.recommend.inputs import load_inputs  # noqa: E402
 from mir.recommend.split import temporal_split  # noqa: E402
 
@@ -164,7 +165,7 @@ def cluster_oracle_scores(played, logP: np.ndarray, log_prior: np.ndarray) -> np
 def lists_of(S: np.ndarray, seen, users: np.ndarray, k: int) -> dict[int, list]:
     """Top ``k`` of dense scores ``S`` [len(users), N] per user, training plays excluded, as mir lists them."""
     S = np.where(np.isfinite(S), S, -1e30).astype(np.float32)
-    affinity.mask_unwanted(S, seen, users, None, True)
+    mask_unwanted(S, seen, users, None, True)
     items, _ = topk(S, k)
     return {int(u): items[r][items[r] >= 0].tolist() for r, u in enumerate(users)}
 

@@ -337,7 +337,7 @@ def end_to_end(name, cfg, model, few, paths, *, checkpoint: Path, bf16: bool, pl
     t, _ = timed(lambda: mir_in_process(model, cfg, few, prefetch=0), repeats=2)
     add(f"mir in-process fp32, {threads} threads, decode in series", len(few), t, few_s, t_base)
     if threads > 1:
-        with process_pool(threads, preload=["mir.tagging", "mir.models", "torch"], threads_per_worker=1) as pool:
+        with process_pool(threads, preload=["mir.tagging.worker", "mir.models", "torch"], threads_per_worker=1) as pool:
             mir_workers(pool, str(checkpoint), few[:threads])  # warm-up: load the model in each worker
             for prec in precisions:
                 t, outs[f"workers {prec}"] = timed(lambda: mir_workers(pool, str(checkpoint), few, precision=prec),
@@ -465,7 +465,7 @@ def main() -> int:
     import tempfile
 
     from mir.models.inference import cpu_supports_bf16
-    from mir.tagging import DEFAULT_MODEL
+    from mir.models.checkpoint import DEFAULT_CHECKPOINT as DEFAULT_MODEL
 
     bf16 = cpu_supports_bf16()
     if args.default_model is None:

@@ -203,7 +203,7 @@ def test_stream_argument_errors_raise_at_the_call(tmp_path):
 # --- bad inputs ----------------------------------------------------------------------------------
 def test_missing_file(tmp_path):
     path = tmp_path / "missing.flac"
-    for read in (audio.load, audio.probe, audio.read_tags):
+    for read in (audio.load, audio.probe, audio.read_metadata):
         with pytest.raises(AudioNotFoundError, match="not found") as excinfo:
             read(path)
         raised(excinfo, path)
@@ -236,7 +236,7 @@ def test_header_only_file_is_empty(tmp_path):
 def test_text_renamed_to_mp3(tmp_path):
     path = tmp_path / "notes.mp3"
     path.write_text("not audio at all\n" * 200)
-    for read in (audio.load, audio.probe, audio.read_tags):
+    for read in (audio.load, audio.probe, audio.read_metadata):
         with pytest.raises(DecodeError, match="mp3|tags") as excinfo:
             read(path)
         raised(excinfo, path)
@@ -347,8 +347,8 @@ def test_only_mir_errors_escape(tmp_path, monkeypatch, name):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     path = tmp_path / name
     BAD_FILES[name](path)
-    readers = [audio.probe, audio.load, lambda p: list(audio.stream(p)), audio.read_tags,
-               lambda p: audio.write_tags(p, {"title": "x"})]
+    readers = [audio.probe, audio.load, lambda p: list(audio.stream(p)), audio.read_metadata,
+               lambda p: audio.write_metadata(p, {"title": "x"})]
     for read in readers:
         try:
             read(path)
@@ -456,25 +456,25 @@ def decoded(path: Path) -> np.ndarray:
 def test_tags_round_trip_keeps_audio(tmp_path, ext):
     path = make(tmp_path / f"song.{ext}", sr=48000 if ext == "opus" else 44100, channels=2)
     samples = decoded(path)
-    assert {k: audio.read_tags(path)[k] for k in ("title", "artist", "album", "genre", "year")} == dict.fromkeys(
+    assert {k: audio.read_metadata(path)[k] for k in ("title", "artist", "album", "genre", "year")} == dict.fromkeys(
         ("title", "artist", "album", "genre", "year"))
 
     new = {"title": "Hungarian Dance", "artist": "Brahms · Strings", "album": "Dances", "genre": "Classical",
            "year": 1869, "comment": "public domain", "mood": "lively"}
-    assert audio.write_tags(path, new, dry_run=True)["title"] == (None, "Hungarian Dance")
-    assert audio.read_tags(path)["title"] is None  # dry run wrote nothing
-    changes = audio.write_tags(path, new)
+    assert audio.write_metadata(path, new, dry_run=True)["title"] == (None, "Hungarian Dance")
+    assert audio.read_metadata(path)["title"] is None  # dry run wrote nothing
+    changes = audio.write_metadata(path, new)
     assert changes["date"] == (None, "1869") and changes["mood"] == (None, "lively")
 
-    tags = audio.read_tags(path)
+    tags = audio.read_metadata(path)
     assert tags["artist"] == "Brahms · Strings" and tags["year"] == 1869 and tags["date"] == "1869"
     assert tags["comment"] == "public domain" and tags["mood"] == "lively"
     np.testing.assert_array_equal(decoded(path), samples)  # audio bit-identical
 
-    assert audio.write_tags(path, new) == {}  # nothing left to change
-    assert audio.write_tags(path, {"mood": None, "title": "Dance 5"}) == {
+    assert audio.write_metadata(path, new) == {}  # nothing left to change
+    assert audio.write_metadata(path, {"mood": None, "title": "Dance 5"}) == {
         "mood": ("lively", None), "title": ("Hungarian Dance", "Dance 5")}
-    tags = audio.read_tags(path)
+    tags = audio.read_metadata(path)
     assert "mood" not in tags and tags["title"] == "Dance 5"
     np.testing.assert_array_equal(decoded(path), samples)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
@@ -485,21 +485,21 @@ def test_tags_skip_cover_art(tmp_path):
     cover = ID3()
     cover.add(APIC(encoding=3, mime="image/png", type=3, desc="cover", data=b"\x89PNG fake"))
     cover.save(path)
-    assert audio.write_tags(path, {"title": "With cover"}) == {"title": (None, "With cover")}
-    assert audio.read_tags(path)["title"] == "With cover"
+    assert audio.write_metadata(path, {"title": "With cover"}) == {"title": (None, "With cover")}
+    assert audio.read_metadata(path)["title"] == "With cover"
     assert ID3(path).getall("APIC")[0].data == b"\x89PNG fake"
 
 
-def test_write_tags_failure_leaves_file_intact(tmp_path, monkeypatch):
+def test_write_metadata_failure_leaves_file_intact(tmp_path, monkeypatch):
     path = make(tmp_path / "song.flac")
     before = path.read_bytes()
 
     def crash(*args):
         raise KeyboardInterrupt  # a kill half-way through tagging
 
-    monkeypatch.setattr("mir.audio.tags._set", crash)
+    monkeypatch.setattr("mir.audio.metadata._set", crash)
     with pytest.raises(KeyboardInterrupt):
-        audio.write_tags(path, {"title": "x"})
+        audio.write_metadata(path, {"title": "x"})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["song.flac"]
 
@@ -510,10 +510,10 @@ def test_write_tags_failure_leaves_file_intact(tmp_path, monkeypatch):
     ({"title": 1.5}, "must be str, int or None"),
     ({"year": 2000, "date": "2001"}, "given twice"),
 ])
-def test_write_tags_rejects(tmp_path, tags, match):
+def test_write_metadata_rejects(tmp_path, tags, match):
     path = make(tmp_path / "song.ogg")
     with pytest.raises(ParameterError, match=match) as excinfo:
-        audio.write_tags(path, tags)
+        audio.write_metadata(path, tags)
     raised(excinfo, path)
 
 

@@ -8,10 +8,8 @@ import pandas as pd
 import pytest
 
 from mir.errors import CatalogError, ParameterError
-from mir.index import (
-    ExactIndex, FaissIndex, Filters, VectorIndex, choose_factory, filtered_search, load_index, parse_key, parse_range,
-    faiss_index, resolve_factory,
-)
+from mir.index import ExactIndex, FaissIndex, choose_factory, faiss_index, load_index, resolve_factory, save_index
+from mir.similar import Filters, filtered_search, parse_key, parse_range
 
 D = 32
 
@@ -121,7 +119,7 @@ def test_save_load_round_trip(tmp_path, rng, factory, mmap):
     index = ExactIndex() if factory == "exact" else FaissIndex(factory, ef_search=64, nprobe=8)
     index.build(ids, x)
     index.remove(ids[:7])
-    manifest = index.save(tmp_path / "idx", extra={"note": "x"})
+    manifest = save_index(index, tmp_path / "idx", extra={"note": "x"})
     assert manifest["count"] == 2993 and manifest["dim"] == D and manifest["note"] == "x"
     loaded, read = load_index(tmp_path / "idx", mmap=mmap)
     assert type(loaded) is type(index) and read["checksum"] == manifest["checksum"]
@@ -134,14 +132,14 @@ def test_save_load_round_trip(tmp_path, rng, factory, mmap):
             loaded.add(["new"], x[:1])
     # saving again replaces the files atomically and removes the old ones
     index.add(["new"], x[:1])
-    index.save(tmp_path / "idx")
-    assert len(VectorIndex.load(tmp_path / "idx")) == 2994
+    save_index(index, tmp_path / "idx")
+    assert len(load_index(tmp_path / "idx")[0]) == 2994
     assert len(list((tmp_path / "idx").glob("labels-*.npy"))) == 1
 
 
 def test_corrupt_or_missing_files_are_refused(tmp_path, rng):
     ids, x = clustered(rng, 500)
-    FaissIndex("Flat").build(ids, x).save(tmp_path / "idx")
+    save_index(FaissIndex("Flat").build(ids, x), tmp_path / "idx")
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     path = tmp_path / "idx" / manifest["files"]["index"]
     data = bytearray(path.read_bytes())

@@ -1,4 +1,4 @@
-"""Taste logits over track features: mir.recommend.affinity, ContentTaste, AffinityHybrid (the default hybrid)."""
+"""Taste logits over track features: mir.recommend.affinity, ContentTaste, Hybrid (the default hybrid)."""
 from __future__ import annotations
 
 import warnings
@@ -9,8 +9,8 @@ import pytest
 import scipy.sparse as sp
 
 from mir.errors import ParameterError
-from mir.recommend import AffinityHybrid, Collaborative, ContentTaste, Interactions, TrackSet, load_model, make, save_model
-from mir.recommend import affinity, feature_models
+from mir.recommend import Collaborative, ContentTaste, Hybrid, Interactions, TrackSet, load_model, make, save_model
+from mir.recommend import affinity, hybrid
 
 N_GENRES, PER_GENRE = 3, 8
 
@@ -167,11 +167,11 @@ def test_track_features_fall_back_to_embeddings():
 ALS = {"factors": 4, "regularization": 0.1, "alpha": 1.0, "iterations": 5, "num_threads": 1}
 
 
-def test_affinity_hybrid_genre_popularity_and_cold_tracks(tmp_path):
+def test_hybrid_genre_popularity_and_cold_tracks(tmp_path):
     tracks = feature_tracks(hidden=N_GENRES)  # the last 3 tracks (one per genre) are never played
     never = tuple(range(N_GENRES * PER_GENRE, len(tracks)))
     X = genre_history(tracks, never=never)
-    m = AffinityHybrid(collaborative=Collaborative(**ALS), tune_k=4).fit(X, tracks)
+    m = Hybrid(collaborative=Collaborative(**ALS), tune_k=4).fit(X, tracks)
     assert m.weight_ in m.grid and m.cold_offset_ in m.cold_grid and len(m.tuning_) > 0
     assert m.never_played_[list(never)].all()
     recs = m.recommend(k=2)  # each user has 2 unplayed, played-by-others tracks of their genre
@@ -181,7 +181,7 @@ def test_affinity_hybrid_genre_popularity_and_cold_tracks(tmp_path):
     # no never-played track is relevant on validation here, so the matched offset keeps them down
     assert m.cold_share_target_ == 0.0 and m.cold_offset_ < 0
     # without an offset, a never-played track of the user's genre outranks the other genres (content reaches it)
-    m0 = AffinityHybrid(collaborative=Collaborative(**ALS), weight=0.5, cold_offset=0.0).fit(X, tracks)
+    m0 = Hybrid(collaborative=Collaborative(**ALS), weight=0.5, cold_offset=0.0).fit(X, tracks)
     big = m0.recommend(["u000"], k=len(tracks) - 6, exclude_seen=True)
     order = list(big["track_id"])
     cold0 = tracks.track_ids[never[0]]  # genre 0, like u000
@@ -192,7 +192,35 @@ def test_affinity_hybrid_genre_popularity_and_cold_tracks(tmp_path):
     pd.testing.assert_frame_equal(again.recommend(k=2), recs)
 
 
-def test_affinity_hybrid_cold_users_variants():
+def test_hybrid_saved_before_the_rename_still_loads_and_retired_methods_are_refused(tmp_path):
+    """Format 1 (no "format" key) named the default hybrid AffinityHybrid and the retired hybrid-blend Hybrid."""
+    import json
+
+    tracks = feature_tracks()
+    X = genre_history(tracks)
+    m = Hybrid(collaborative=Collaborative(**ALS), weight=0.5, cold_offset=-1.0).fit(X, tracks)
+    save_model(m, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta.pop("format") == 2 and meta["class"] == "Hybrid"
+    for part in ("collaborative", "collaborative_"):  # format 1: ALS had bpr's algorithm and learning_rate
+        meta["children"][part]["params"].update(algorithm="als", learning_rate=0.01)
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**meta, "class": "AffinityHybrid"}))
+    old = load_model(tmp_path / "m")
+    assert type(old) is Hybrid and old.collaborative_.factors_ == m.collaborative_.factors_
+    pd.testing.assert_frame_equal(old.recommend(k=3), m.recommend(k=3))
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))  # format 1 "Hybrid": the retired blend
+    with pytest.raises(ParameterError, match="retired method 'hybrid-blend'.*mir recommend"):
+        load_model(tmp_path / "m")
+    meta["children"]["collaborative_"]["params"]["algorithm"] = "bpr"
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**meta, "class": "AffinityHybrid"}))
+    with pytest.raises(ParameterError, match="retired method 'bpr'"):
+        load_model(tmp_path / "m")
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**meta, "format": 3}))
+    with pytest.raises(ParameterError, match="format 3"):
+        load_model(tmp_path / "m")
+
+
+def test_hybrid_cold_users_variants():
     tracks = feature_tracks()
     X = genre_history(tracks)
     extra = pd.DataFrame({"user": ["z_new"], "track_id": [tracks.track_ids[1]], "timestamp": [1_800_000_000],
@@ -202,16 +230,16 @@ def test_affinity_hybrid_cold_users_variants():
     X2 = Interactions.from_events(pd.concat([events, extra]), tracks.track_ids)
     genre_of = dict(zip(tracks.track_ids, tracks.genre))
     for variant in ("prior", "content"):
-        m = AffinityHybrid(collaborative=Collaborative(**ALS), weight=0.5, cold_offset=0.0, cold_users=variant).fit(X2, tracks)
+        m = Hybrid(collaborative=Collaborative(**ALS), weight=0.5, cold_offset=0.0, cold_users=variant).fit(X2, tracks)
         top = m.recommend(["z_new"], k=3)["track_id"]
         assert {genre_of[t] for t in top} == {"g1"}, variant
     with pytest.raises(ParameterError, match="cold_users"):
-        AffinityHybrid(cold_users="nope").fit(X2, tracks)
+        Hybrid(cold_users="nope").fit(X2, tracks)
     with pytest.raises(ParameterError, match="refit_iterations"):
-        AffinityHybrid(refit_iterations=0).fit(X2, tracks)
+        Hybrid(refit_iterations=0).fit(X2, tracks)
 
 
-def test_affinity_hybrid_refit_starts_from_the_validation_fit(monkeypatch):
+def test_hybrid_refit_starts_from_the_validation_fit(monkeypatch):
     """Tuned: one cold-started taste fit on the validation events, then a warm-started short refit;
     the cold users' content model is fitted once (on all events), and the fit is deterministic."""
     tracks = feature_tracks()
@@ -221,30 +249,30 @@ def test_affinity_hybrid_refit_starts_from_the_validation_fit(monkeypatch):
     monkeypatch.setattr(affinity, "fit_taste_model",
                         lambda *a, **kw: calls.append((kw["item_bias"], kw["iterations"], kw.get("init") is not None))
                         or real(*a, **kw))
-    m = AffinityHybrid(collaborative=Collaborative(**ALS), tune_k=4, iterations=12, refit_iterations=3).fit(X, tracks)
+    m = Hybrid(collaborative=Collaborative(**ALS), tune_k=4, iterations=12, refit_iterations=3).fit(X, tracks)
     assert calls == [(True, 12, False), (True, 3, True), (False, 12, False)]
     assert m.rounds_ <= 3 and m.content_.rounds_ <= 12
-    again = AffinityHybrid(collaborative=Collaborative(**ALS), tune_k=4, iterations=12, refit_iterations=3).fit(X, tracks)
+    again = Hybrid(collaborative=Collaborative(**ALS), tune_k=4, iterations=12, refit_iterations=3).fit(X, tracks)
     pd.testing.assert_frame_equal(again.recommend(k=5), m.recommend(k=5))
 
 
-def test_make_hybrid_is_the_affinity_hybrid():
-    assert isinstance(make("hybrid"), AffinityHybrid) and isinstance(make("content-taste"), ContentTaste)
+def test_make_hybrid_is_the_default_hybrid_and_the_retired_ones_are_gone():
+    assert isinstance(make("hybrid"), Hybrid) and isinstance(make("content-taste"), ContentTaste)
     assert make("hybrid").cold_users == "content"  # the issue: cold-start users get content-based lists
-    assert type(make("hybrid-blend")).__name__ == "Hybrid"
+    for retired in ("hybrid-blend", "hybrid-learned"):
+        with pytest.raises(ParameterError, match=f"unknown method '{retired}'"):
+            make(retired)
 
 
-def test_cli_summary_names_each_hybrids_own_settings():
+def test_cli_summary_names_the_hybrids_settings():
     from mir.cli.recommend import hybrid_settings, hybrid_summary
 
     tracks = feature_tracks()
     X = genre_history(tracks)
-    m = AffinityHybrid(collaborative=Collaborative(**ALS), weight=0.5, cold_offset=-1.0).fit(X, tracks)
+    m = Hybrid(collaborative=Collaborative(**ALS), weight=0.5, cold_offset=-1.0).fit(X, tracks)
     assert hybrid_settings(m) == {"weight": 0.5, "cold_offset": -1.0, "cold_users": "content"}
-    assert "cold-user weight" not in hybrid_summary(m) and "cold-start users: content lists" in hybrid_summary(m)
-    blend = make("hybrid-blend", collaborative=Collaborative(**ALS), weight=0.5, cold_offset=0.0,
-                  cold_user_weight=1.0).fit(X, tracks)
-    assert hybrid_settings(blend)["cold_user_weight"] == 1.0 and "cold-user weight 1.00" in hybrid_summary(blend)
+    assert hybrid_summary(m) == ("collaborative weight 0.50, cold-track offset -1.00, "
+                                 "cold-start users: content lists")
     assert hybrid_settings(Collaborative(**ALS).fit(X, tracks)) is None
 
 
@@ -318,7 +346,7 @@ def test_first_plays_ranks_each_tracks_first_event():
     events = pd.DataFrame([("a", "t03", 30, 1), ("a", "t01", 10, 1), ("a", "t03", 5, 2), ("b", "t02", 7, 1),
                            ("a", "t05", 10, 1)], columns=["user", "track_id", "timestamp", "plays"])
     X = Interactions.from_events(events, tracks.track_ids)
-    F = feature_models.first_plays(X)
+    F = hybrid.first_plays(X)
     a, b = list(X.users).index("a"), list(X.users).index("b")
     row = dict(zip(F[a].indices, F[a].data))
     # a: t03 first at time 5, then t01 and t05 at 10 (input order breaks the tie)
@@ -326,14 +354,14 @@ def test_first_plays_ranks_each_tracks_first_event():
     assert (F != 0).toarray().tolist() == (X.matrix() != 0).toarray().tolist()
 
 
-def test_affinity_hybrid_picks_setting(tmp_path):
+def test_hybrid_picks_setting(tmp_path):
     tracks = feature_tracks()
     X = genre_history(tracks)
     with pytest.raises(ParameterError, match="picks"):
-        AffinityHybrid(picks="bag").fit(X, tracks)
+        Hybrid(picks="bag").fit(X, tracks)
     genre_of = dict(zip(tracks.track_ids, tracks.genre))
     for picks, l2 in (("independent", 1.0), ("sequential", 0.1)):
-        m = AffinityHybrid(picks=picks, bias_l2=l2, weight=0.0, cold_offset=0.0).fit(X, tracks)
+        m = Hybrid(picks=picks, bias_l2=l2, weight=0.0, cold_offset=0.0).fit(X, tracks)
         recs = m.recommend(k=2)  # each user has 2 unplayed tracks of their genre
         for user, group in recs.groupby("user"):
             assert {genre_of[t] for t in group["track_id"]} == {f"g{int(user[1:]) % N_GENRES}"}
@@ -341,3 +369,34 @@ def test_affinity_hybrid_picks_setting(tmp_path):
         again = load_model(tmp_path / picks)
         assert (again.picks, again.bias_l2) == (picks, l2)
         pd.testing.assert_frame_equal(again.recommend(k=2), recs)
+
+
+def test_taste_fit_stages_newton_step_exact_equals_shared_curvature_when_users_share_it():
+    rng = np.random.default_rng(0)
+    F, b = 4, 5
+    Phi = rng.standard_normal((30, F))
+    prec = np.eye(F) + 0.1
+    lam, V = affinity._shared_curvature(Phi, np.zeros(F), np.zeros(30), prec)
+    A = np.linalg.inv(V.T) @ np.diag(lam) @ np.linalg.inv(V)  # V' A V = diag(lam)
+    grad, nb = rng.standard_normal((b, F)), np.arange(1.0, b + 1)
+    exact, cov_exact = affinity._newton_step(grad, nb, prec, H=np.broadcast_to(A, (b, F, F)))
+    shared, cov_shared = affinity._newton_step(grad, nb, prec, shared=(lam, V))
+    np.testing.assert_allclose(exact, shared, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(cov_exact, cov_shared, rtol=1e-8, atol=1e-10)
+
+
+def test_taste_fit_stages_line_search_never_raises_a_users_objective():
+    Y, Phi = _taste_problem(seed=2)
+    data = affinity._problem(Y, Phi, None)
+    U, F = data.YPhi.shape
+    theta, mu, b, prec = affinity._start(None, U, Y.shape[1], F, item_bias=False)
+    lse, M, H, _ = affinity._softmax_state(theta, data, None, data.n, None, True, None)
+    f0 = affinity._objective(lse, theta, data.YPhi, np.zeros(U), mu, prec)
+    grad = -data.YPhi + M + (theta - mu) @ prec
+    step = 50.0 * grad  # far too long: the search must halve it
+    slope = -np.einsum("uf,uf->u", grad, step)
+    blk = affinity._Block(0, U, data.n, data.YPhi, np.zeros(U), None)
+    new, _, _, f1, stay = affinity._line_search(data, blk, theta, step, slope, (lse, M, f0), mu, prec, None,
+                                                 np.zeros(U), 30, None)
+    assert (f1 <= f0).all() and (f1 < f0).any() and not stay.all()
+    np.testing.assert_array_equal(new[stay], theta[stay])

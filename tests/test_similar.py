@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,10 +12,13 @@ import pytest
 from mir import audio
 from mir.catalog import Library, analyze
 from mir.cli.main import main as cli
+from mir.catalog.predictions import load_embeddings, resolve_model, resolve_model_id
 from mir.errors import CatalogError, ParameterError, TrackNotFoundError
-from mir.index import ExactIndex, Filters, LibraryIndex, build_library_index, open_library_index, update_library_index
-from mir.index.similar import key_relation, similar, soft_min, tag_match, tempo_relation
-from mir.tagging import load_embeddings, tag
+from mir.index import ExactIndex
+from mir.models.checkpoint import DEFAULT_CHECKPOINT
+from mir.similar import Filters, LibraryIndex, build_library_index, open_library_index, update_library_index
+from mir.similar.query import key_relation, similar, soft_min, tag_match, tempo_relation
+from mir.tagging import tag
 from test_index import one_faiss_thread  # noqa: F401 - autouse: one FAISS thread here too
 from test_tagging import SR, TAGS, save_debug_model, synth
 
@@ -30,7 +34,7 @@ def tagged_lib(tmp_path_factory) -> dict:
         path = music / f"clip{i}.flac"
         path.parent.mkdir(parents=True, exist_ok=True)
         audio.save(path, synth(100 + i, 4.0 + (i % 3)), SR)
-        audio.write_tags(path, {"artist": artist, "title": f"Song {i}", "genre": ["jazz", "folk"][i % 2],
+        audio.write_metadata(path, {"artist": artist, "title": f"Song {i}", "genre": ["jazz", "folk"][i % 2],
                                 "year": 1990 + i})
     model = root / "debug.pt"
     model_id = save_debug_model(model)
@@ -119,6 +123,40 @@ def test_audio_seed_finds_its_own_track(lib, tagged_lib):
     res = similar(li, audio=track["path"], k=3)
     assert res[0]["track_id"] == track["track_id"] and res[0]["score"] > 0.999
     assert "BPM" in res[0]["explanation"] and res[0]["why"]["key_relation"] == "same key"
+
+
+def test_model_is_named_by_id_prefix_or_checkpoint(lib, tagged_lib, tmp_path):
+    mid, path = tagged_lib["model_id"], Path(tagged_lib["model"]).resolve()
+    for name in (None, mid, mid[:5], path):
+        ref = resolve_model(lib, name)
+        assert (ref.model_id, ref.checkpoint) == (mid, path)
+    assert resolve_model_id(lib, mid[:5]) == mid
+    other_id = save_debug_model(tmp_path / "other.pt", seed=1)
+    with pytest.raises(CatalogError, match=rf"model {other_id} .* has not tagged library.*mir tag"):
+        resolve_model(lib, tmp_path / "other.pt")
+    untagged = resolve_model(lib, tmp_path / "other.pt", tagged=False)  # what `mir tag --model` takes
+    assert (untagged.model_id, untagged.checkpoint) == (other_id, (tmp_path / "other.pt").resolve())
+    assert resolve_model(lib, None, tagged=False).checkpoint == DEFAULT_CHECKPOINT
+    with pytest.raises(ParameterError, match=r"'nothing\.pt' is neither a model that tagged library"):
+        resolve_model(lib, "nothing.pt", tagged=False)
+
+
+def test_audio_seed_with_a_moved_checkpoint_needs_model_path(lib, tagged_lib, tmp_path, capsys):
+    moved = tmp_path / "moved.pt"
+    shutil.copy(tagged_lib["model"], moved)
+    info = lib.stages.table("tags", tagged_lib["model_id"]).folder / "model.json"
+    info.write_text(info.read_text().replace(str(Path(tagged_lib["model"]).resolve()), str(tmp_path / "gone.pt")))
+    assert resolve_model(lib).checkpoint is None
+    build_library_index(lib)
+    track = lib.tracks().sort_values("track_id").iloc[5]
+    assert cli(["similar", str(lib.root), "--audio", track["path"], "-k", "1"]) == 1
+    assert "pass --model PATH to the model's checkpoint" in capsys.readouterr().err
+    assert cli(["similar", str(lib.root), "--audio", track["path"], "-k", "1", "--model", str(moved), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["track_id"] == track["track_id"]
+    assert cli(["tag", str(lib.root), "--model", tagged_lib["model_id"][:6], "-q"]) == 1  # its checkpoint is gone
+    assert "no longer there; pass --model PATH" in capsys.readouterr().err
+    assert cli(["tag", str(lib.root), "--model", str(moved), "-q"]) == 0
+    assert "0 tracks tagged, 0 failed, 8 already tagged" in capsys.readouterr().out
 
 
 def test_filters_through_the_library(lib):
@@ -242,9 +280,24 @@ def test_cli_index_and_similar(lib, capsys, tagged_lib):
     assert "needs at least 4096 vectors" in capsys.readouterr().err
 
 
+def test_cli_standalone_index_with_out(lib, tagged_lib, capsys, tmp_path, monkeypatch):
+    from mir.index import load_index
+
+    mid, root = tagged_lib["model_id"], str(lib.root)
+    assert cli(["index", "build", root, "--out", str(tmp_path / "shipped"), "--type", "exact"]) == 0
+    assert f"-> {tmp_path / 'shipped'}" in capsys.readouterr().out
+    index, manifest = load_index(tmp_path / "shipped")
+    ids, _, _ = load_embeddings(lib, mid)
+    assert sorted(index.ids) == sorted(ids) and manifest["model_id"] == mid and manifest["library"] == str(lib.root)
+    assert not (lib.root / "indexes" / mid).exists()  # the library's own index is untouched
+    monkeypatch.chdir(tmp_path)
+    assert cli(["index", "build", root, "--out", "--model", mid[:6]]) == 0
+    assert f"-> indexes/{lib.root.name}-{mid}" in capsys.readouterr().out
+    assert len(load_index(tmp_path / "indexes" / f"{lib.root.name}-{mid}")[0]) == 8
+
+
 def test_neighbour_agreement_by_hand():
-    from mir.index import ExactIndex
-    from mir.index.similar import neighbour_agreement
+    from mir.similar.query import neighbour_agreement
 
     ids = ["a", "b", "c", "d"]
     x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)  # a~b, c~d

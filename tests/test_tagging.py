@@ -23,8 +23,10 @@ from mir.models import build_model, debug, save_checkpoint
 from mir.models.inference import (
     PAD_DB, chunk_starts, cpu_supports_bf16, cut_chunks, decide_tags, predict_chunks, predict_logmels, prepare_model,
 )
-from mir import tagging
-from mir.tagging import load_embeddings, load_tags, tag, write_file_tags
+from mir.catalog.predictions import load_embeddings, load_tags
+from mir.models import checkpoint
+from mir.tagging import tag, write_file_tags
+from mir.tagging.worker import TagSettings, worker_model
 
 SR = 22050
 TAGS = [f"tag{i}" for i in range(8)]
@@ -244,7 +246,7 @@ def test_tag_decodes_analyses_and_tags_end_to_end(assets, tmp_path):
     assert set(frame["genre"]) <= set(GENRES)
     # stored values are exactly what predict_logmels gives on the cached log-mels
     mels = [lib.logmel(h) for h in frame["hash"]]
-    model = prepare_model(tagging.worker_model(tagging.TagSettings(
+    model = prepare_model(worker_model(TagSettings(
         model_path=str(assets["model"]), model_id=assets["model_id"], lib_root="", logmel_version=""))[0].model)
     ref = predict_logmels(model, mels, chunk_frames=160)
     np.testing.assert_array_equal(np.stack(frame["tag_probs"].to_numpy()), ref["tag_probs"])
@@ -273,7 +275,7 @@ def test_a_bad_track_is_recorded_and_does_not_stop_the_batch(assets, lib):
 
 
 def test_missing_default_model_names_the_path(lib, monkeypatch, tmp_path):
-    monkeypatch.setattr(tagging, "DEFAULT_MODEL", tmp_path / "nowhere" / "default.pt")
+    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "nowhere" / "default.pt")
     with pytest.raises(ModelError, match=r"nowhere/default\.pt.*--model.*mir train"):
         tag(lib)
 
@@ -360,7 +362,7 @@ def test_write_tags_round_trip_keeps_audio_bit_identical(assets, tagged, tmp_pat
     assert [e["changes"] for e in written] == [e["changes"] for e in preview]
     frame = load_tags(lib, assets["model_id"]).set_index("path")
     for p in paths:
-        got = audio.read_tags(p)
+        got = audio.read_metadata(p)
         row = frame.loc[str(p.resolve())]
         assert got["genre"] == row["genre"] and got["mir_model"] == assets["model_id"]
         assert got["mir_tags"] == "; ".join(row["tags"]) or (not row["tags"] and got["mir_tags"] is None)
@@ -383,7 +385,7 @@ def test_write_tags_round_trip_keeps_audio_bit_identical(assets, tagged, tmp_pat
 
 # --- command line ---------------------------------------------------------------------------------
 def test_cli_tag_show_and_dry_run(assets, lib, capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(tagging, "DEFAULT_MODEL", tmp_path / "absent.pt")
+    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "absent.pt")
     assert cli(["tag", str(lib.root)]) == 1
     assert "absent.pt" in capsys.readouterr().err
 
@@ -393,7 +395,7 @@ def test_cli_tag_show_and_dry_run(assets, lib, capsys, monkeypatch, tmp_path):
     assert load_tags(lib, assets["model_id"])["n_chunks"].max() == 2
 
     t = load_tags(lib, assets["model_id"]).iloc[0]
-    assert cli(["show", str(lib.root), t["track_id"], "--all-tags"]) == 0
+    assert cli(["show", str(lib.root), t["track_id"], "--all-tags", "--model", assets["model_id"][:6]]) == 0
     out = capsys.readouterr().out
     assert f"pred genre {t['genre']} (" in out and "tempo" in out and "key" in out
     assert all(f"{name} 0." in out or f"{name} 1.00" in out for name in TAGS)

@@ -302,7 +302,7 @@ def test_thresholds_are_calibrated_on_valid_stored_and_used_by_evaluate(tiny, tm
 def test_cli_train_then_evaluate_writes_json_and_pngs(tiny, tmp_path, capsys):
     lib = str(tiny["lib"].root)
     out = tmp_path / "cli.pt"
-    assert cli(["train", lib, "--labels", str(tiny["labels"]), "--splits", str(tiny["splits"]), "--model", "debug",
+    assert cli(["train", lib, "--labels", str(tiny["labels"]), "--splits", str(tiny["splits"]), "--preset", "debug",
                 "--epochs", "1", "--batch-size", "8", "--out", str(out), "-q"]) == 0
     text = capsys.readouterr()
     assert "epoch   1/1" in text.out and "wrote" in text.out and "synth_pad" in text.err
@@ -318,7 +318,7 @@ def test_cli_train_then_evaluate_writes_json_and_pngs(tiny, tmp_path, capsys):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a label error reaches the user as one line, exit code 1
     bad = write_csv(tmp_path / "bad.csv", "file,genre,tags\nx.wav,jig,piano\n")
-    assert cli(["train", lib, "--labels", str(bad), "--model", "debug", "--out", str(tmp_path / "x.pt")]) == 1
+    assert cli(["train", lib, "--labels", str(bad), "--preset", "debug", "--out", str(tmp_path / "x.pt")]) == 1
     assert "expected exactly" in capsys.readouterr().err
 
 
@@ -331,7 +331,8 @@ def test_write_report_handles_nan_scores(tmp_path):
 
 
 def test_track_head_trains_on_the_frozen_backbone_evaluates_and_tags(tiny, tmp_path, capsys):
-    from mir.tagging import STAGE, tag
+    from mir.catalog.predictions import STAGE
+    from mir.tagging import tag
     from mir.train.track_head import HeadConfig, train_track_head
 
     data = tiny["prepared"]

@@ -9,14 +9,14 @@ analysis rate) and raises :class:`~mir.errors.AudioError` subclasses that name t
 - :func:`probe`: header summary (:class:`AudioInfo`) without decoding
 - :func:`check_samples`: validate a decoded signal
 - :func:`save`: write audio atomically
-- :func:`read_tags`, :func:`write_tags`: text tags through mutagen
+- :func:`read_metadata`, :func:`write_metadata`: the file's text metadata (title, artist, …) through mutagen
 """
 from .formats import SUPPORTED_EXTENSIONS, AudioInfo, is_audio_path
 from .load import load
 from .probe import probe
 from .save import save
 from .stream import stream
-from .tags import read_tags, write_tags
+from .metadata import read_metadata, write_metadata
 from .validate import check_samples
 
 __all__ = [
@@ -26,8 +26,8 @@ __all__ = [
     "is_audio_path",
     "load",
     "probe",
-    "read_tags",
+    "read_metadata",
     "save",
     "stream",
-    "write_tags",
+    "write_metadata",
 ]

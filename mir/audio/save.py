@@ -1,16 +1,25 @@
-"""Writing audio files atomically: wav, flac, ogg (Vorbis), opus, mp3, aiff."""
+"""Writing audio files atomically: wav, flac, ogg (Vorbis), opus, mp3, aiff; reading a written file back.
+
+With ``ogg_serial`` and ``metadata`` a write is byte-deterministic: libsndfile gives every Ogg stream a
+random serial number, so Ogg pages are rewritten with the given serial (mutagen recomputes the page
+CRCs), and metadata goes in in one fixed layout (:func:`mir.audio.metadata.stamp_metadata`). FLAC, WAV and MP3
+(LAME through libsndfile) are deterministic as they are.
+"""
 from __future__ import annotations
 
+import io
 import os
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from ..atomic import atomic_path
-from ..errors import ParameterError
+from ..errors import DecodeError, ParameterError
 from .formats import WRITE_FORMATS, format_from_extension
 from .load import RESAMPLE_QUALITY
+from .metadata import stamp_metadata
 from .validate import check_finite
 
 OPUS_RATES = frozenset({8000, 12000, 16000, 24000, 48000})
@@ -23,6 +32,8 @@ def save(
     *,
     format: str | None = None,
     subtype: str | None = None,
+    ogg_serial: int | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """Write ``y`` to ``path``; a reader never sees a half-written file.
 
@@ -35,6 +46,8 @@ def save(
     format : ``"wav"``, ``"flac"``, ``"ogg"`` (Vorbis), ``"opus"``, ``"mp3"`` or ``"aiff"``
     subtype : soundfile subtype such as ``"PCM_24"`` or ``"FLOAT"``; ``None`` = the format's
         default (PCM_16 for wav/flac/aiff)
+    ogg_serial : Ogg stream serial number (0 to 2**32 - 1) for ogg/opus, instead of a random one
+    metadata : text fields written into the new file with :func:`~mir.audio.metadata.stamp_metadata`
 
     Raises
     ------
@@ -50,6 +63,8 @@ def save(
     frames = _as_frames(path, y, sr)
     if fmt == "opus" and sr not in OPUS_RATES:
         frames, sr = soxr.resample(frames, sr, 48000, quality=RESAMPLE_QUALITY), 48000
+    if ogg_serial is not None and not (isinstance(ogg_serial, (int, np.integer)) and 0 <= ogg_serial < 2**32):
+        raise ParameterError(f"{path}: ogg_serial must be an int from 0 to 2**32 - 1, got {ogg_serial!r}")
     sf_format, default_subtype = WRITE_FORMATS[fmt]
     subtype = subtype or default_subtype
     with atomic_path(path) as tmp:
@@ -57,6 +72,36 @@ def save(
             sf.write(tmp, frames, sr, format=sf_format, subtype=subtype)
         except (sf.SoundFileError, ValueError, TypeError) as exc:
             raise ParameterError(f"{path}: cannot write {fmt} (subtype={subtype}, sr={sr}): {exc}") from None
+        if ogg_serial is not None and sf_format == "OGG":
+            Path(tmp).write_bytes(_with_ogg_serial(Path(tmp).read_bytes(), int(ogg_serial)))
+        if metadata:
+            stamp_metadata(tmp, metadata, format=fmt)
+
+
+def decoded_stats(path: str | os.PathLike) -> tuple[int, int, int, float]:
+    """Decode a written file in full, at its own rate and channels, as any reader gets it back:
+    ``(frames, sample rate, channels, peak |sample|)`` (lossy codecs can overshoot the written peak)."""
+    try:
+        y, sr = sf.read(os.fspath(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # noqa: BLE001 - libsndfile raises plain RuntimeError/LibsndfileError
+        raise DecodeError(path, f"does not decode ({exc})") from None
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    return int(y.shape[0]), int(sr), int(y.shape[1]), peak
+
+
+def _with_ogg_serial(data: bytes, serial: int) -> bytes:
+    """The Ogg stream ``data`` with every page's serial number set to ``serial``."""
+    from mutagen.ogg import OggPage
+
+    src, out = io.BytesIO(data), io.BytesIO()
+    while True:
+        try:
+            page = OggPage(src)
+        except EOFError:
+            break
+        page.serial = serial
+        out.write(page.write())
+    return out.getvalue()
 
 
 def _as_frames(path: str, y: np.ndarray, sr: int) -> np.ndarray:

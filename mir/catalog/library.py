@@ -264,7 +264,7 @@ class Library:
     def _describe_file(self, fs: FileStat, h: str, report: ScanReport) -> dict | None:
         try:
             info = audio.probe(fs.path)
-            tags = audio.read_tags(fs.path)
+            tags = audio.read_metadata(fs.path)
         except AudioError as exc:
             report.failures.append((fs.path, str(exc)))
             self.record_failures([{"hash": h, "track_id": track_id_of(h), "path": fs.path, "stage": "scan",

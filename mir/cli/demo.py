@@ -42,10 +42,11 @@ def _truth_check(lib, data: Path) -> list[str]:
 
 
 def _tag_with_default_model(lib, args, progress: bool) -> str | None:
-    from ..tagging import DEFAULT_MODEL, tag
+    from ..models.checkpoint import DEFAULT_CHECKPOINT
+    from ..tagging import tag
 
-    if not DEFAULT_MODEL.is_file():
-        print(f"[4/6] tagging skipped: no default model at {DEFAULT_MODEL} (train one with `mir train`)")
+    if not DEFAULT_CHECKPOINT.is_file():
+        print(f"[4/6] tagging skipped: no default model at {DEFAULT_CHECKPOINT} (train one with `mir train`)")
         return None
     print("[4/6] tag with the default model (log-mel → CNN → tags, genre, embedding)")
     report = tag(lib, workers=args.workers, progress=progress)
@@ -55,7 +56,7 @@ def _tag_with_default_model(lib, args, progress: bool) -> str | None:
 
 def _tag_summary(lib, model_id: str) -> list[str]:
     """Predicted genres against the genres written in the files (the collection's labels)."""
-    from ..tagging import load_tags
+    from ..catalog.predictions import load_tags
 
     tags = load_tags(lib, model_id).merge(lib.tracks()[["hash", "genre", "title"]], on="hash", suffixes=("_pred", ""))
     agree = (tags["genre_pred"] == tags["genre"]).mean()
@@ -69,8 +70,8 @@ def _tag_summary(lib, model_id: str) -> list[str]:
 
 def _similarity(lib, model_id: str, k: int = 10) -> list[str]:
     """Index the embeddings, show one query, and score neighbours' genre agreement."""
-    from ..index import update_library_index
-    from ..index.similar import neighbour_agreement, similar
+    from ..similar import similar, update_library_index
+    from ..similar.query import neighbour_agreement
 
     print("[5/6] index the embeddings (FAISS) and query by track")
     li, report = update_library_index(lib, model_id)
@@ -98,7 +99,8 @@ def recommendations(lib, model_id: str, data: Path, k: int = 50) -> list[str]:
     """Evaluate popularity / content / ALS / hybrid on the collection's histories (temporal split;
     hidden tastes from tastes.json), then one user's top 5 and a playlist from two of their tracks."""
     from ..recommend import make
-    from ..recommend.evaluate import demo_affinity, evaluate
+    from ..datasets.truth import demo_affinity
+    from ..recommend.evaluate import evaluate
     from ..recommend.inputs import load_inputs
     from ..recommend.playlist import continue_from
 

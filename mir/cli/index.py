@@ -3,30 +3,40 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from ..catalog import Library
 
+STANDALONE_FOLDER = "indexes"  # `--out` without DIR: indexes/<library>-<model id>, relative to the current directory
 
-def _line(li, verb: str, seconds: float) -> str:
-    from ..index.library import index_dir
+
+def _line(li, verb: str, seconds: float, folder=None) -> str:
+    from ..similar.library import index_dir
 
     m = li.manifest
     return (f"index {verb}: model {li.model_id}, {m['count']} tracks, dimension {m['dim']}, "
-            f"type {m['index_type']} ({seconds:.1f} s) -> {index_dir(li.lib, li.model_id)}")
+            f"type {m['index_type']} ({seconds:.1f} s) -> {folder or index_dir(li.lib, li.model_id)}")
 
 
 def cmd_build(args) -> int:
-    from ..index import build_library_index
+    from ..catalog.predictions import resolve_model_id
+    from ..similar import build_library_index
 
+    lib = Library(args.library)
     params = {k: v for k, v in (("ef_search", args.ef_search), ("nprobe", args.nprobe)) if v is not None}
+    folder = None
+    if args.out is not None:  # a standalone index: DIR, or indexes/<library>-<model id> here
+        model_id = resolve_model_id(lib, args.model)
+        folder = Path(args.out) if args.out else Path(STANDALONE_FOLDER) / f"{lib.root.name}-{model_id}"
+        args.model = model_id
     start = time.monotonic()
-    li = build_library_index(Library(args.library), args.model, index_type=args.type, **params)
-    print(_line(li, "built", time.monotonic() - start))
+    li = build_library_index(lib, args.model, index_type=args.type, folder=folder, **params)
+    print(_line(li, "built", time.monotonic() - start, folder))
     return 0
 
 
 def cmd_update(args) -> int:
-    from ..index import update_library_index
+    from ..similar import update_library_index
 
     start = time.monotonic()
     li, report = update_library_index(Library(args.library), args.model)
@@ -36,7 +46,7 @@ def cmd_update(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from ..index import index_status
+    from ..similar import index_status
 
     status = index_status(Library(args.library), args.model)
     if args.json:
@@ -69,6 +79,10 @@ def register(sub) -> None:
                                 "ivfpq, or any FAISS factory string such as 'HNSW64,Flat'")
             q.add_argument("--ef-search", type=int, default=None, metavar="N", help="HNSW search breadth (default 128)")
             q.add_argument("--nprobe", type=int, default=None, metavar="N", help="IVF lists visited (default 32)")
+            q.add_argument("--out", nargs="?", const="", default=None, metavar="DIR",
+                           help="write a standalone index to DIR (load it with mir.index.load_index) instead of "
+                                "LIB/indexes/<model id>; --out alone: indexes/<library name>-<model id> under the "
+                                "current directory")
         if name == "info":
             q.add_argument("--json", action="store_true")
         q.set_defaults(func=func)

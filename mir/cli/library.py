@@ -67,7 +67,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from ..tagging import tagged_models, track_tags
+    from ..catalog.predictions import resolve_model_id, tagged_models, track_tags
 
     lib = Library(args.library)
     t = lib.track(args.track)
@@ -75,7 +75,7 @@ def cmd_show(args) -> int:
     row = d[d["hash"] == t["hash"]].iloc[0]
     fields = ["track_id", "path", "status", "title", "artist", "album", "genre", "year", "format", "duration",
               "tempo", "key", "mode", "loudness"]
-    model_id = args.model_id or next(iter(tagged_models(lib)), None)
+    model_id = resolve_model_id(lib, args.model) if args.model else next(iter(tagged_models(lib)), None)
     tagged = track_tags(lib, t["hash"], model_id) if model_id else None
     if args.json:
         out = json.loads(row[fields].to_json())
@@ -137,7 +137,8 @@ def register(sub) -> None:
     p = sub.add_parser("show", help="one track's metadata, descriptors (BPM, key) and model tags")
     p.add_argument("library", metavar="LIB")
     p.add_argument("track", metavar="TRACK", help="track id (or prefix), content hash or file path")
-    p.add_argument("--model-id", default=None, help="tags of this model id (default: the most recently tagged)")
+    p.add_argument("--model", "-m", default=None,
+                   help="tags of this model: id (prefix) or checkpoint file (default: the most recently tagged)")
     p.add_argument("--all-tags", action="store_true", help="also list the tags below their thresholds")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)

@@ -8,7 +8,7 @@ import sys
 from ..catalog import Library
 from ..errors import ParameterError
 
-METHODS = ["popularity", "content", "content-taste", "als", "bpr", "ease", "hybrid", "hybrid-blend", "hybrid-learned"]
+METHODS = ["popularity", "content", "content-taste", "als", "hybrid"]
 
 
 def _progress(args) -> bool:
@@ -17,7 +17,7 @@ def _progress(args) -> bool:
 
 def _bpm(text: str | None):
     """``--bpm`` as ``mir similar`` reads it (``90-120``, ``90-``, ``-120``; ``90:120`` too) -> (low, high)."""
-    from ..index.filters import parse_range
+    from ..similar.filters import parse_range
 
     if not text:
         return None
@@ -39,38 +39,27 @@ def _auto_or(kind):
 
 
 def collab_summary(model) -> str | None:
-    """The collaborative settings in use (chosen on validation or given), for als/bpr/ease/hybrid models."""
+    """The collaborative settings in use (chosen on validation or given), for als/hybrid models."""
     cf = getattr(model, "collaborative_", model)
     how = f"chosen on a validation split ({len(cf.tuning_)} fits)" if len(getattr(cf, "tuning_", ())) else "as given"
-    if getattr(cf, "name", None) == "ease" and hasattr(cf, "regularization_"):
-        return f"ease l2 {cf.regularization_:g} ({how.replace(' fits)', ' values)')})"
     if not hasattr(cf, "factors_"):
         return None
-    return f"{cf.algorithm} factors {cf.factors_}, regularization {cf.regularization_:g}, alpha {cf.alpha_:g} ({how})"
+    return f"als factors {cf.factors_}, regularization {cf.regularization_:g}, alpha {cf.alpha_:g} ({how})"
 
 
 def hybrid_settings(model) -> dict | None:
     """The settings a hybrid chose on its validation split (or was given); None for other methods."""
     if getattr(model, "weight_", None) is None:
         return None
-    out = {"weight": float(model.weight_), "cold_offset": float(model.cold_offset_)}
-    if hasattr(model, "cold_user_weight_"):  # hybrid-blend: cold-start users get a content-weighted blend
-        out["cold_user_weight"] = float(model.cold_user_weight_)
-    if getattr(model, "cold_users", None):  # hybrid: cold-start users get the taste prior or content lists
-        out["cold_users"] = model.cold_users
-    return out
+    return {"weight": float(model.weight_), "cold_offset": float(model.cold_offset_), "cold_users": model.cold_users}
 
 
 def hybrid_summary(model) -> str | None:
     s = hybrid_settings(model)
     if s is None:
         return None
-    text = f"collaborative weight {s['weight']:.2f}, cold-track offset {s['cold_offset']:.2f}"
-    if "cold_user_weight" in s:
-        text += f", cold-user weight {s['cold_user_weight']:.2f}"
-    if "cold_users" in s:
-        text += f", cold-start users: {s['cold_users']} lists"
-    return text
+    return (f"collaborative weight {s['weight']:.2f}, cold-track offset {s['cold_offset']:.2f}, "
+            f"cold-start users: {s['cold_users']} lists")
 
 
 def _collab(args) -> dict:
@@ -82,36 +71,17 @@ def _method_params(method: str, args) -> dict:
     """Constructor arguments of ``method`` from the command line (collaborative settings, hybrid weight)."""
     from ..recommend import Collaborative
 
-    from ..recommend import ContentBased
-
     params: dict = {}
-    index = getattr(args, "content_index", None)
-    if method in ("als", "bpr"):
+    if method == "als":
         params.update(_collab(args))
-    if method == "content" and index:
-        params["index"] = index
-    if method == "hybrid-learned":
-        if index:
-            params["content"] = ContentBased(index=index)
-        params["tune_k"] = args.k
-        if _collab(args):
-            params["collaborative"] = Collaborative(**_collab(args))
+    if method == "content" and getattr(args, "content_index", None):
+        params["index"] = args.content_index
     if method == "hybrid":
         params["tune_k"] = args.k
         if getattr(args, "weight", None) is not None:
             params["weight"] = args.weight
         if getattr(args, "cold_users", None):
             params["cold_users"] = args.cold_users
-        if _collab(args):
-            params["collaborative"] = Collaborative(**_collab(args))
-    if method == "hybrid-blend":
-        if index:
-            params["content"] = ContentBased(index=index)
-        params["tune_k"] = args.k
-        if getattr(args, "weight", None) is not None:
-            params["weight"] = args.weight
-        if args.cold_user_weight is not None:
-            params["cold_user_weight"] = args.cold_user_weight if args.cold_user_weight == "auto" else float(args.cold_user_weight)
         if _collab(args):
             params["collaborative"] = Collaborative(**_collab(args))
     return params
@@ -162,7 +132,8 @@ def cmd_recommend(args) -> int:
 def cmd_eval(args) -> int:
     from .. import atomic
     from ..recommend import make
-    from ..recommend.evaluate import demo_affinity, evaluate
+    from ..datasets.truth import demo_affinity
+    from ..recommend.evaluate import evaluate
     from ..recommend.inputs import load_inputs
 
     lib = Library(args.library)
@@ -198,10 +169,7 @@ def cmd_eval(args) -> int:
             if hybrid_settings(m):
                 doc.setdefault("hybrids", {})[name] = hybrid_settings(m)
             cf = getattr(m, "collaborative_", m)
-            if getattr(cf, "name", None) == "ease" and hasattr(cf, "regularization_"):
-                doc.setdefault("collaborative", {})[name] = {"l2": float(cf.regularization_),
-                                                             "tuned_fits": len(cf.tuning_)}
-            elif hasattr(cf, "factors_"):
+            if hasattr(cf, "factors_"):
                 doc.setdefault("collaborative", {})[name] = {"factors": int(cf.factors_),
                                                              "regularization": float(cf.regularization_),
                                                              "alpha": float(cf.alpha_), "tuned_fits": len(cf.tuning_)}
@@ -239,19 +207,18 @@ def cmd_playlist(args) -> int:
 
 def _collab_args(p) -> None:
     p.add_argument("--factors", type=_auto_or(int), default=None, metavar="N|auto",
-                   help="als/bpr/hybrid: latent factors (default auto: chosen on a validation split of the events)")
+                   help="als/hybrid: latent factors (default auto: chosen on a validation split of the events)")
     p.add_argument("--regularization", type=_auto_or(float), default=None, metavar="L|auto",
-                   help="als/bpr/hybrid: L2 regularisation (default auto)")
+                   help="als/hybrid: L2 regularisation (default auto)")
     p.add_argument("--alpha", type=_auto_or(float), default=None, metavar="A|auto",
                    help="als/hybrid: confidence = 1 + alpha * log(1 + plays) (default auto)")
-    p.add_argument("--cold-user-weight", default=None, metavar="W|auto",
-                   help="hybrid-blend: collaborative weight for users with 1-3 plays (default 0: content lists; auto: tuned)")
     p.add_argument("--cold-users", choices=["prior", "content"], default=None,
                    help="hybrid: lists for users with 1-3 plays: purely content-based (default) or their taste "
                         "with the popularity prior learned from everyone's plays")
     p.add_argument("--content-index", default=None, metavar="TYPE",
-                   help="content/hybrid: take content candidates from a FAISS index of this type (flat, hnsw, auto or "
-                        "a factory string) instead of the exact scan of all tracks (default)")
+                   help="method content only: take its candidates from a FAISS index of this type (flat, hnsw, auto "
+                        "or a factory string) instead of the exact scan of all tracks (default); the other methods "
+                        "score every track")
 
 
 def _common(p) -> None:
@@ -267,7 +234,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="output Parquet: user, rank, track_id, score")
     p.add_argument("-k", type=int, default=50, help="tracks per user (default 50)")
     p.add_argument("--method", choices=METHODS, default="hybrid", help="recommender (default hybrid)")
-    p.add_argument("--weight", type=float, default=None, help="hybrid: ALS weight (>= 0; hybrid-blend: in [0, 1]) (default: tuned)")
+    p.add_argument("--weight", type=float, default=None, help="hybrid: ALS weight (>= 0) (default: tuned)")
     _collab_args(p)
     p.add_argument("--keep-played", action="store_true", help="allow tracks the user already played")
     p.add_argument("--diversity", type=float, default=0.0, help="MMR diversity in [0, 1] (default 0: off)")

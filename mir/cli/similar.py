@@ -7,7 +7,7 @@ from ..catalog import Library
 
 
 def _filters(args):
-    from ..index import Filters
+    from ..similar import Filters
 
     split = lambda v: tuple(x.strip() for x in v.split(",") if x.strip()) if v else ()  # noqa: E731
     return Filters(genres=split(args.genre), tags=split(args.with_tags), bpm=args.bpm, keys=tuple(args.key or ()),
@@ -16,15 +16,16 @@ def _filters(args):
 
 
 def cmd_similar(args) -> int:
-    from ..index import open_library_index
-    from ..index.similar import similar
+    from ..catalog.predictions import resolve_model
+    from ..similar import open_library_index, similar
 
     lib = Library(args.library)
-    li = open_library_index(lib, args.model)
+    ref = resolve_model(lib, args.model)
+    li = open_library_index(lib, ref.model_id)
     tracks = [lib.track(t)["track_id"] for t in (args.track or [])]
     knobs = {k: v for k, v in (("ef_search", args.ef_search), ("nprobe", args.nprobe)) if v is not None}
     results = similar(li, tracks=tracks, audio=args.audio, tags=args.tags or (), k=args.k, filters=_filters(args),
-                      exclude_seeds=not args.include_seeds, checkpoint=args.checkpoint, **knobs)
+                      exclude_seeds=not args.include_seeds, checkpoint=ref.checkpoint, **knobs)
     if args.json:
         print(json.dumps({"model_id": li.model_id, "seeds": {"tracks": tracks, "audio": args.audio, "tags": args.tags},
                           "results": results}, indent=1, default=str))
@@ -49,8 +50,9 @@ def register(sub) -> None:
     p.add_argument("--tags", metavar="LIST", help="comma-separated tags to match, e.g. 'piano,slow' (alone or with seeds)")
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--json", action="store_true", help="JSON output instead of a table")
-    p.add_argument("--model", "-m", default=None, help="model id whose index to query (default: latest tagged)")
-    p.add_argument("--checkpoint", default=None, help="with --audio: the model's checkpoint if not where it tagged from")
+    p.add_argument("--model", "-m", default=None,
+                   help="model id (prefix) whose index to query, or its checkpoint file (which --audio then uses "
+                        "when the model is no longer where it tagged from); default: latest tagged")
     f = p.add_argument_group("filters")
     f.add_argument("--genre", metavar="LIST", help="any of these genres (file tag, else predicted)")
     f.add_argument("--with-tags", metavar="LIST", help="only tracks with all of these decided tags")

@@ -47,7 +47,8 @@ def register(sub) -> None:
     p = sub.add_parser("tag", help="tag and embed every analysed track with a model (stage 'tags')")
     p.add_argument("library", metavar="LIB")
     p.add_argument("--model", "-m", default=None,
-                   help="model checkpoint (default: the packaged mir/models/default/default.pt)")
+                   help="checkpoint file, or id (prefix) of a model that tagged LIB before "
+                        "(default: the packaged mir/models/default/default.pt)")
     p.add_argument("--chunks", type=int, default=None, metavar="N",
                    help="N evenly spaced chunks per track (faster); default: all non-overlapping chunks")
     where = p.add_mutually_exclusive_group()

@@ -1,9 +1,9 @@
 """`mir train` and `mir evaluate`: fit a tagger on a labelled library; score a model on a split.
 
-    mir train LIB --labels labels.csv [--model short-chunk|fast|debug] [--out model.pt] [--splits FILE]
+    mir train LIB --labels labels.csv [--preset short_chunk|fast|debug] [--out model.pt] [--splits FILE]
                   [--epochs N] [--seed N] [--resume | --restart] [augmentation / optimisation flags]
     mir train LIB --labels labels.csv --track-head BACKBONE.pt [--track-hidden 128] [--out model.pt] …
-    mir evaluate LIB --model model.pt --labels labels.csv [--splits FILE] [--split test] [--out DIR]
+    mir evaluate LIB [--model model.pt|MODEL_ID] --labels labels.csv [--splits FILE] [--split test] [--out DIR]
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def cmd_train(args) -> int:
         shift=not (args.no_shift or args.no_augment),
     )
     config = TrainConfig(
-        model=args.model, epochs=30 if args.epochs is None else args.epochs, batch_size=args.batch_size, lr=args.lr,
+        model=args.preset, epochs=30 if args.epochs is None else args.epochs, batch_size=args.batch_size, lr=args.lr,
         chunks_per_track=args.chunks_per_track, patience=8 if args.patience is None else args.patience,
         balance=args.balance,
         augment=aug, seed=args.seed, precision=args.precision, val_chunks=args.val_chunks,
@@ -94,10 +94,12 @@ def cmd_evaluate(args) -> int:
     import json
 
     from ..catalog import Library
+    from ..catalog.predictions import resolve_model
     from ..train.evaluate import evaluate, format_table, write_report
 
     _show_warnings()
-    scores = evaluate(Library(args.library), args.model, args.labels, splits=args.splits, split=args.split,
+    lib = Library(args.library)
+    scores = evaluate(lib, resolve_model(lib, args.model, tagged=False).checkpoint, args.labels, splits=args.splits, split=args.split,
                       n_chunks=args.chunks, precision=args.precision)
     if args.json:
         from ..train.evaluate import _json_safe
@@ -118,7 +120,7 @@ def register(sub) -> None:
                                    "re-running the same command resumes.")
     p.add_argument("library", metavar="LIB")
     p.add_argument("--labels", required=True, metavar="CSV", help="labels file: track,genre,tags (tags separated by |)")
-    p.add_argument("--model", default="fast", choices=["short-chunk", "fast", "debug"],
+    p.add_argument("--preset", default="fast", choices=["short_chunk", "fast", "debug"],
                    help="architecture preset (default fast: 0.65 M params, 8x cheaper than short-chunk)")
     p.add_argument("--out", "-o", default="model.pt", help="checkpoint to write (default model.pt)")
     p.add_argument("--splits", default=None, metavar="FILE",
@@ -162,7 +164,8 @@ def register(sub) -> None:
 
     e = sub.add_parser("evaluate", help="score a model on a labelled split: ROC/PR-AUC, genre accuracy, plots")
     e.add_argument("library", metavar="LIB")
-    e.add_argument("--model", "-m", required=True, help="model checkpoint (.pt)")
+    e.add_argument("--model", "-m", default=None,
+                   help="checkpoint file, or id (prefix) of a model that tagged LIB (default: the packaged model)")
     e.add_argument("--labels", required=True, metavar="CSV")
     e.add_argument("--splits", default=None, metavar="FILE", help="CSV or Parquet with columns track,split")
     e.add_argument("--split", default="test", choices=["train", "valid", "test", "all"])

@@ -21,8 +21,8 @@ from typing import Callable
 from ..errors import DatasetError, ParameterError
 from ._build import DatasetInfo, info
 from ._spec import GENRES, SIZES, TAG_GROUPS, TAG_VOCABULARY
-from .labels import COLUMNS as LABEL_COLUMNS
-from .labels import load_labels, split_tags, write_labels
+from ..catalog.labels import COLUMNS as LABEL_COLUMNS
+from ..catalog.labels import load_labels, split_tags, write_labels
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from .. import atomic
 from ..errors import DatasetError, ParameterError
 from . import _audio_io, _corpus, _histories, _render, _scores
 from ._spec import CHANNELS, GENRES, SAMPLE_RATE, SIZES, STYLE_BY_NAME, TAG_GROUPS, TAG_VOCABULARY, SizeSpec
-from .labels import TAG_SEPARATOR, write_labels
+from ..catalog.labels import TAG_SEPARATOR, write_labels
 
 NAME = "mirdemo"
 DATASET_VERSION = "1"

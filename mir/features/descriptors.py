@@ -179,7 +179,7 @@ def _zscore(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _key_templates() -> np.ndarray:
+def key_templates() -> np.ndarray:
     """24 z-scored profiles [shape=(24, 12)]: rows 0-11 major on C..B, rows 12-23 minor."""
     rows = [np.roll(p, t) for p in (_MAJOR, _MINOR) for t in range(12)]
     return _zscore(np.array(rows))
@@ -192,7 +192,7 @@ def key_from_chroma(chroma: np.ndarray) -> tuple[str, str, float]:
     scale = np.abs(chroma).max()
     if not scale > 0 or np.linalg.norm(centred) <= 1e-9 * scale:  # silent or flat: no tonal content
         return "C", "major", 0.0
-    r = _key_templates() @ (centred / np.linalg.norm(centred))
+    r = key_templates() @ (centred / np.linalg.norm(centred))
     best = int(np.argmax(r))
     return PITCH_CLASSES[best % 12], ("major", "minor")[best // 12], float(r[best])
 

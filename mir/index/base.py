@@ -10,7 +10,7 @@ Conventions
 - ``search`` returns ``(scores [n, k] float32, ids [n, k] str)`` best first; rows with fewer than
   ``k`` results are padded with score ``-inf`` and id ``""``.
 - ``allowed``: an optional collection of track ids a search may return (a filter applied during
-  the search, see :mod:`mir.index.filters` for filters that also keep ``k`` results).
+  the search, see :mod:`mir.similar.filters` for filters that also keep ``k`` results).
 """
 from __future__ import annotations
 
@@ -279,17 +279,3 @@ class VectorIndex:
     def widened(self, level: int) -> dict:
         """Search knobs ``2**level`` times wider than the defaults (used to keep k results under filters)."""
         return {}
-
-    # --- storage -----------------------------------------------------------------------------
-    def save(self, folder, *, extra: dict | None = None) -> dict:
-        """Save into ``folder`` atomically (see :mod:`mir.index.storage`); returns the manifest."""
-        from .storage import save_index
-
-        return save_index(self, folder, extra=extra)
-
-    @staticmethod
-    def load(folder, *, mmap: bool = False, verify: bool | None = None) -> "VectorIndex":
-        """Load an index saved by :meth:`save` (an :class:`ExactIndex` or a :class:`FaissIndex`)."""
-        from .storage import load_index
-
-        return load_index(folder, mmap=mmap, verify=verify)[0]

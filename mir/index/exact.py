@@ -7,31 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..topk import top_k
 from .base import VectorIndex
 
 BLOCK = 4096  # queries per matrix product (bounds the [queries, n] score block)
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` columns of each row of ``scores`` [n, m], descending; ``-inf`` entries are never chosen.
-
-    Returns (scores [n, k], columns [n, k] int64) padded with ``-inf`` / ``-1``. Ties keep column order.
-    """
-    n, m = scores.shape
-    kk = min(k, m)
-    out_s = np.full((n, k), -np.inf, dtype=np.float32)
-    out_c = np.full((n, k), -1, dtype=np.int64)
-    if kk == 0:
-        return out_s, out_c
-    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < m else np.tile(np.arange(m), (n, 1))
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    part = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
-    valid = np.isfinite(vals)
-    out_s[:, :kk] = np.where(valid, vals, -np.inf)
-    out_c[:, :kk] = np.where(valid, part, -1)
-    return out_s, out_c
 
 
 class ExactIndex(VectorIndex):

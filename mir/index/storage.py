@@ -13,7 +13,7 @@ Every data file is written atomically under a fresh name before the manifest poi
 killed save leaves the previous index intact (and at most orphan files, removed by the next save).
 The manifest records kind, parameters, dimension, count, file sizes and BLAKE2b checksums, plus
 whatever the caller adds (the library index adds model id and library state, see
-:mod:`mir.index.library`). Nothing is unpickled: NumPy arrays load with ``allow_pickle=False``.
+:mod:`mir.similar.library`). Nothing is unpickled: NumPy arrays load with ``allow_pickle=False``.
 """
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ import numpy as np
 from .. import __version__, atomic
 from ..errors import CatalogError
 from .base import VectorIndex
+from .exact import ExactIndex
+from .faiss_index import FaissIndex, read_faiss
 
 FORMAT = "mir-index"
 FORMAT_VERSION = 1
@@ -129,8 +131,6 @@ def load_index(folder: str | os.PathLike, *, mmap: bool = False, verify: bool | 
     labels = np.load(folder / files["labels"], allow_pickle=False)
     tombstones = np.load(folder / files["tombstones"], allow_pickle=False)
     if manifest["kind"] == "faiss":
-        from .faiss_index import FaissIndex, read_faiss
-
         params = dict(manifest["params"])
         factory = params.pop("factory")
         index = FaissIndex(factory, **params)
@@ -139,8 +139,6 @@ def load_index(folder: str | os.PathLike, *, mmap: bool = False, verify: bool | 
         index._set_faiss(read_faiss(folder / files["index"], mmap=mmap), positions)
         index.mmap_ = mmap
     elif manifest["kind"] == "exact":
-        from .exact import ExactIndex
-
         index = ExactIndex()
         index.matrix_ = np.load(folder / files["matrix"], mmap_mode="r" if mmap else None, allow_pickle=False)
         index.row_labels_ = np.load(folder / files["rows"], allow_pickle=False)

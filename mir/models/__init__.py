@@ -19,7 +19,8 @@ from .builders import (
     short_chunk,
 )
 from .checkpoint import FORMAT, FORMAT_VERSION, LoadedModel, load_checkpoint, model_id, save_checkpoint
-from .tagger import ShortChunkCNN, TaggerOutput
+from .outputs import TaggerOutput
+from .tagger import ShortChunkCNN
 
 __all__ = [
     "FORMAT",

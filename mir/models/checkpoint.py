@@ -40,6 +40,7 @@ from .tagger import ShortChunkCNN
 
 FORMAT = "mir.tagger"
 FORMAT_VERSION = 1
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default" / "default.pt"  # the packaged default tagger
 _REQUIRED = ("format", "format_version", "mir_version", "model_id", "config", "state_dict",
              "tags", "genres", "thresholds", "metrics", "analysis", "extra")
 
@@ -229,6 +230,14 @@ def save_checkpoint(
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return payload["model_id"]
+
+
+def default_checkpoint() -> Path:
+    """The packaged default model (:data:`DEFAULT_CHECKPOINT`); :class:`ModelError` when it is not installed."""
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise ModelError(f"no model given and the default model {DEFAULT_CHECKPOINT} is not installed; "
+                         "pass --model PATH to a checkpoint, or train one with `mir train`")
+    return DEFAULT_CHECKPOINT
 
 
 def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> LoadedModel:

@@ -17,7 +17,7 @@ Conventions
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -25,15 +25,8 @@ from torch.nn import functional as F
 
 from ..errors import ParameterError
 from .blocks import ResBlock2d
+from .outputs import TaggerOutput
 from .track_head import TrackHead, pooled_dim
-
-
-class TaggerOutput(NamedTuple):
-    """What :meth:`ShortChunkCNN.forward` returns (a NamedTuple: works with ``torch.compile``)."""
-
-    tags: torch.Tensor  # [batch, n_tags] logits
-    genre: torch.Tensor  # [batch, n_genres] logits
-    embedding: torch.Tensor  # [batch, embed_dim], unit L2 norm
 
 
 class ShortChunkCNN(nn.Module):

@@ -24,7 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ParameterError
-from ..features.descriptors import RHYTHM_FACTORS, _key_templates
+from ..features.descriptors import RHYTHM_FACTORS, key_templates
+from .outputs import TaggerOutput
 
 CONTEXT_DIM = 12 + 4 + len(RHYTHM_FACTORS) + 1
 
@@ -69,7 +70,7 @@ def track_context(chroma, rhythm, tempo) -> np.ndarray:
         raise ParameterError("track_context got non-finite descriptors; re-analyse those tracks")
     centred = chroma - chroma.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(centred, axis=1, keepdims=True)
-    r = (centred / np.where(norms > 1e-12, norms, 1.0)) @ _key_templates().T  # [n, 24]
+    r = (centred / np.where(norms > 1e-12, norms, 1.0)) @ key_templates().T  # [n, 24]
     tonic = np.argmax(r, axis=1) % 12
     rotated = chroma[np.arange(len(chroma))[:, None], (tonic[:, None] + np.arange(12)) % 12]
     top = np.hstack([np.sort(r[:, :12], axis=1)[:, -2:], np.sort(r[:, 12:], axis=1)[:, -2:]])
@@ -108,8 +109,6 @@ class TrackHead(nn.Module):
         self.scale.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0)).float())
 
     def forward(self, pooled: torch.Tensor, context: torch.Tensor):
-        from .tagger import TaggerOutput
-
         if pooled.dim() != 2 or pooled.shape[1] != self.in_dim or context.shape != (len(pooled), CONTEXT_DIM):
             raise ParameterError(f"track head expects pooled [b, {self.in_dim}] and context [b, {CONTEXT_DIM}], "
                                  f"got {tuple(pooled.shape)} and {tuple(context.shape)}")

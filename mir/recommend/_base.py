@@ -1,4 +1,4 @@
-"""The recommender contract shared by every method, and the exact content search.
+"""The recommender contract shared by every method.
 
 Every recommender works in index space: users and items are positions in the fitted
 :class:`~mir.recommend.events.Interactions` (items = the catalogue's track order). A method
@@ -12,134 +12,22 @@ implements two steps, so that hybrids and re-ranking can combine them:
 popularity fallback for users without history and optional re-ranking.
 
 State: hyper-parameters are ``__init__`` arguments (JSON values); learned state ends in ``_``
-and is NumPy arrays or scipy CSR matrices, so :func:`save_model` / :func:`load_model` store it as
+and is NumPy arrays or scipy CSR matrices, so :mod:`~mir.recommend.persist` stores it as
 ``.npz`` (no pickle) + ``.json``.
 """
 from __future__ import annotations
 
 import inspect
-import json
-import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .. import atomic
 from ..errors import ParameterError
-
-NEG = np.float32(-np.inf)
-SEARCH_CHUNK = 256  # queries scored at once by the exact search
-
-
-# --- exact content search ------------------------------------------------------------------------------------
-def search_embeddings(embeddings: np.ndarray, queries: np.ndarray, n: int, *,
-                      allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Exact maximum-inner-product search: ``(idx [m, n] int64, sims [m, n] float32)``, best first.
-
-    ``embeddings`` [n_items, d] and ``queries`` [m, d] are unit rows (inner product = cosine);
-    ``allowed`` [n_items] bool restricts the result (padding: -1 / -inf). For a few ad-hoc queries;
-    the recommenders use the blocked scans of :mod:`mir.recommend.scan` or a :mod:`mir.index` index.
-    """
-    queries = np.asarray(queries, np.float32)
-    parts = []
-    for start in range(0, len(queries), SEARCH_CHUNK):  # bounded memory: chunk × n_items scores at a time
-        sims = queries[start:start + SEARCH_CHUNK] @ embeddings.T
-        if allowed is not None:
-            sims[:, ~allowed] = NEG
-        parts.append(topk(sims, n))
-    if not parts:
-        return topk(np.zeros((0, len(embeddings)), np.float32), n)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+from ..topk import top_k
+from .arrays import NEG
 
 
-def max_seen(seen, u: np.ndarray) -> int:
-    """The most items any of users ``u`` has played (rows of the CSR ``seen``)."""
-    return int(np.max(seen.indptr[u + 1] - seen.indptr[u])) if len(u) else 0
-
-
-def pick(cand: np.ndarray, scores: np.ndarray, n: int):
-    """The ``n`` best of candidates ``cand`` [b, c] by ``scores`` [b, c] -> ``(items, scores)``, -1 padded."""
-    idx, vals = topk(scores, n)
-    items = np.where(idx >= 0, np.take_along_axis(cand, np.maximum(idx, 0), axis=1), -1)
-    return items, vals
-
-
-def zscore_rows(s: np.ndarray) -> np.ndarray:
-    """Standardise each row over its finite entries (others stay -inf); constant rows become 0."""
-    ok = np.isfinite(s)
-    cnt = np.maximum(ok.sum(axis=1, keepdims=True), 1)
-    x = np.where(ok, s, 0.0).astype(np.float64)
-    mean = x.sum(axis=1, keepdims=True) / cnt
-    var = (np.where(ok, x - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / cnt
-    std = np.sqrt(var)
-    z = np.where(std > 1e-12, (x - mean) / np.where(std > 1e-12, std, 1.0), 0.0)
-    return np.where(ok, z, -np.inf)
-
-
-def topk(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top ``n`` of ``scores`` [b, m]: ``(idx, values)`` by decreasing value, ties by index.
-
-    Entries at -inf are returned as index -1.
-    """
-    b, m = scores.shape
-    n = int(min(n, m))
-    if n <= 0:
-        return np.zeros((b, 0), np.int64), np.zeros((b, 0), np.float32)
-    if n < m:
-        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    else:
-        part = np.broadcast_to(np.arange(m), (b, m))
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
-    vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
-    idx[~np.isfinite(vals) & (vals < 0)] = -1
-    return idx, vals
-
-
-def gather_rows(matrix: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """``matrix[items]`` with -1 entries mapped to row 0 (callers mask them)."""
-    return matrix[np.where(items >= 0, items, 0)]
-
-
-def played(seen, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(rows, cols)`` of the played items of ``users`` (row r = users[r]; users < 0 have none)."""
-    users = np.asarray(users, np.int64)
-    ok = users >= 0
-    lo = np.where(ok, seen.indptr[np.maximum(users, 0)], 0)
-    hi = np.where(ok, seen.indptr[np.maximum(users, 0) + 1], 0)
-    counts = hi - lo
-    rows = np.repeat(np.arange(len(users)), counts)
-    starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
-    return rows, seen.indices[np.arange(len(rows)) + starts].astype(np.int64)
-
-
-def seen_mask(seen, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """[b, c] bool: user ``users[r]`` has played ``items[r, c]`` (CSR ``seen`` [n_users, n_items])."""
-    rows, cols = played(seen, users)
-    if len(rows) == 0:
-        return np.zeros(items.shape, bool)
-    m = seen.shape[1] + 1  # key = row * m + item
-    done = np.sort(rows * m + cols)
-    keys = items + np.arange(len(items))[:, None] * m
-    pos = np.minimum(np.searchsorted(done, keys), len(done) - 1)
-    return (done[pos] == keys) & (items >= 0)
-
-
-def dedupe_rows(items: np.ndarray) -> np.ndarray:
-    """Replace repeated entries within each row by -1 (keeps the first)."""
-    order = np.argsort(items, axis=1, kind="stable")
-    s = np.take_along_axis(items, order, axis=1)
-    dup = np.zeros_like(s, dtype=bool)
-    dup[:, 1:] = s[:, 1:] == s[:, :-1]
-    out = items.copy()
-    np.put_along_axis(out, order, np.where(dup, -1, s), axis=1)
-    return out
-
-
-# --- the base class -----------------------------------------------------------------------------------------
 class Recommender:
     """Base class: see the module docstring. Subclasses set ``name`` and implement ``_fit``,
     ``_candidates`` and ``_score``."""
@@ -192,7 +80,7 @@ class Recommender:
         scores = np.log1p(self.item_users_.astype(np.float32))[None, :]
         if allowed is not None:
             scores = np.where(allowed, scores, NEG)
-        idx, vals = topk(scores, n)
+        vals, idx = top_k(scores, n)
         return np.repeat(idx, b, axis=0), np.repeat(vals, b, axis=0)
 
     def user_index(self, users: Sequence[str] | None) -> np.ndarray:
@@ -256,91 +144,6 @@ def _to_frame(users: np.ndarray, items: np.ndarray, scores: np.ndarray, item_ids
     })
 
 
-# --- persistence (no pickle) ------------------------------------------------------------------------------
-def _learned(model) -> dict:
-    return {k: v for k, v in vars(model).items() if k.endswith("_") and not k.startswith("_")}
-
-
-def _flatten(model, prefix: str, arrays: dict) -> dict:
-    import scipy.sparse as sp
-
-    meta = {"class": type(model).__name__, "params": {}, "arrays": [], "csr": [], "children": {}}
-    for k, v in model.get_params().items():
-        if isinstance(v, Recommender):
-            meta["children"][k] = _flatten(v, f"{prefix}{k}.", arrays)
-        else:
-            meta["params"][k] = v
-    for k, v in _learned(model).items():
-        if isinstance(v, Recommender):
-            meta["children"][k] = _flatten(v, f"{prefix}{k}.", arrays)
-        elif sp.issparse(v):
-            v = v.tocsr()
-            for part in ("data", "indices", "indptr"):
-                arrays[f"{prefix}{k}.{part}"] = getattr(v, part)
-            arrays[f"{prefix}{k}.shape"] = np.asarray(v.shape, np.int64)
-            meta["csr"].append(k)
-        elif isinstance(v, np.ndarray):
-            if v.dtype == object:
-                v = v.astype(str)
-            arrays[prefix + k] = v
-            meta["arrays"].append(k)
-        elif isinstance(v, (int, float, str, bool, np.integer, np.floating)) or v is None:
-            meta["params"]["@" + k] = v.item() if isinstance(v, np.generic) else v
-        else:
-            raise ParameterError(f"cannot store learned attribute {k!r} of type {type(v).__name__}")
-    return meta
-
-
-def save_model(model: Recommender, folder: str | os.PathLike) -> None:
-    """Write a fitted recommender as ``model.json`` + ``model.npz`` in ``folder`` (atomically)."""
-    import io
-
-    model._check_fitted()
-    arrays: dict = {}
-    meta = _flatten(model, "", arrays)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    folder = Path(folder)
-    atomic.write_bytes(folder / "model.npz", buf.getvalue())
-    atomic.write_text(folder / "model.json", json.dumps(meta, indent=1, sort_keys=True))
-
-
-def _rebuild(meta: dict, prefix: str, arrays) -> Recommender:
-    import scipy.sparse as sp
-
-    from . import methods
-
-    cls = getattr(methods, meta["class"], None)
-    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
-        raise ParameterError(f"unknown recommender class {meta['class']!r} in a saved model")
-    params = {k: v for k, v in meta["params"].items() if not k.startswith("@")}
-    init = set(inspect.signature(cls.__init__).parameters)
-    for k, child in meta["children"].items():
-        if k in init:
-            params[k] = _rebuild(child, f"{prefix}{k}.", arrays)
-    model = cls(**params)
-    for k, child in meta["children"].items():
-        if k not in init:
-            setattr(model, k, _rebuild(child, f"{prefix}{k}.", arrays))
-    for k, v in meta["params"].items():
-        if k.startswith("@"):
-            setattr(model, k[1:], v)
-    for k in meta["arrays"]:
-        setattr(model, k, arrays[prefix + k])
-    for k in meta["csr"]:
-        shape = tuple(int(x) for x in arrays[f"{prefix}{k}.shape"])
-        setattr(model, k, sp.csr_matrix((arrays[f"{prefix}{k}.data"], arrays[f"{prefix}{k}.indices"],
-                                         arrays[f"{prefix}{k}.indptr"]), shape=shape))
-    return model
-
-
-def load_model(folder: str | os.PathLike) -> Recommender:
-    """Read a recommender written by :func:`save_model`."""
-    folder = Path(folder)
-    try:
-        meta = json.loads((folder / "model.json").read_text())
-        with np.load(folder / "model.npz", allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise ParameterError(f"cannot read a saved recommender in {str(folder)!r}: {exc}") from exc
-    return _rebuild(meta, "", arrays)
+def clone(model: Recommender) -> Recommender:
+    """An unfitted copy with the same hyper-parameters."""
+    return type(model)(**model.get_params())

@@ -37,7 +37,7 @@ from ..errors import ParameterError
 
 
 def track_features(tracks) -> np.ndarray:
-    """Content features [n_tracks, F] float64 of a :class:`~mir.recommend.catalogue.TrackSet`:
+    """Content features [n_tracks, F] float64 of a :class:`~mir.recommend.trackset.TrackSet`:
     its ``features`` (predicted genre and tag probabilities) when present, else its embeddings."""
     feats = getattr(tracks, "features", None)
     return np.asarray(tracks.embeddings if feats is None else feats, np.float64)
@@ -216,119 +216,195 @@ def _picks(order, users):
     return rows, items[idx]
 
 
-def _fit_taste_model(Y, Phi, *, item_bias, iterations, ridge, bias_l2, block, exact_limit, max_halvings, tol, init,
-                     first_play=None):
+class _Problem(NamedTuple):
+    """The fixed inputs of a taste fit (:func:`_problem`)."""
+    Y: sp.csr_matrix  # [U, N] 1 where a user played a track (sorted indices)
+    order: tuple | None  # (indptr, items): each user's picks in first-play order (:func:`_pick_order`), or None
+    Phi: np.ndarray  # [N, F] float64 features
+    Phi32: np.ndarray  # the same in float32
+    PhiT32: np.ndarray  # [F, N] float32, contiguous
+    n: np.ndarray  # [U] distinct tracks per user
+    item_counts: np.ndarray  # [N] users per track
+    YPhi: np.ndarray  # [U, F] sum of each user's played tracks' features
+
+
+def _check_settings(iterations, ridge, bias_l2, block, max_halvings, tol) -> None:
     if iterations < 1 or not ridge > 0 or not bias_l2 > 0 or block < 1 or max_halvings < 0 or not tol >= 0:
         raise ParameterError(f"iterations and block must be >= 1, ridge and bias_l2 > 0, max_halvings and tol >= 0; got "
                              f"{iterations}, {block}, {ridge}, {bias_l2}, {max_halvings}, {tol}")
+
+
+def _problem(Y, Phi, first_play) -> _Problem:
+    """Stage 1: the plays as a binary CSR matrix, the pick order, the features in both precisions."""
     Y = sp.csr_matrix(Y, dtype=np.float64)
     Y.data[:] = 1.0
     Y.eliminate_zeros()
     Y.sort_indices()
-    U, N = Y.shape
+    N = Y.shape[1]
     order = None if first_play is None else _pick_order(first_play, Y)
     Phi = np.asarray(Phi, np.float64)
     if Phi.ndim != 2 or len(Phi) != N or not np.isfinite(Phi).all():
         raise ParameterError(f"features must be a finite [{N}, F] array (one row per track), got shape {Phi.shape}")
-    F = Phi.shape[1]
     Phi32 = Phi.astype(np.float32)
-    PhiT32 = np.ascontiguousarray(Phi32.T)
-    n = np.asarray(Y.sum(axis=1)).ravel()
-    item_counts = np.asarray(Y.sum(axis=0)).ravel()
-    YPhi = np.asarray(Y @ Phi)
+    return _Problem(Y, order, Phi, Phi32, np.ascontiguousarray(Phi32.T), np.asarray(Y.sum(axis=1)).ravel(),
+                    np.asarray(Y.sum(axis=0)).ravel(), np.asarray(Y @ Phi))
+
+
+def _start(init: Tastes | None, U: int, N: int, F: int, item_bias: bool):
+    """Stage 2: ``(theta, mu, b, prec)`` to start from: zero tastes under the prior N(0, I), or ``init``."""
     if init is None:
-        theta, mu, b, prec = np.zeros((U, F)), np.zeros(F), np.zeros(N), np.eye(F)  # prior starts at N(0, I)
-    else:
-        if init.theta.shape != (U, F) or init.b.shape != (N,):
-            raise ParameterError(f"init must be a fit on the same {U} users, {N} tracks and {F} features; got tastes "
-                                 f"{init.theta.shape} and {init.b.shape[0]} biases")
-        theta, mu, prec = np.array(init.theta, np.float64), np.array(init.mu, np.float64), np.array(init.prec, np.float64)
-        b = np.array(init.b, np.float64) if item_bias else np.zeros(N)
+        return np.zeros((U, F)), np.zeros(F), np.zeros(N), np.eye(F)
+    if init.theta.shape != (U, F) or init.b.shape != (N,):
+        raise ParameterError(f"init must be a fit on the same {U} users, {N} tracks and {F} features; got tastes "
+                             f"{init.theta.shape} and {init.b.shape[0]} biases")
+    theta, mu, prec = np.array(init.theta, np.float64), np.array(init.mu, np.float64), np.array(init.prec, np.float64)
+    return theta, mu, np.array(init.b, np.float64) if item_bias else np.zeros(N), prec
+
+
+def _shared_curvature(Phi, mu, b, prec):
+    """The choice curvature at the population's taste ``mu``, as ``(lam, V)`` with ``V' prec V = I`` and
+    ``V' A V = diag(lam)`` (``A = sum_t p_t phi_t phi_t' - m m'``): a user's Hessian is taken as ``n_u A``."""
+    p0, _ = log_softmax_parts((mu @ Phi.T + b)[None, :])
+    m0 = p0[0] @ Phi
+    shared = (Phi * p0[0][:, None]).T @ Phi - np.outer(m0, m0)
+    lam, V = scipy.linalg.eigh(shared, prec)
+    return np.maximum(lam, 0.0), V
+
+
+def _softmax_state(theta, data: _Problem, b32, nb, seq, exact: bool, outer):
+    """Users' choice model at tastes ``theta`` [b, F]: ``(lse_sum, M, H, (E, scale, delta))``: the picks' log
+    normalisers, the expected picks' features ``M = W Phi``, the exact per-user curvature ``H`` [b, F, F]
+    (``sum_t p_t phi_t phi_t' - m m'``; None unless ``exact``) and :func:`_normalisers`' implicit ``W``."""
+    E, z, lse = _evaluate(theta, data.PhiT32, b32)
+    lse, scale, delta = _normalisers(E, z, lse, nb, seq)
+    EPhi = (E @ data.Phi32).astype(np.float64)
+    M = _expected_features(EPhi, scale, delta, data.Phi32)
+    H = None
+    if exact:
+        F = data.Phi.shape[1]
+        P64 = E.astype(np.float64) / z[:, None]
+        second = (P64 @ outer).reshape(-1, F, F) if outer is not None else \
+            np.einsum("un,nf,ng->ufg", P64, data.Phi, data.Phi)
+        m1 = EPhi / z[:, None]
+        H = second - m1[:, :, None] * m1[:, None, :]
+    return lse, M, H, (E, scale, delta)
+
+
+def _newton_step(grad, nb, prec, H=None, shared=None):
+    """``(step [b, F], sum of the users' posterior covariances [F, F])``: ``(n_u H_u + prec)^-1 grad_u`` with
+    the exact curvature ``H``, else with the shared one (``(lam, V)`` of :func:`_shared_curvature`)."""
+    if H is not None:
+        Hinv = np.linalg.inv(nb[:, None, None] * H + prec)
+        return np.einsum("ufg,ug->uf", Hinv, grad), Hinv.sum(axis=0)
+    lam, V = shared  # (n_u A + prec)^-1 = V diag(1 / (n_u lam + 1)) V'
+    d = 1.0 / (nb[:, None] * lam + 1.0)
+    return ((grad @ V) * d) @ V.T, (V * d.sum(axis=0)) @ V.T
+
+
+class _Block(NamedTuple):
+    """One block of users in a round: rows ``lo:hi``, their play counts, picked features and biases, picks."""
+    lo: int
+    hi: int
+    nb: np.ndarray
+    picked_phi: np.ndarray
+    picked_b: np.ndarray
+    seq: tuple | None
+
+
+def _line_search(data: _Problem, blk: _Block, th, step, slope, at0, mu, prec, b32, noise, max_halvings, expected):
+    """Backtracking (Armijo) along ``-step`` from tastes ``th`` whose ``(lse_sum, M, objective)`` are ``at0``:
+    a user's step is halved up to ``max_halvings`` times until their objective falls enough; users whose
+    decrease would be below ``noise`` keep their taste. Returns ``(theta, lse_sum, M, objective, stay)``
+    (``stay``: users left at their old taste); with ``expected`` [N], adds the accepted tastes' expected
+    pick counts to it in place (for the bias step)."""
+    new, lse1, M1, f1 = th.copy(), at0[0].copy(), at0[1].copy(), at0[2].copy()
+    f0 = at0[2]
+    act = np.flatnonzero(-slope > noise)  # the others are at their optimum to rounding
+    alpha = np.ones(len(act))
+    stay = np.ones(len(th), bool)
+    for _h in range(max_halvings + 1):
+        if not len(act):
+            break
+        trial = th[act] - alpha[:, None] * step[act]
+        E, z, lse_t = _evaluate(trial, data.PhiT32, b32)
+        lse_t, scale, delta = _normalisers(E, z, lse_t, blk.nb[act], _picks(data.order, blk.lo + act))
+        f_t = _objective(lse_t, trial, blk.picked_phi[act], blk.picked_b[act], mu, prec)
+        ok = f_t <= f0[act] + 1e-4 * alpha * slope[act]
+        good = act[ok]
+        new[good], lse1[good], f1[good] = trial[ok], lse_t[ok], f_t[ok]
+        M1[good] = _expected_features((E @ data.Phi32).astype(np.float64), scale, delta, data.Phi32)[ok]
+        stay[good] = False
+        if expected is not None:  # the bias step sees the new tastes (Gauss-Seidel)
+            expected += _expected_counts(E, scale, delta, ok)
+        act, alpha = act[~ok], 0.5 * alpha[~ok]
+    return new, lse1, M1, f1, stay
+
+
+def _prior_update(theta, post_cov, ridge):
+    """EM update of the tastes' Gaussian prior: ``(mu, prec)`` from the tastes and their posterior covariances."""
+    U, F = theta.shape
+    mu = theta.mean(axis=0)
+    D = theta - mu
+    cov = (D.T @ D + post_cov) / max(U, 1) + ridge * np.eye(F)
+    return mu, np.linalg.inv(cov)
+
+
+def _converged(theta, before, b, delta, tol) -> bool:
+    """Whether a round moved the tastes and biases by at most ``tol`` of their norm."""
+    moved = np.sum((theta - before) ** 2) + np.sum(delta ** 2)
+    return moved <= tol ** 2 * (np.sum(theta ** 2) + np.sum(b ** 2))
+
+
+def _fit_taste_model(Y, Phi, *, item_bias, iterations, ridge, bias_l2, block, exact_limit, max_halvings, tol, init,
+                     first_play=None):
+    """:func:`fit_taste_model`'s rounds: per block of users a Newton step on each taste with a line search;
+    then the item biases' majorised step; then the prior's EM update."""
+    _check_settings(iterations, ridge, bias_l2, block, max_halvings, tol)
+    data = _problem(Y, Phi, first_play)
+    (U, N), F = data.Y.shape, data.Phi.shape[1]
+    theta, mu, b, prec = _start(init, U, N, F, item_bias)
     exact = float(U) * N * F * F <= exact_limit
     # the exact curvature as one product with the features' outer products [N, F*F] (when small)
-    outer = (Phi[:, :, None] * Phi[:, None, :]).reshape(N, F * F) if exact and N * F * F <= 2e7 else None
+    outer = (data.Phi[:, :, None] * data.Phi[:, None, :]).reshape(N, F * F) if exact and N * F * F <= 2e7 else None
     step_rows = _block_rows(block, N)
     # softmax state at the accepted tastes (reused next round while b is unchanged: no item bias)
     lse_c, M_c, cached = np.zeros(U), np.zeros((U, F)), False
-    noise = 1e-6 * (n + 1.0)  # float32 rounding of a user's objective, roughly
+    noise = 1e-6 * (data.n + 1.0)  # float32 rounding of a user's objective, roughly
     history = []
     for _ in range(iterations):
         before = theta.copy()
         post_cov = np.zeros((F, F))
-        expected = np.zeros(N)  # sum_u n_u p_ut at the new tastes
+        expected = np.zeros(N) if item_bias else None  # sum_u n_u p_ut at the new tastes
         total = 0.0
         b32 = b.astype(np.float32) if item_bias else None
-        picked_b = Y @ b
-        shared = None
-        if not exact:  # curvature at the population's choice distribution (under mu)
-            p0, _ = log_softmax_parts((mu @ Phi.T + b)[None, :])
-            m0 = p0[0] @ Phi
-            shared = (Phi * p0[0][:, None]).T @ Phi - np.outer(m0, m0)
-            lam, V = scipy.linalg.eigh(shared, prec)  # V' prec V = I, V' shared V = diag(lam)
-            lam = np.maximum(lam, 0.0)
+        picked_b = data.Y @ b
+        shared = None if exact else _shared_curvature(data.Phi, mu, b, prec)
         for lo in range(0, U, step_rows):
             hi = min(U, lo + step_rows)
-            nb, th, pphi, pb = n[lo:hi], theta[lo:hi], YPhi[lo:hi], picked_b[lo:hi]
-            seq = _picks(order, np.arange(lo, hi))
+            blk = _Block(lo, hi, data.n[lo:hi], data.YPhi[lo:hi], picked_b[lo:hi], _picks(data.order, np.arange(lo, hi)))
+            th = theta[lo:hi]
             if cached and not exact:
-                lse0, M0 = lse_c[lo:hi], M_c[lo:hi]
+                lse0, M0, H, soft0 = lse_c[lo:hi], M_c[lo:hi], None, None
             else:
-                E0, z0, lse0 = _evaluate(th, PhiT32, b32)
-                lse0, scale0, delta0 = _normalisers(E0, z0, lse0, nb, seq)
-                EPhi0 = (E0 @ Phi32).astype(np.float64)
-                M0 = _expected_features(EPhi0, scale0, delta0, Phi32)  # sum_t W_ut phi_t: the expected picks' features
-                if exact:  # sum_t p_ut phi_t phi_t' - m m'
-                    P64 = E0.astype(np.float64) / z0[:, None]
-                    second = (P64 @ outer).reshape(-1, F, F) if outer is not None else \
-                        np.einsum("un,nf,ng->ufg", P64, Phi, Phi)
-                    m1 = EPhi0 / z0[:, None]
-                    H = second - m1[:, :, None] * m1[:, None, :]
-            f0 = _objective(lse0, th, pphi, pb, mu, prec)
-            grad = -pphi + M0 + (th - mu) @ prec
-            if exact:
-                Hinv = np.linalg.inv(nb[:, None, None] * H + prec)
-                step = np.einsum("ufg,ug->uf", Hinv, grad)
-                post_cov += Hinv.sum(axis=0)
-            else:  # (n_u A + prec)^-1 = V diag(1 / (n_u lam + 1)) V'
-                d = 1.0 / (nb[:, None] * lam + 1.0)
-                step = ((grad @ V) * d) @ V.T
-                post_cov += (V * d.sum(axis=0)) @ V.T
+                lse0, M0, H, soft0 = _softmax_state(th, data, b32, blk.nb, blk.seq, exact, outer)
+            f0 = _objective(lse0, th, blk.picked_phi, blk.picked_b, mu, prec)
+            grad = -blk.picked_phi + M0 + (th - mu) @ prec
+            step, cov = _newton_step(grad, blk.nb, prec, H, shared)
+            post_cov += cov
             slope = -np.einsum("uf,uf->u", grad, step)  # directional derivative (< 0: a descent direction)
-            new, lse1, M1, f1 = th.copy(), lse0.copy(), M0.copy(), f0.copy()
-            act = np.flatnonzero(-slope > noise[lo:hi])  # the others are at their optimum to rounding
-            alpha = np.ones(len(act))
-            stay = np.ones(hi - lo, bool)  # users still at their old taste
-            for _h in range(max_halvings + 1):
-                if not len(act):
-                    break
-                trial = th[act] - alpha[:, None] * step[act]
-                E, z, lse_t = _evaluate(trial, PhiT32, b32)
-                lse_t, scale, delta = _normalisers(E, z, lse_t, nb[act], _picks(order, lo + act))
-                f_t = _objective(lse_t, trial, pphi[act], pb[act], mu, prec)
-                ok = f_t <= f0[act] + 1e-4 * alpha * slope[act]
-                good = act[ok]
-                new[good], lse1[good], f1[good] = trial[ok], lse_t[ok], f_t[ok]
-                M1[good] = _expected_features((E @ Phi32).astype(np.float64), scale, delta, Phi32)[ok]
-                stay[good] = False
-                if item_bias:  # the bias step sees the new tastes (Gauss-Seidel)
-                    expected += _expected_counts(E, scale, delta, ok)
-                act, alpha = act[~ok], 0.5 * alpha[~ok]
-            # users with no acceptable step (already at the optimum to rounding) keep their taste
+            new, lse1, M1, f1, stay = _line_search(data, blk, th, step, slope, (lse0, M0, f0), mu, prec, b32,
+                                                   noise[lo:hi], max_halvings, expected)
             theta[lo:hi] = new
             lse_c[lo:hi], M_c[lo:hi] = lse1, M1
             total += float(f1.sum())
-            if item_bias:
-                expected += _expected_counts(E0, scale0, delta0, stay)
+            if item_bias:  # users left at their old taste count at it
+                expected += _expected_counts(*soft0, stay)
         cached = not item_bias
-        history.append(total / max(n.sum(), 1.0))
-        mu = theta.mean(axis=0)
-        D = theta - mu
-        cov = (D.T @ D + post_cov) / max(U, 1) + ridge * np.eye(F)
-        prec = np.linalg.inv(cov)
-        delta = _bias_step(b, expected, item_counts, bias_l2) if item_bias else np.zeros(N)
+        history.append(total / max(data.n.sum(), 1.0))
+        mu, prec = _prior_update(theta, post_cov, ridge)
+        delta = _bias_step(b, expected, data.item_counts, bias_l2) if item_bias else np.zeros(N)
         b += delta
-        moved = np.sum((theta - before) ** 2) + np.sum(delta ** 2)
-        if moved <= tol ** 2 * (np.sum(theta ** 2) + np.sum(b ** 2)):
+        if _converged(theta, before, b, delta, tol):
             break
     return Tastes(theta, mu, b, prec, len(history), np.array(history))
 
@@ -346,23 +422,3 @@ def one_blas_thread():
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1, "blas")
-
-
-def zscore_dense(S: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Standardise each row of ``S`` [b, N] over the columns ``valid`` [N] (all when None)."""
-    ref = S if valid is None else S[:, valid]
-    mean = ref.mean(axis=1, keepdims=True)
-    std = ref.std(axis=1, keepdims=True)
-    return (S - mean) / np.where(std > 1e-12, std, 1.0)
-
-
-def mask_unwanted(S: np.ndarray, seen, u: np.ndarray, allowed: np.ndarray | None, exclude_seen: bool) -> np.ndarray:
-    """-inf where user ``u[r]`` played the item (``exclude_seen``) or the item is not ``allowed``."""
-    from ._base import played
-
-    if exclude_seen:
-        rows, cols = played(seen, u)
-        S[rows, cols] = -np.inf
-    if allowed is not None:
-        S[:, ~np.asarray(allowed, bool)] = -np.inf
-    return S

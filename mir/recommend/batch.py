@@ -27,7 +27,8 @@ import pandas as pd
 
 from .. import atomic
 from ..errors import ParameterError
-from ._base import Recommender, load_model, save_model
+from ._base import Recommender
+from .persist import load_model, save_model
 
 DEFAULT_SHARD_SIZE = 2000
 

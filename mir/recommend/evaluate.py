@@ -9,14 +9,12 @@ played them in training): their share of the recommendations next to their share
 relevant held-out items. With a hidden taste model (the demo collection's ``tastes.json``) also
 ``taste_precision@k`` (share of recommendations in the user's top 10 % of hidden affinity among
 tracks they had not played) and ``affinity_pct`` (mean percentile of the recommendations'
-hidden affinity among those tracks).
+hidden affinity among those tracks); the affinity of a built demo collection comes from
+:func:`mir.datasets.truth.demo_affinity`.
 """
 from __future__ import annotations
 
-import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -102,40 +100,3 @@ def evaluate(models: dict, interactions, tracks, *, k: int = 50, holdout: float 
                        events=len(interactions), train_events=len(train), evaluated_users=len(relevant))
     return table
 
-
-# --- hidden tastes of a mirdemo collection ---------------------------------------------------------------
-def read_demo_truth(dataset: str | os.PathLike) -> tuple[dict, pd.DataFrame]:
-    """``(tastes, labels)``: a ``mirdemo`` folder's hidden taste model (tastes.json) and labels.csv (as str)."""
-    folder = Path(dataset)
-    try:
-        tastes = json.loads((folder / "tastes.json").read_text())
-        labels = pd.read_csv(folder / "labels.csv", dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as exc:
-        raise ParameterError(f"{folder}: cannot read tastes.json and labels.csv of a mirdemo collection ({exc})") from exc
-    return tastes, labels
-
-
-def demo_affinity(dataset: str | os.PathLike, users: np.ndarray, resolve, items: np.ndarray) -> np.ndarray:
-    """Hidden affinity [len(users), len(items)] from a ``mirdemo`` folder (tastes.json + labels.csv).
-
-    ``resolve`` maps the collection's track names to catalogue track ids (as for the events);
-    tracks or users the taste model does not know get nan.
-    """
-    from ..datasets._histories import affinity
-    from ..datasets.labels import TAG_SEPARATOR
-
-    tastes, labels = read_demo_truth(dataset)
-    pos = {t: i for i, t in enumerate(items)}
-    cols, genres, tags = [], [], []
-    for row in labels.itertuples(index=False):
-        tid = resolve(row.track)
-        if tid in pos:
-            cols.append(pos[tid])
-            genres.append(row.genre)
-            tags.append([t.strip() for t in row.tags.split(TAG_SEPARATOR) if t.strip()])
-    A = np.full((len(users), len(items)), np.nan)
-    for r, u in enumerate(users):
-        user = tastes["users"].get(str(u))
-        if user is not None:
-            A[r, cols] = [affinity(user, g, tg, tastes["beta"]) for g, tg in zip(genres, tags)]
-    return A

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ParameterError
-from .catalogue import TrackSet, from_library, known_tracks
+from .trackset import TrackSet, from_library, known_tracks
 from .events import EventReport, Interactions, clean_events, read_events, track_resolver
 
 

@@ -1,4 +1,4 @@
-"""The recommenders: popularity, content-based, collaborative (implicit ALS/BPR) and hybrid.
+"""The basic recommenders: popularity, content-based (embeddings), collaborative (implicit ALS).
 
 All follow the scikit-learn contract (``__init__`` stores hyper-parameters, ``fit`` returns
 ``self``, learned state ends in ``_``) and the two-step scoring of :mod:`mir.recommend._base`.
@@ -11,14 +11,10 @@ import scipy.sparse as sp
 
 from ..errors import ParameterError
 from . import taste
-from ._base import NEG, Recommender, dedupe_rows, gather_rows, max_seen, pick, seen_mask, topk, zscore_rows
-from .scan import NormOrder, mips_topk, mixture_topk
-from .tune import relevance_credit, successive_halving, validation_split
-
-
-def clone(model: Recommender) -> Recommender:
-    """An unfitted copy with the same hyper-parameters."""
-    return type(model)(**model.get_params())
+from ._base import Recommender, clone
+from .arrays import NEG, dedupe_rows, gather_rows, max_seen, pick, seen_mask
+from .exact_topk import NormOrder, mips_topk, mixture_topk
+from .tune import successive_halving, validation_split
 
 
 class Popularity(Recommender):
@@ -53,7 +49,7 @@ class ContentBased(Recommender):
     plays and recency weighting, ``half_life_days``; one cluster per ``min_tracks`` distinct
     tracks). Items are ranked under the user's taste mixture (``temperature``), so several tastes
     share the list by their weight. ``index`` None: exact blocked scan of the catalogue
-    (:func:`~mir.recommend.scan.mixture_topk`); a :func:`mir.index.make_index` type ("flat",
+    (:func:`~mir.recommend.exact_topk.mixture_topk`); a :func:`mir.index.make_index` type ("flat",
     "hnsw", "auto", a FAISS factory string): each taste searches that index for candidates,
     scored exactly (equal to the scan with "flat"; HNSW may miss a few), or :meth:`use_index`.
     """
@@ -182,13 +178,12 @@ def content_to_factors(embeddings: np.ndarray, factors: np.ndarray, ridge: float
 
 AUTO = "auto"
 ALS_GRID = {"factors": (16, 32, 64), "regularization": (0.05, 5.0, 50.0), "alpha": (1.0, 8.0)}
-FALLBACK = {"als": {"factors": 32, "regularization": 5.0, "alpha": 1.0},  # no validation users to choose by
-            "bpr": {"factors": 64, "regularization": 0.05, "alpha": 2.0}}  # bpr: not searched
+FALLBACK = {"factors": 32, "regularization": 5.0, "alpha": 1.0}  # no validation users to choose by
 SETTINGS = ("factors", "regularization", "alpha")
 
 
 class Collaborative(Recommender):
-    """Implicit-feedback matrix factorisation with the ``implicit`` library (``algorithm`` "als" or "bpr").
+    """Implicit-feedback matrix factorisation: alternating least squares of the ``implicit`` library.
 
     ``cold_ridge`` (a ridge penalty; None: off) gives tracks nobody played factors predicted from
     their embeddings by a ridge map learned on the played tracks (:func:`content_to_factors`,
@@ -196,28 +191,25 @@ class Collaborative(Recommender):
 
     Confidence of a (user, track) pair is ``1 + alpha * log(1 + plays)``. ``implicit`` learns the
     factors; candidates are the exact top-k by inner product over the whole catalogue
-    (:func:`~mir.recommend.scan.mips_topk`, played and filtered items excluded).
+    (:func:`~mir.recommend.exact_topk.mips_topk`, played and filtered items excluded).
 
     ``factors``, ``regularization`` and ``alpha`` set to ``"auto"`` (the default) are chosen for
     ALS on a temporal validation split of the training events (``validation``, recall@``tune_k``
     over at most ``max_tune_users`` users): successive halving over ``ALS_GRID``
     (:func:`mir.recommend.tune.successive_halving`); explicit values are kept. The chosen values
     are ``factors_``, ``regularization_``, ``alpha_``; ``tuning_`` rows are
-    ``[factors, regularization, alpha, user share, recall]``. BPR resolves "auto" to fixed values.
+    ``[factors, regularization, alpha, user share, recall]``.
     """
 
     name = "als"
 
-    def __init__(self, algorithm: str = "als", factors: int | str = AUTO, regularization: float | str = AUTO,
-                 alpha: float | str = AUTO, iterations: int = 15, learning_rate: float = 0.01, random_state: int = 0,
-                 num_threads: int = 0, cold_ridge: float | None = None, validation: float = 0.2, tune_k: int = 50,
-                 max_tune_users: int = 5000):
-        self.algorithm = algorithm
+    def __init__(self, factors: int | str = AUTO, regularization: float | str = AUTO, alpha: float | str = AUTO,
+                 iterations: int = 15, random_state: int = 0, num_threads: int = 0, cold_ridge: float | None = None,
+                 validation: float = 0.2, tune_k: int = 50, max_tune_users: int = 5000):
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
         self.iterations = iterations
-        self.learning_rate = learning_rate
         self.random_state = random_state
         self.num_threads = num_threads
         self.cold_ridge = cold_ridge
@@ -255,9 +247,8 @@ class Collaborative(Recommender):
         settings, tuning rows)``; the explicit settings are passed through unchanged."""
         auto = self._auto()
         fixed = {n: getattr(self, n) for n in SETTINGS if n not in auto}
-        fallback = FALLBACK.get(self.algorithm, FALLBACK["als"])
-        if not auto or self.algorithm != "als" or len(split.users) == 0:
-            return {**fixed, **{n: fallback[n] for n in auto}}, np.zeros((0, 5))
+        if not auto or len(split.users) == 0:
+            return {**fixed, **{n: FALLBACK[n] for n in auto}}, np.zeros((0, 5))
         grid = [dict(zip(auto, vals)) for vals in np.array(np.meshgrid(*[ALS_GRID[n] for n in auto],
                                                                        indexing="ij")).reshape(len(auto), -1).T]
         grid = [{n: (int(v) if n == "factors" else float(v)) for n, v in g.items()} for g in grid]
@@ -286,19 +277,12 @@ class Collaborative(Recommender):
             return self._make()
 
     def _make(self):
-        if self.algorithm == "als":
-            from implicit.cpu.als import AlternatingLeastSquares
+        """The unfitted ``implicit`` model (a subclass may return another factorisation with the same interface)."""
+        from implicit.cpu.als import AlternatingLeastSquares
 
-            return AlternatingLeastSquares(factors=self.setting("factors"), regularization=self.setting("regularization"),
-                                           iterations=self.iterations, random_state=self.random_state,
-                                           num_threads=self.num_threads, calculate_training_loss=False)
-        if self.algorithm == "bpr":
-            from implicit.cpu.bpr import BayesianPersonalizedRanking
-
-            return BayesianPersonalizedRanking(factors=self.setting("factors"), learning_rate=self.learning_rate,
-                                               regularization=self.setting("regularization"), iterations=self.iterations,
-                                               random_state=self.random_state, num_threads=self.num_threads)
-        raise ParameterError(f"algorithm must be 'als' or 'bpr', got {self.algorithm!r}")
+        return AlternatingLeastSquares(factors=self.setting("factors"), regularization=self.setting("regularization"),
+                                       iterations=self.iterations, random_state=self.random_state,
+                                       num_threads=self.num_threads, calculate_training_loss=False)
 
     def confidence(self, X):
         C = X.copy()
@@ -353,7 +337,7 @@ class Collaborative(Recommender):
         return order
 
     def _candidates(self, u, n, allowed, exclude_seen):
-        # exact top-n over the whole catalogue (mir.recommend.scan.mips_topk), not implicit's recommend:
+        # exact top-n over the whole catalogue (mir.recommend.exact_topk.mips_topk), not implicit's recommend:
         # same lists, faster (norm-ordered pruning, in-place masking of played items, no per-user loop)
         return mips_topk(self.user_factors_[u], self.norm_order(), n, seen=self.seen_ if exclude_seen else None,
                          users=u, allowed=allowed)
@@ -361,227 +345,3 @@ class Collaborative(Recommender):
     def _score(self, u, items):
         out = np.einsum("bf,bcf->bc", self.user_factors_[u], gather_rows(self.item_factors_, items))
         return np.where(items >= 0, out, NEG).astype(np.float32)
-
-
-# --- hybrid ---------------------------------------------------------------------------------------------------
-def hybrid_parts(collaborative: Recommender | None, content: Recommender | None, cf_settings: dict | None,
-                 cold_ridge: float | None) -> tuple[Recommender, Recommender]:
-    """Unfitted copies of a hybrid's two parts (defaults where None): ``cf_settings`` (chosen once on
-    the validation split) set on the collaborative part, and ``cold_ridge`` where that part leaves it unset."""
-    cf = clone(collaborative) if collaborative is not None else Collaborative()
-    for name, value in (cf_settings or {}).items():
-        setattr(cf, name, value)
-    if getattr(cf, "cold_ridge", 0) is None:
-        cf.cold_ridge = cold_ridge
-    return cf, clone(content) if content is not None else ContentBased()
-
-
-def blend(z_cf: np.ndarray, z_cb: np.ndarray, cold_items: np.ndarray, weights: np.ndarray,
-          cold_offset: float = 0.0, substitute: bool = True) -> np.ndarray:
-    """``w * z_cf + (1 - w) * z_cb`` with ``w = weights[row]``; never-played items (``cold_items``) get
-    ``cold_offset`` added and, with ``substitute``, use ``z_cb`` in place of ``z_cf`` (when the
-    collaborative part has no factors for them). Entries invalid in either input: -inf."""
-    valid = np.isfinite(z_cb) & np.isfinite(z_cf)
-    if substitute:
-        z_cf = np.where(cold_items, z_cb, z_cf)
-    w = np.asarray(weights, np.float64)[:, None]
-    with np.errstate(invalid="ignore"):
-        out = w * z_cf + (1.0 - w) * z_cb + np.where(cold_items, cold_offset, 0.0)
-    return np.where(valid, out, -np.inf).astype(np.float32)
-
-
-WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
-COLD_GRID = (0.0, 0.25, -0.25, 0.5, -0.5, -0.75, -1.0, 1.0, -1.5, -2.0, -3.0, -4.0)  # mildest first
-
-
-class Hybrid(Recommender):
-    """Blend of collaborative and content scores, each standardised per user over the candidates.
-
-    Candidates: ``pool * n`` from each part, merged. Tracks nobody played in training (cold-start
-    tracks) have no learned collaborative factors. ``cold_items="factors"`` (default): the
-    collaborative part predicts their factors from their embeddings (``Collaborative(cold_ridge=…)``,
-    ``cold_ridge`` here when the given part has none), so they are scored like every other track;
-    ``"content"``: content alone ranks them in place of the collaborative score. Either way
-    ``cold_offset`` is added to them (how readily new tracks enter lists). ``weight`` is the
-    collaborative share for users with history; users with 1 to ``cold_user_plays`` plays
-    (cold-start users) get ``cold_user_weight`` (0: a pure content list). Any of the three set to
-    ``"auto"`` is tuned for recall@``tune_k`` on a temporal validation split of the training events
-    (weights over ``grid``, offsets over ``cold_grid``; the cold-user weight on the split's cold
-    users alone); ``cold_offset="match"`` (default) picks the offset (over ``cold_grid``) whose lists hold never-played
-    tracks at the rate they make up of the split's relevant held-out items. Then both parts are
-    refitted on all events.
-    """
-
-    name = "hybrid"
-    needs_tracks = True
-
-    def __init__(self, collaborative: Recommender | None = None, content: Recommender | None = None,
-                 weight: float | str = "auto", cold_offset: float | str = "match", cold_user_plays: int = 3,
-                 cold_user_weight: float | str = 0.0, pool: int = 4, validation: float = 0.2, tune_k: int = 50,
-                 grid: tuple = WEIGHT_GRID, cold_grid: tuple = COLD_GRID, max_tune_users: int = 5000,
-                 random_state: int = 0, cold_items: str = "factors", cold_ridge: float = 1.0):
-        self.collaborative = collaborative
-        self.content = content
-        self.weight = weight
-        self.cold_offset = cold_offset
-        self.cold_user_plays = cold_user_plays
-        self.cold_user_weight = cold_user_weight
-        self.pool = pool
-        self.validation = validation
-        self.tune_k = tune_k
-        self.grid = grid
-        self.cold_grid = cold_grid
-        self.max_tune_users = max_tune_users
-        self.random_state = random_state
-        self.cold_items = cold_items
-        self.cold_ridge = cold_ridge
-
-    def _parts(self, cf_settings: dict | None = None):
-        if self.cold_items not in ("factors", "content"):
-            raise ParameterError(f"cold_items must be 'factors' or 'content', got {self.cold_items!r}")
-        cf, cb = hybrid_parts(self.collaborative, self.content, cf_settings,
-                              self.cold_ridge if self.cold_items == "factors" else None)
-        if self.cold_items == "content" and hasattr(cf, "cold_ridge"):
-            cf.cold_ridge = None
-        return cf, cb
-
-    @staticmethod
-    def _predicts_cold(cf) -> bool:
-        return getattr(cf, "cold_map_", None) is not None
-
-    def _choices(self, value, grid, name, lo, hi) -> list[float]:
-        if value == "auto" or (name == "cold_offset" and value == "match"):
-            return [float(x) for x in grid]
-        if isinstance(value, str) or not lo <= float(value) <= hi:
-            extra = ", 'auto' or 'match'" if name == "cold_offset" else " or 'auto'"
-            raise ParameterError(f"{name} must be in [{lo}, {hi}]{extra}, got {value!r}")
-        return [float(value)]
-
-    def _fit(self, X, tracks) -> None:
-        weights = self._choices(self.weight, self.grid, "weight", 0.0, 1.0)
-        offsets = self._choices(self.cold_offset, self.cold_grid, "cold_offset", -np.inf, np.inf)
-        cold_weights = self._choices(self.cold_user_weight, self.grid, "cold_user_weight", 0.0, 1.0)
-        self.tuning_ = np.zeros((0, 5))
-        self.cold_share_target_ = float("nan")
-        cf0, _ = self._parts()
-        tune_cf = isinstance(cf0, Collaborative) and bool(cf0._auto())
-        tune_blend = max(len(weights) * len(offsets), len(cold_weights)) > 1
-        split = None
-        if tune_cf or tune_blend:  # one validation split for both choices
-            split = validation_split(X, self.validation, max_users=self.max_tune_users, random_state=self.random_state)
-        cf_settings, cf_tuning = cf0.search(split, tracks) if tune_cf else ({}, None)
-        if tune_blend:
-            self.weight_, self.cold_offset_, self.cold_user_weight_ = self._tune(split, tracks, weights, offsets,
-                                                                                 cold_weights, cf_settings)
-        else:
-            self.weight_, self.cold_offset_, self.cold_user_weight_ = weights[0], offsets[0], cold_weights[0]
-        cf, cb = self._parts(cf_settings)
-        self.collaborative_ = cf.fit(X, tracks)
-        if cf_tuning is not None:
-            self.collaborative_.tuning_ = cf_tuning
-        self.content_ = cb.fit(X, tracks)
-
-    def _tune(self, split, tracks, weights, offsets, cold_weights, cf_settings) -> tuple[float, float, float]:
-        """Best settings on a validation split; ``tuning_`` rows:
-        ``[weight, offset, cold_user_weight, recall, cold-track share of the lists]``.
-
-        Weights maximise recall; offsets too, or with ``cold_offset="match"`` (at the best weight)
-        bring the cold-track share of the lists closest to their share of the relevant held-out items."""
-        relevant = split.relevant
-        cf, cb = self._parts(cf_settings)
-        cf.fit(split.train, tracks)
-        cb.fit(split.train, tracks)
-        users = split.users
-        cold = cf.user_plays_[users] <= self.cold_user_plays
-        # warm users: weight × offset; cold users: their weight (at the best offset, found first)
-        warm_grid = [(w, c) for w in weights for c in offsets]
-        warm_recall, warm_share = self._grid_recall(cf, cb, users[~cold], relevant, warm_grid)
-        best_w, best_c = warm_grid[int(np.argmax(warm_recall))] if len(warm_recall) else (weights[0], offsets[0])
-        rel = np.concatenate([relevant[int(x)] for x in users]) if len(users) else np.zeros(0, np.int64)
-        self.cold_share_target_ = float(np.mean(cf.item_users_[rel] == 0)) if len(rel) else 0.0
-        if self.cold_offset == "match" and len(warm_recall):
-            at_w = [g for g, (w, _) in enumerate(warm_grid) if w == best_w]
-            gap = np.abs(warm_share[at_w] - self.cold_share_target_)
-            best_c = warm_grid[at_w[int(np.argmin(gap))]][1]
-        cold_grid = [(w, best_c) for w in cold_weights]
-        cold_recall, cold_share = self._grid_recall(cf, cb, users[cold], relevant, cold_grid)
-        best_cw = cold_grid[int(np.argmax(cold_recall))][0] if len(cold_recall) else cold_weights[0]
-        rows = [(w, c, np.nan, r, sh) for (w, c), r, sh in zip(warm_grid, warm_recall, warm_share)]
-        rows += [(np.nan, c, w, r, sh) for (w, c), r, sh in zip(cold_grid, cold_recall, cold_share)]
-        self.tuning_ = np.array(rows, dtype=np.float64).reshape(-1, 5)
-        return best_w, best_c, best_cw
-
-    def _grid_recall(self, cf, cb, users, relevant, grid) -> tuple[np.ndarray, np.ndarray]:
-        """Mean recall@tune_k of each (weight, offset) in ``grid`` over ``users``, and the share of
-        never-played tracks in those lists (empty arrays when no users)."""
-        if len(users) == 0 or len(grid) == 0:
-            return np.zeros(0), np.zeros(0)
-        k = self.tune_k
-        hits = np.zeros(len(grid))
-        cold_n, total_n = np.zeros(len(grid)), np.zeros(len(grid))
-        for start in range(0, len(users), 512):
-            u = users[start:start + 512]
-            cand, z_cf, z_cb, cold_i = self._blend_inputs(cf, cb, u, k, None, True)
-            credit = relevance_credit(cand, u, relevant, cf.item_users_.size)  # once per block
-            for g, (w, c) in enumerate(grid):
-                idx, vals = topk(blend(z_cf, z_cb, cold_i, np.full(len(u), w), c, not self._predicts_cold(cf)), k)
-                ok = idx >= 0
-                pos = np.maximum(idx, 0)
-                hits[g] += (np.take_along_axis(credit, pos, axis=1) * ok).sum()
-                picked = np.take_along_axis(cand, pos, axis=1)[ok]
-                cold_n[g] += (cf.item_users_[picked] == 0).sum()
-                total_n[g] += ok.sum()
-        # argmax takes the first best: the lower weight, the first offset of the grid
-        return hits / len(users), cold_n / np.maximum(total_n, 1)
-
-    def _blend_inputs(self, cf, cb, u, n, allowed, exclude_seen):
-        nc = max(n, self.pool * n)
-        c1, _ = cf._candidates(u, nc, allowed, exclude_seen)
-        c2, _ = cb._candidates(u, nc, allowed, exclude_seen)
-        cand = dedupe_rows(np.concatenate([c1, c2], axis=1))
-        z_cf = zscore_rows(cf._score(u, cand))
-        z_cb = zscore_rows(cb._score(u, cand))
-        cold_items = cf.item_users_[np.maximum(cand, 0)] == 0
-        return cand, z_cf, z_cb, cold_items
-
-    def _weights(self, u) -> np.ndarray:
-        cold = self.collaborative_.user_plays_[u] <= self.cold_user_plays
-        return np.where(cold, self.cold_user_weight_, self.weight_)
-
-    def _candidates(self, u, n, allowed, exclude_seen):
-        cand, z_cf, z_cb, cold_i = self._blend_inputs(self.collaborative_, self.content_, u, n, allowed, exclude_seen)
-        sub = not self._predicts_cold(self.collaborative_)
-        return pick(cand, blend(z_cf, z_cb, cold_i, self._weights(u), self.cold_offset_, sub), n)
-
-    def _score(self, u, items):
-        z_cf = zscore_rows(self.collaborative_._score(u, items))
-        z_cb = zscore_rows(self.content_._score(u, items))
-        cold_i = self.collaborative_.item_users_[np.maximum(items, 0)] == 0
-        sub = not self._predicts_cold(self.collaborative_)
-        out = blend(z_cf, z_cb, cold_i, self._weights(u), self.cold_offset_, sub)
-        return np.where(items >= 0, out, NEG).astype(np.float32)
-
-
-METHODS = {"popularity": Popularity, "content": ContentBased, "als": Collaborative, "hybrid": Hybrid}
-
-
-def make(method: str, **params) -> Recommender:
-    """A recommender by name: popularity, content, content-taste, als, bpr, ease, hybrid (:class:`AffinityHybrid`),
-    hybrid-blend (:class:`Hybrid`) or hybrid-learned."""
-    if method == "bpr":
-        return Collaborative(algorithm="bpr", **params)
-    if method not in METHODS:
-        raise ParameterError(f"unknown method {method!r}; choose one of {sorted([*METHODS, 'bpr'])}")
-    return METHODS[method](**params)
-
-
-from .learned import LearnedHybrid  # noqa: E402  (imports the parts above lazily; here for make() and load_model)
-
-from .feature_models import AffinityHybrid, ContentTaste  # noqa: E402
-from .ease import EASE  # noqa: E402
-
-METHODS["hybrid"] = AffinityHybrid
-METHODS["hybrid-blend"] = Hybrid
-METHODS["hybrid-learned"] = LearnedHybrid
-METHODS["content-taste"] = ContentTaste
-METHODS["ease"] = EASE

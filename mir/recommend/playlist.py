@@ -29,13 +29,13 @@ import numpy as np
 from .. import atomic
 from ..errors import ParameterError
 from ..features.descriptors import PITCH_CLASSES
-from ..index.filters import parse_key
+from ..similar.filters import parse_key
 
 
 
 def camelot(key: str | None) -> tuple[int, str] | None:
     """Camelot code ``(1..12, "A" minor | "B" major)`` of a key such as ``"A minor"`` or ``"Bbm"``
-    (:func:`mir.index.filters.parse_key`); None if unknown or without a mode."""
+    (:func:`mir.similar.filters.parse_key`); None if unknown or without a mode."""
     if not isinstance(key, str):
         return None
     try:

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ParameterError
-from ._base import NEG
+from .arrays import NEG
 
 
 def mmr_order(scores: np.ndarray, embeddings: np.ndarray, k: int, *, diversity: float = 0.0,
@@ -55,7 +55,7 @@ def mmr_order(scores: np.ndarray, embeddings: np.ndarray, k: int, *, diversity: 
 
 
 class Reranker:
-    """Filters + per-artist cap + MMR over a :class:`~mir.recommend.catalogue.TrackSet` (same track order).
+    """Filters + per-artist cap + MMR over a :class:`~mir.recommend.trackset.TrackSet` (same track order).
 
     ``genres``: keep tracks of any of these genres; ``tags``: keep tracks carrying all of these
     tags; ``bpm``: ``(low, high)`` inclusive (tracks without a tempo are dropped); ``pool``:

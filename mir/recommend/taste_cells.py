@@ -29,7 +29,8 @@ import numpy as np
 import scipy.linalg
 
 from ..errors import ParameterError
-from .affinity import Tastes, _bias_step, _pick_order, one_blas_thread  # the exact fit's model and steps
+from .affinity import (Tastes, _bias_step, _check_settings, _converged, _prior_update, _problem,  # the exact fit's stages
+                       _start, one_blas_thread)
 
 
 def auto_cells(n_items: int) -> int:
@@ -252,42 +253,21 @@ def fit_taste_cells(Y, Phi: np.ndarray, *, item_bias: bool = True, iterations: i
     user's cell distribution) while ``U × K × F²`` is at most ``exact_limit``, else shared (at the
     population's taste), as in the exact fit.
     """
-    import scipy.sparse as sp
-
-    if iterations < 1 or not ridge > 0 or not bias_l2 > 0 or block < 1 or max_halvings < 0 or not tol >= 0:
-        raise ParameterError(f"iterations and block must be >= 1, ridge and bias_l2 > 0, max_halvings and tol >= 0; got "
-                             f"{iterations}, {block}, {ridge}, {bias_l2}, {max_halvings}, {tol}")
+    _check_settings(iterations, ridge, bias_l2, block, max_halvings, tol)
     if threads < 1:
         raise ParameterError(f"threads must be >= 1, got {threads}")
-    Y = sp.csr_matrix(Y, dtype=np.float64)
-    Y.data[:] = 1.0
-    Y.eliminate_zeros()
-    Y.sort_indices()
-    U, N = Y.shape
-    Phi = np.asarray(Phi, np.float64)
-    if Phi.ndim != 2 or len(Phi) != N or not np.isfinite(Phi).all():
-        raise ParameterError(f"features must be a finite [{N}, F] array (one row per track), got shape {Phi.shape}")
     if cells != "auto" and (isinstance(cells, str) or int(cells) < 1):
         raise ParameterError(f"cells must be a number >= 1 or 'auto', got {cells!r}")
-    F = Phi.shape[1]
-    K = auto_cells(N) if cells == "auto" else int(cells)
-    cl = make_cells(Phi, K, seed=seed)
+    data = _problem(Y, Phi, first_play)
+    (U, N), F = data.Y.shape, data.Phi.shape[1]
+    Y, Phi, Phi32, n, item_counts, YPhi = data.Y, data.Phi, data.Phi32, data.n, data.item_counts, data.YPhi
+    cl = make_cells(Phi, auto_cells(N) if cells == "auto" else int(cells), seed=seed)
     K = len(cl.centre)
-    indptr, items = _pick_order(first_play, Y) if first_play is not None else (Y.indptr, Y.indices)
-    n = np.diff(indptr).astype(np.float64)
-    item_counts = np.asarray(Y.sum(axis=0)).ravel()
-    YPhi = np.asarray(Y @ Phi)
-    if init is None:
-        theta, mu, b, prec = np.zeros((U, F)), np.zeros(F), np.zeros(N), np.eye(F)
-    else:
-        if init.theta.shape != (U, F) or init.b.shape != (N,):
-            raise ParameterError(f"init must be a fit on the same {U} users, {N} tracks and {F} features; got tastes "
-                                 f"{init.theta.shape} and {init.b.shape[0]} biases")
-        theta, mu, prec = np.array(init.theta, np.float64), np.array(init.mu, np.float64), np.array(init.prec, np.float64)
-        b = np.array(init.b, np.float64) if item_bias else np.zeros(N)
+    indptr, items = data.order if data.order is not None else (Y.indptr, Y.indices)
+    theta, mu, b, prec = _start(init, U, N, F, item_bias)
     cell_rows = np.vstack([cl.centre.T, 0.5 * cl.spread.T]).astype(np.float32)
     cell_cols64 = np.hstack([cl.centre, cl.spread])
-    cell_cols, Phi32 = cell_cols64.astype(np.float32), Phi.astype(np.float32)
+    cell_cols = cell_cols64.astype(np.float32)
     exact = float(U) * K * F * F <= exact_limit
     outer = (cl.centre[:, :, None] * cl.centre[:, None, :]).reshape(K, F * F) if exact else None
     rows_per = max(1, min(block, int(2e7 // max(K, 1))))
@@ -318,9 +298,7 @@ def fit_taste_cells(Y, Phi: np.ndarray, *, item_bias: bool = True, iterations: i
         theta = np.concatenate([r.theta for r in results])
         post_cov = sum(r.post_cov for r in results)
         history.append(sum(r.objective for r in results) / max(n.sum(), 1.0))
-        mu = theta.mean(axis=0)
-        D = theta - mu
-        prec = np.linalg.inv((D.T @ D + post_cov) / max(U, 1) + ridge * np.eye(F))
+        mu, prec = _prior_update(theta, post_cov, ridge)
         if item_bias:
             cell_mass = sum(r.cell_mass for r in results)
             expected = np.exp(b - logB[cl.assign]) * cell_mass[cl.assign]
@@ -329,8 +307,7 @@ def fit_taste_cells(Y, Phi: np.ndarray, *, item_bias: bool = True, iterations: i
         else:
             delta = np.zeros(N)
         b = b + delta
-        moved = np.sum((theta - before) ** 2) + np.sum(delta ** 2)
-        if moved <= tol ** 2 * (np.sum(theta ** 2) + np.sum(b ** 2)):
+        if _converged(theta, before, b, delta, tol):
             break
     return Tastes(theta, mu, b, prec, len(history), np.array(history))
 

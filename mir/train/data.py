@@ -158,7 +158,7 @@ def resolve_labels(
     Parameters
     ----------
     lib : :class:`mir.catalog.Library`
-    labels_path : labels CSV (``track,genre,tags``; see :mod:`mir.datasets.labels`)
+    labels_path : labels CSV (``track,genre,tags``; see :mod:`mir.catalog.labels`)
     tags, genres : fixed vocabularies (a trained model's). Labels outside them are ignored with a
         warning. ``None`` (training): build the vocabularies from the labels, keeping labels seen on
         at least ``min_count`` tracks; rarer ones warn and are dropped.
@@ -168,7 +168,7 @@ def resolve_labels(
     row resolves to a library track, or when nothing is left to learn. Unknown tracks and duplicate
     rows (two references to one track) warn with :class:`LabelWarning`, with counts and examples.
     """
-    from ..datasets.labels import load_labels
+    from ..catalog.labels import load_labels
 
     labels_path = Path(labels_path)
     frame = load_labels(labels_path)

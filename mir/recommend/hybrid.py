@@ -1,23 +1,26 @@
-"""Recommenders built on :mod:`mir.recommend.affinity` (per-user taste logits over track features).
+"""The default recommender ``hybrid``: "popularity × personal affinity", blended with ALS.
 
-- :class:`ContentTaste` ("content-taste"): purely content-based; a user's taste over the tracks'
-  predicted genre and tag probabilities (no popularity, no item bias; other users enter only
-  through the shared prior of tastes).
-- :class:`AffinityHybrid` ("hybrid"): the way the demo histories are generated, "popularity ×
-  personal affinity": ``b_t + theta_u · phi_t`` (item bias learned from every user's plays plus the
-  user's content taste), blended with a collaborative (ALS) score; the ALS weight and the
-  never-played-track offset are tuned on a validation split of the training events.
+``b_t + theta_u · phi_t`` (an item bias learned from every user's plays plus the user's taste over
+the track features, :mod:`mir.recommend.affinity`), standardised per user and added to ``w ·`` the
+standardised ALS score; the ALS weight and the never-played-track offset are tuned on a validation
+split of the training events. Cold-start users get :class:`~mir.recommend.content_taste.ContentTaste`
+lists (or the taste part alone).
 
-Both score every catalogue track for a block of users (dense ``[users, n_items]``), which is exact
-and cheap for catalogues up to ~10^5 tracks.
+Scores every catalogue track for a block of users (dense ``[users, n_items]``), which is exact and
+cheap for catalogues up to ~10^5 tracks.
 """
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import ParameterError
+from ..topk import top_k
 from . import affinity, taste_cells
-from ._base import NEG, Recommender, gather_rows, topk
+from ._base import Recommender, clone
+from .arrays import NEG, mask_unwanted, zscore_rows
+from .content_taste import ContentTaste, dense_topk, fit_settings
+from .methods import Collaborative
 from .tune import relevance_credit, validation_split
 
 ALS_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5)
@@ -28,8 +31,6 @@ def first_plays(X):
     """[n_users, n_items] CSR, the pattern of ``X.matrix()``: each (user, track)'s first play as its rank in
     the user's events by time (ties: input order), for :func:`~mir.recommend.affinity.fit_taste_model`'s
     ``first_play``."""
-    import scipy.sparse as sp
-
     order = np.lexsort((np.arange(len(X)), X.timestamp, X.user_idx))
     rank = np.empty(len(X), np.float64)
     rank[order] = np.arange(1, len(X) + 1)
@@ -42,55 +43,7 @@ def first_plays(X):
     return out
 
 
-def _fit_settings(model) -> dict:
-    """The taste fit's choice (exact or cells) and where its blocks run, from a model's settings."""
-    return {"fit": model.taste_fit, "cells": model.cells, "threads": model.threads, "scheduler": model.scheduler}
-
-
-def _dense_topk(model, u, n, allowed, exclude_seen):
-    with affinity.one_blas_thread():
-        S = model._dense(u)
-    affinity.mask_unwanted(S, model.seen_, u, allowed, exclude_seen)
-    return topk(S, n)
-
-
-class ContentTaste(Recommender):
-    """Content-based: ``theta_u · phi_t`` with ``theta_u`` a MAP per-user multinomial logit over the
-    track features (:func:`mir.recommend.affinity.fit_tastes` without item bias; prior learned by EM).
-    ``iterations`` (at most), ``ridge``, ``tol``: see :func:`~mir.recommend.affinity.fit_taste_model`; ``taste_fit``,
-    ``cells``, ``threads``, ``scheduler``: exact or over cells of tracks (:func:`~mir.recommend.taste_cells.fit_taste`)."""
-
-    name = "content-taste"
-    needs_tracks = True
-
-    def __init__(self, iterations: int = 20, ridge: float = 1e-2, tol: float = 1e-4, taste_fit: str = "auto",
-                 cells: int | str = "auto", threads: int = 1, scheduler: str | None = None):
-        self.iterations = iterations
-        self.ridge = ridge
-        self.tol = tol
-        self.taste_fit = taste_fit
-        self.cells = cells
-        self.threads = threads
-        self.scheduler = scheduler
-
-    def _fit(self, X, tracks) -> None:
-        self.features_ = affinity.track_features(tracks).astype(np.float32)
-        fit = taste_cells.fit_taste(self.seen_, self.features_, item_bias=False, iterations=self.iterations,
-                                    ridge=self.ridge, tol=self.tol, **_fit_settings(self))
-        self.theta_, self.prior_mean_, self.rounds_ = fit.theta, fit.mu, fit.rounds
-
-    def _dense(self, u):
-        return affinity.scores(self.theta_[u], self.features_)
-
-    def _candidates(self, u, n, allowed, exclude_seen):
-        return _dense_topk(self, u, n, allowed, exclude_seen)
-
-    def _score(self, u, items):
-        out = np.einsum("bf,bcf->bc", self.theta_[u].astype(np.float32), gather_rows(self.features_, items))
-        return np.where(items >= 0, out, NEG).astype(np.float32)
-
-
-class AffinityHybrid(Recommender):
+class Hybrid(Recommender):
     """``z(b_t + theta_u · phi_t) + w · z(ALS)`` per user (z: standardised over the catalogue).
 
     The taste part is :func:`mir.recommend.affinity.fit_tastes` with item biases (learned from
@@ -114,7 +67,7 @@ class AffinityHybrid(Recommender):
     sequential with ``bias_l2=0.1`` gained +0.016 and +0.011 recall@50 over independent with 1.0 (holdouts
     0.2 / 0.3, paired SE 0.008); on the demo's test split 0.437 against 0.425. ``taste_fit``, ``cells``, ``threads``,
     ``scheduler``: both taste fits exact or over cells of tracks (:func:`~mir.recommend.taste_cells.fit_taste`;
-    ``"auto"``: exact up to 2,000 tracks).
+    ``"auto"``: exact up to 2,000 tracks), their blocks of users on threads or a Dask cluster.
     """
 
     name = "hybrid"
@@ -165,15 +118,13 @@ class AffinityHybrid(Recommender):
     def _fit_parts(self, X, tracks, cf, *, content: bool = True, init=None) -> tuple[dict, affinity.Tastes]:
         """Fitted state of every part on ``X`` (a dict of the learned attributes) and the taste fit.
         ``content``: fit the cold users' :class:`ContentTaste` too; ``init``: a taste fit to start from."""
-        from .methods import Collaborative
-
         Phi = affinity.track_features(tracks).astype(np.float32)
         seen = X.matrix()
         rounds = self.iterations if init is None or self.refit_iterations is None else self.refit_iterations
         fit = taste_cells.fit_taste(seen, Phi, item_bias=True, iterations=rounds, ridge=self.ridge,
                                     bias_l2=self.bias_l2, tol=self.tol, init=init,
                                     first_play=first_plays(X) if self.picks == "sequential" else None,
-                                    **_fit_settings(self))
+                                    **fit_settings(self))
         theta, b = fit.theta, fit.b.copy()
         never = np.asarray(seen.sum(axis=0)).ravel() == 0
         if never.any() and (~never).any():
@@ -188,8 +139,6 @@ class AffinityHybrid(Recommender):
         return state, fit
 
     def _fit(self, X, tracks) -> None:
-        from .methods import Collaborative, clone
-
         self._check()
         cf = clone(self.collaborative) if self.collaborative is not None else Collaborative()
         split = validation_split(X, self.validation, max_users=self.max_tune_users, random_state=self.random_state)
@@ -251,8 +200,8 @@ class AffinityHybrid(Recommender):
                 z, zc = self._warm_parts(u, with_cf)
             for i, (w, c) in enumerate(settings):
                 S = self._combine(z, zc, w, c).astype(np.float32)
-                affinity.mask_unwanted(S, self.seen_, u, None, True)
-                items, _ = topk(S, self.tune_k)
+                mask_unwanted(S, self.seen_, u, None, True)
+                _, items = top_k(S, self.tune_k)
                 hits[i] += float(relevance_credit(items, u, relevant, len(self.never_played_)).sum())
                 ok = items >= 0
                 never[i] += int(self.never_played_[items[ok]].sum())
@@ -262,11 +211,11 @@ class AffinityHybrid(Recommender):
     # --- scoring ---------------------------------------------------------------------------------------
     def _warm_parts(self, u, with_cf: bool):
         """Users ``u``'s standardised taste scores and ALS scores (the taste scores on never-played tracks)."""
-        z = affinity.zscore_dense(affinity.scores(self.theta_[u], self.features_, self.bias_))
+        z = zscore_rows(affinity.scores(self.theta_[u], self.features_, self.bias_))
         if not with_cf:
             return z, None
         cf, played = self.collaborative_, ~self.never_played_
-        z_cf = affinity.zscore_dense(cf.user_factors_[u] @ cf.item_factors_.T, played)
+        z_cf = zscore_rows(cf.user_factors_[u] @ cf.item_factors_.T, played)
         return z, np.where(played, z_cf, z)
 
     def _combine(self, z, zc, w, c):
@@ -281,13 +230,13 @@ class AffinityHybrid(Recommender):
         cold = self.user_plays_[u] <= self.cold_user_plays
         if cold.any():
             if self.cold_users == "content":
-                z[cold] = affinity.zscore_dense(self.content_._dense(u[cold]))
+                z[cold] = zscore_rows(self.content_._dense(u[cold]))
             else:
-                z[cold] = affinity.zscore_dense(affinity.scores(self.theta_[u[cold]], self.features_, self.bias_))
+                z[cold] = zscore_rows(affinity.scores(self.theta_[u[cold]], self.features_, self.bias_))
         return z.astype(np.float32)
 
     def _candidates(self, u, n, allowed, exclude_seen):
-        return _dense_topk(self, u, n, allowed, exclude_seen)
+        return dense_topk(self, u, n, allowed, exclude_seen)
 
     def _score(self, u, items):
         S = self._dense(u)

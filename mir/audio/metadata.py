@@ -1,4 +1,6 @@
-"""Text tags (title, artist, album, genre, date, comment, custom keys) read and written with mutagen.
+"""A file's own metadata: text fields (title, artist, album, genre, date, comment, custom keys) read
+and written with mutagen. (In mir, "tags" are the labels a model predicts; what a file carries is
+its metadata, even where the format calls its fields tags.)
 
 MP3, WAV and AIFF carry ID3 (WAV in an ``id3`` RIFF chunk); FLAC, Ogg Vorbis and Opus carry Vorbis
 comments, which take any key; M4A takes the keys of mutagen's EasyMP4. Keys are lower-case "easy"
@@ -32,8 +34,8 @@ _BINARY_KEYS = frozenset({"metadata_block_picture", "coverart"})  # base64 cover
 _KEY = re.compile(r"[a-z0-9_ :.()/-]+")
 
 
-def read_tags(path: str | os.PathLike) -> dict:
-    """Text tags of ``path``.
+def read_metadata(path: str | os.PathLike) -> dict:
+    """Text metadata of ``path``.
 
     Returns
     -------
@@ -48,31 +50,78 @@ def read_tags(path: str | os.PathLike) -> dict:
     return tags
 
 
-def write_tags(path: str | os.PathLike, tags: dict, *, dry_run: bool = False) -> dict:
-    """Set text tags of ``path`` in place, atomically, without touching the audio data.
+def write_metadata(path: str | os.PathLike, fields: dict, *, dry_run: bool = False) -> dict:
+    """Set text metadata of ``path`` in place, atomically, without touching the audio data.
 
     Parameters
     ----------
-    tags : ``{key: value}``; keys are easy names (``title``, ``artist``, ``album``, ``genre``,
+    fields : ``{key: value}``; keys are easy names (``title``, ``artist``, ``album``, ``genre``,
         ``date``, ``comment`` or custom ones), ``year`` is stored as ``date``; values are str or
-        int, ``None`` removes the tag
+        int, ``None`` removes the field
     dry_run : only report what would change
 
     Returns
     -------
-    ``{key: (old, new)}`` for each tag that changes (``year`` reported as ``date``; strings or None).
+    ``{key: (old, new)}`` for each field that changes (``year`` reported as ``date``; strings or None).
 
     The file is copied beside itself, the copy tagged, then moved over the original, so a killed
     process leaves either the old file or the new one.
     """
     path = check_file(path)
-    wanted = _normalise(path, tags)
+    wanted = _normalise(path, fields)
     audio = _open(path)
     current = _text(audio)
     changes = {key: (current.get(key), new) for key, new in wanted.items() if current.get(key) != new}
     if changes and not dry_run:
         _rewrite(path, type(audio), changes)
     return changes
+
+
+def stamp_metadata(path: str | os.PathLike, fields: dict, *, format: str | None = None) -> None:
+    """Write text metadata into a file that has none yet (one just encoded), in one fixed layout so the
+    bytes depend on the input only: FLAC and Ogg Vorbis get upper-case Vorbis comment keys; MP3 and
+    WAV get ID3v2.4 with ``title``/``artist``/``album``/``genre`` as TIT2/TPE1/TALB/TCON, ``comment`` as
+    COMM and any other key as TXXX with an upper-case description. ``format`` names the container
+    when the file name does not (temp files). Not atomic: meant for a file not yet in place.
+    """
+    path = os.fspath(path)
+    fmt = format or format_from_extension(path)
+    if fmt in ("flac", "ogg"):
+        from mutagen.flac import FLAC
+        from mutagen.oggvorbis import OggVorbis
+
+        f = (FLAC if fmt == "flac" else OggVorbis)(path)
+        if f.tags is None:
+            f.add_tags()
+        for k, v in fields.items():
+            f.tags[k.upper()] = [str(v)]
+        f.save()
+        return
+    if fmt not in ("mp3", "wav"):
+        raise ParameterError(f"{path}: stamp_metadata writes flac, ogg, mp3 and wav files, not {fmt}")
+    from mutagen.id3 import TALB, TCON, TIT2, TPE1
+
+    frames = {"title": TIT2, "artist": TPE1, "album": TALB, "genre": TCON}
+    if fmt == "mp3":
+        id3 = ID3()
+    else:
+        from mutagen.wave import WAVE
+
+        wav = WAVE(path)
+        if wav.tags is None:
+            wav.add_tags()
+        id3 = wav.tags
+    for k, v in fields.items():
+        if k in frames:
+            id3.add(frames[k](encoding=3, text=[str(v)]))
+        elif k == "comment":
+            id3.add(COMM(encoding=3, lang="eng", desc="", text=[str(v)]))
+        else:
+            id3.add(TXXX(encoding=3, desc=k.upper(), text=[str(v)]))
+    if fmt == "mp3":
+        id3.save(path, v2_version=4)
+    else:
+        wav.save()
 
 
 def _rewrite(path: str, kind: type, changes: dict) -> None:
@@ -168,12 +217,12 @@ def _id3_set(tags: ID3, key: str, value: str | None) -> None:
         tags.add(TXXX(encoding=Encoding.UTF8, desc=key, text=[value]))
 
 
-def _normalise(path: str, tags: dict) -> dict[str, str | None]:
+def _normalise(path: str, fields: dict) -> dict[str, str | None]:
     """Validated ``{stored key: str or None}``; ``year`` becomes ``date``."""
-    if not isinstance(tags, dict):
-        raise ParameterError(f"{path}: tags must be a dict of key -> str, int or None, got {type(tags).__name__}")
+    if not isinstance(fields, dict):
+        raise ParameterError(f"{path}: metadata must be a dict of key -> str, int or None, got {type(fields).__name__}")
     out: dict[str, str | None] = {}
-    for key, value in tags.items():
+    for key, value in fields.items():
         stored = "date" if str(key).lower() == "year" else str(key).lower()
         if not (isinstance(key, str) and _KEY.fullmatch(stored)) or stored in _BINARY_KEYS:
             raise ParameterError(f"{path}: bad tag key {key!r} "

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..errors import ParameterError
 from ..features.descriptors import PITCH_CLASSES
-from .base import PAD_ID, PAD_SCORE, VectorIndex, check_k
+from ..index.base import PAD_ID, PAD_SCORE, VectorIndex, check_k
 
 _FLATS = {"DB": "C#", "EB": "D#", "GB": "F#", "AB": "G#", "BB": "A#", "CB": "B", "FB": "E", "E#": "F", "B#": "C"}
 MAX_ROUNDS = 40

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import NEG, played, topk
+from ..topk import top_k
+from .arrays import NEG, pick, played
+from .taste import mixture_scores
 
 BLOCK_BYTES = 32 << 20  # score buffer per block of users
 SAMPLE_STRIDE = 16
@@ -55,7 +57,7 @@ def sample_guess(S: np.ndarray, n: int, stride: int = SAMPLE_STRIDE) -> np.ndarr
 
 def topk_rows(S: np.ndarray, n: int, floor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top ``n`` of each row of ``S`` [b, m] among entries >= ``floor`` [b] (None: all finite):
-    ``(cols, vals)``, the result of :func:`~mir.recommend._base.topk` (ties by column), padded -1 / -inf.
+    ``(cols, vals)``, the result of :func:`mir.topk.top_k` (ties by column), padded -1 / -inf.
 
     Only entries above a sampled guess of the n-th best are sorted; rows where the guess was too
     high (fewer than ``n`` above it) are gathered again from the floor.
@@ -63,7 +65,7 @@ def topk_rows(S: np.ndarray, n: int, floor: np.ndarray | None = None) -> tuple[n
     b, m = S.shape
     floor = np.full(b, NEG, np.float32) if floor is None else np.asarray(floor, np.float32)
     if m <= 8 * n:
-        cols, vals = topk(np.where(S >= floor[:, None], S, NEG), n)
+        vals, cols = top_k(np.where(S >= floor[:, None], S, NEG), n)
         return cols, vals
     guess = sample_guess(S, n)
     th = np.maximum(guess, floor)
@@ -74,9 +76,7 @@ def topk_rows(S: np.ndarray, n: int, floor: np.ndarray | None = None) -> tuple[n
         width = max(cols.shape[1], c2.shape[1])
         cols, vals = _widen(cols, width, -1), _widen(vals, width, NEG)
         cols[short], vals[short] = _widen(c2, width, -1), _widen(v2, width, NEG)
-    idx, top = topk(_widen(vals, max(n, vals.shape[1]), NEG), n)  # always n columns
-    cols = _widen(cols, idx.shape[1] if cols.shape[1] < n else cols.shape[1], -1)
-    return np.where(idx >= 0, np.take_along_axis(cols, np.maximum(idx, 0), axis=1), -1), top
+    return pick(cols, vals, n)
 
 
 def _widen(a: np.ndarray, width: int, fill) -> np.ndarray:
@@ -109,7 +109,7 @@ def mips_topk(queries: np.ndarray, order: NormOrder, n: int, *, seen=None, users
 
     ``seen`` CSR [n_users, n_items] with ``users`` [b] (their rows; -1 = none): played items are
     excluded; ``allowed`` [n_items] bool restricts the items. Padding: -1 / -inf. Equal to a full
-    scan followed by :func:`~mir.recommend._base.topk` up to ties.
+    scan followed by :func:`mir.topk.top_k` up to ties.
     """
     Q = np.ascontiguousarray(queries, np.float32)
     b, N = len(Q), len(order)
@@ -162,9 +162,8 @@ def mips_topk(queries: np.ndarray, order: NormOrder, n: int, *, seen=None, users
             ti[rows, :c.shape[1]], tv[rows, :v.shape[1]] = c, v
     cols = np.concatenate([hi, ti], axis=1)
     vals = np.concatenate([hv, tv], axis=1)
-    idx, top = topk(vals, n)
-    pos = np.take_along_axis(cols, np.maximum(idx, 0), axis=1)
-    return np.where(idx >= 0, order.perm[np.maximum(pos, 0)], -1), top
+    pos, top = pick(cols, vals, n)
+    return np.where(pos >= 0, order.perm[np.maximum(pos, 0)], -1), top
 
 
 def _mask(S, rows, cols, banned, lo, hi) -> None:
@@ -186,8 +185,6 @@ def mixture_topk(tastes: np.ndarray, shares: np.ndarray, embeddings: np.ndarray,
     and ``U = min(L + t log T_u, max_j sim_j + t log sum_j share_j)`` (``T_u``: the user's number
     of tastes); so only items whose ``U`` reaches the n-th best ``L`` are scored exactly.
     """
-    from .taste import mixture_scores
-
     b, T, d = tastes.shape
     N = len(embeddings)
     n = int(min(n, N))
@@ -232,8 +229,6 @@ def mixture_topk(tastes: np.ndarray, shares: np.ndarray, embeddings: np.ndarray,
         cand, _ = gather_above(U, floor)
         sims = np.take_along_axis(S, np.maximum(cand, 0)[:, None, :], axis=2)
         exact = np.where(cand >= 0, mixture_scores(sims, shares[r], temperature), NEG)
-        idx, vals = topk(_widen(exact, max(n, exact.shape[1]), NEG), n)
-        cand = _widen(cand, max(n, cand.shape[1]), -1)
-        items[r] = np.where(idx >= 0, np.take_along_axis(cand, np.maximum(idx, 0), axis=1), -1)
-        scores[r] = vals
+        items[r], scores[r] = pick(cand, exact, n)
     return items, scores
+

@@ -1,5 +1,5 @@
 """Fast candidate paths of mir.recommend against brute force: blocked top-k, pruned MIPS, taste
-mixtures, index-backed content candidates, cold-start factors and cold-track rate matching."""
+mixtures, index-backed content candidates, cold-start factors."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,11 +7,18 @@ import pytest
 import scipy.sparse as sp
 
 from mir.errors import ParameterError
-from mir.recommend import Collaborative, ContentBased, Hybrid, Interactions, TrackSet
-from mir.recommend._base import NEG, played, seen_mask, topk
+from mir.recommend import Collaborative, ContentBased, Interactions, TrackSet
+from mir.recommend.arrays import NEG, played, seen_mask
+from mir.recommend.exact_topk import NormOrder, mips_topk, mixture_topk, topk_rows
 from mir.recommend.methods import content_to_factors
-from mir.recommend.scan import NormOrder, mips_topk, mixture_topk, topk_rows
 from mir.recommend.taste import mixture_scores
+from mir.topk import top_k
+
+
+def topk(scores, n):
+    """The reference lists as ``(items, scores)``, the recommenders' order."""
+    vals, cols = top_k(scores, n)
+    return cols, vals
 
 
 @pytest.fixture
@@ -156,18 +163,6 @@ def test_cold_tracks_get_predicted_factors_and_are_recommended(rng):
     assert not hasattr(plain, "cold_map_")
     with pytest.raises(ParameterError, match="needs the tracks"):
         Collaborative(factors=8, iterations=2, cold_ridge=1.0).fit(X)
-
-
-def test_hybrid_matches_the_cold_track_rate_of_the_validation_split(rng):
-    tracks, X = clustered_world(rng)
-    m = Hybrid(collaborative=Collaborative(factors=8, iterations=5), weight=0.5, tune_k=10,
-               cold_grid=(0.0, -1.0, -4.0)).fit(X, tracks)
-    assert m.cold_offset == "match" and 0.0 <= m.cold_share_target_ <= 1.0
-    rows = m.tuning_[~np.isnan(m.tuning_[:, 0])]
-    gap = np.abs(rows[:, 4] - m.cold_share_target_)
-    assert m.cold_offset_ == rows[int(np.argmin(gap)), 1]
-    with pytest.raises(ParameterError, match="cold_items"):
-        Hybrid(cold_items="nope").fit(X, tracks)
 
 
 def test_seen_mask_matches_a_per_user_isin(rng):

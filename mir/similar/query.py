@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ModelError, ParameterError, TrackNotFoundError
-from .base import PAD_ID, check_k, normalized
+from ..catalog.predictions import model_info
+from ..index.base import PAD_ID, check_k, normalized
 from .filters import PITCH_CLASSES, Filters, cap_per_group
 from .library import LibraryIndex
 
@@ -69,13 +70,12 @@ def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | o
     from ..models import load_checkpoint
     from ..models.inference import decide_tags, predict_logmels, prepare_model
     from ..models.track_head import context_of
-    from ..tagging import model_info
 
     info = model_info(li.lib, li.model_id)
     ckpt = checkpoint or info.get("checkpoint")
     if not ckpt or not os.path.isfile(ckpt):
         raise ModelError(f"the checkpoint of model {li.model_id} ({ckpt}) is not available to analyse {path}; "
-                         "pass --checkpoint PATH to the model file")
+                         "pass --model PATH to the model's checkpoint")
     loaded = load_checkpoint(ckpt)
     if loaded.model_id != li.model_id:
         raise ModelError(f"checkpoint {ckpt} is model {loaded.model_id}, the index holds embeddings of {li.model_id}; "

@@ -84,8 +84,7 @@ class TrackSet:
 
 def from_library(lib, model_id: str | None = None) -> TrackSet:
     """The tagged present tracks of ``lib`` (``model_id`` None: the most recently tagging model)."""
-    from ..index.library import resolve_model_id
-    from ..tagging import load_tags
+    from ..catalog.predictions import load_tags, resolve_model_id
 
     model_id = resolve_model_id(lib, model_id)
     tags = load_tags(lib, model_id, embedding=True)

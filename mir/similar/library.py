@@ -23,44 +23,18 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import Library
+from ..catalog.predictions import load_embeddings, load_tags, model_info, resolve_model_id
 from ..catalog.stages import stage_versions
-from ..errors import CatalogError, ParameterError
-from .base import PAD_ID, VectorIndex
+from ..errors import CatalogError
+from ..index.base import PAD_ID, VectorIndex
+from ..index.make import make_index
+from ..index.storage import MANIFEST, load_index, read_manifest, save_index
 from .filters import Filters, filtered_search
-from .storage import MANIFEST, load_index, read_manifest
 
 FOLDER = "indexes"
 
 
 # --- which model, which tracks -------------------------------------------------------------------
-def resolve_model_id(lib: Library, model: str | os.PathLike | None = None) -> str:
-    """Model id for ``--model``: a tagged model id (or unique prefix), a checkpoint path, or None =
-    the model that tagged most recently."""
-    from ..tagging import tagged_models
-
-    tagged = tagged_models(lib)
-    if model is None:
-        if not tagged:
-            raise CatalogError(f"library {str(lib.root)!r} has no tagged tracks; run `mir tag {lib.root}` first")
-        return tagged[0]
-    text = os.fspath(model)
-    hits = [m for m in tagged if m.startswith(text)] if text else []
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise ParameterError(f"model {text!r} is ambiguous: {hits}")
-    if Path(text).expanduser().is_file():
-        from ..models import load_checkpoint
-
-        mid = load_checkpoint(Path(text).expanduser()).model_id
-        if mid not in tagged:
-            raise CatalogError(f"model {mid} ({text}) has not tagged library {str(lib.root)!r}; "
-                               f"run `mir tag {lib.root} --model {text}` first")
-        return mid
-    raise ParameterError(f"model {text!r} is neither a model that tagged library {str(lib.root)!r} "
-                         f"({', '.join(tagged) or 'none'}) nor a checkpoint file")
-
-
 def index_dir(lib: Library, model_id: str) -> Path:
     lib.stages.table("tags", model_id)  # validates the name
     return lib.root / FOLDER / model_id
@@ -82,7 +56,7 @@ def tagged_track_ids(lib: Library, model_id: str) -> np.ndarray:
 class LibraryIndex:
     """A loaded library index: the vector index plus lazily read track metadata for filters.
 
-    ``search`` is :func:`~mir.index.filters.filtered_search` with :class:`Filters` resolved against
+    ``search`` is :func:`~mir.similar.filters.filtered_search` with :class:`Filters` resolved against
     the library (genre, tags, BPM, key, year, artists).
     """
 
@@ -117,8 +91,6 @@ class LibraryIndex:
         try:
             return self.index.vectors(track_ids)
         except RuntimeError:
-            from ..tagging import load_embeddings
-
             ids, _, matrix = load_embeddings(self.lib, self.model_id)
             row = {t: i for i, t in enumerate(ids)}
             return matrix[[row[t] for t in track_ids]]
@@ -126,8 +98,6 @@ class LibraryIndex:
 
 def track_metadata(lib: Library, model_id: str) -> pd.DataFrame:
     """Catalogue, descriptors and tags of ``model_id`` for every present tagged track, by track id."""
-    from ..tagging import load_tags
-
     tags = load_tags(lib, model_id)
     tracks = lib.tracks(include_missing=False)
     cols = [c for c in ("hash", "title", "artist", "album", "genre", "year") if c in tracks]
@@ -149,15 +119,14 @@ def _manifest_extra(model_id: str, index: VectorIndex) -> dict:
 
 
 def build_library_index(lib: Library, model: str | None = None, *, index_type: str | None = None,
-                        **params) -> LibraryIndex:
+                        folder: str | os.PathLike | None = None, **params) -> LibraryIndex:
     """Index every present track tagged by ``model`` (see :func:`resolve_model_id`) from scratch.
 
     ``index_type``: ``"auto"`` (default: by size), ``"exact"``, ``"flat"``, ``"hnsw"``, ``"ivfpq"`` or a
     FAISS factory string; ``params``: :class:`~mir.index.FaissIndex` options (``ef_search``, ``nprobe``, …).
+    ``folder``: save a standalone index there (loaded with :func:`mir.index.load_index`; its manifest
+    also names the library) instead of the library's own ``LIB/indexes/<model_id>/``, which stays as it is.
     """
-    from ..tagging import load_embeddings
-    from . import make_index
-
     model_id = resolve_model_id(lib, model)
     with lib.lock():
         ids, _, matrix = load_embeddings(lib, model_id)
@@ -165,7 +134,8 @@ def build_library_index(lib: Library, model: str | None = None, *, index_type: s
             raise CatalogError(f"no present track of library {str(lib.root)!r} is tagged by model {model_id}; "
                                f"run `mir tag {lib.root}` first")
         index = make_index(index_type, **params).build(ids, matrix)
-        manifest = index.save(index_dir(lib, model_id), extra=_manifest_extra(model_id, index))
+        extra = _manifest_extra(model_id, index) | ({"library": str(lib.root)} if folder is not None else {})
+        manifest = save_index(index, index_dir(lib, model_id) if folder is None else folder, extra=extra)
     return LibraryIndex(lib, model_id, index, manifest)
 
 
@@ -175,8 +145,6 @@ def update_library_index(lib: Library, model: str | None = None) -> tuple[Librar
 
     Returns ``(index, {"added": n, "removed": n, "built": bool})``.
     """
-    from ..tagging import load_embeddings
-
     model_id = resolve_model_id(lib, model)
     folder = index_dir(lib, model_id)
     if not (folder / MANIFEST).exists():
@@ -195,13 +163,12 @@ def update_library_index(lib: Library, model: str | None = None) -> tuple[Librar
             index.add(ids[rows], matrix[rows])
         removed = index.remove(gone) if len(gone) else 0
         if len(new) or removed:
-            manifest = index.save(folder, extra=_manifest_extra(model_id, index))
+            manifest = save_index(index, folder, extra=_manifest_extra(model_id, index))
     return LibraryIndex(lib, model_id, index, manifest), {"added": int(len(new)), "removed": int(removed), "built": False}
 
 
 def _check_model(lib: Library, model_id: str, manifest: dict, folder: Path) -> None:
     from ..models.builders import ModelConfig
-    from ..tagging import model_info
 
     if manifest.get("model_id") != model_id:
         raise CatalogError(f"index in {folder} was built for model {manifest.get('model_id')!r}, not {model_id!r}; "
