@@ -441,7 +441,7 @@ def default_model_section(path: Path, few, paths, *, bf16: bool) -> tuple[list[d
     print(f"default model, stages alone on the {len(paths)} files (1 torch + BLAS thread, as a `mir tag` worker; "
           "best of 2):")
     stages = default_stages(loaded, paths, bf16=bf16)
-    info = {"path": str(path), "model_id": loaded.model_id, "preset": loaded.config.arch,
+    info = {"path": str(path), "model_id": loaded.model_id, "widths": list(loaded.config.widths),
             "chunk_frames": loaded.config.chunk_frames, "stages": stages}
     return rows, agree, info
 

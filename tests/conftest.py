@@ -1,4 +1,5 @@
-"""Shared fixtures: a seeded RNG, the real recordings in ../shared/audio, tiny generated audio."""
+"""Shared fixtures: a seeded RNG, the real recordings in ../shared/audio, the tiny demo collection, one torch
+thread per test process (builders: tests/helpers.py)."""
 from __future__ import annotations
 
 import os
@@ -6,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 SHARED_AUDIO = Path(os.environ.get("MIR_SHARED_AUDIO", Path(__file__).resolve().parents[1].parent / "shared" / "audio"))
 MUSIC = ["brahms", "nutcracker", "vibeace", "fishin", "trumpet", "choice", "pistachio", "sweetwaltz"]
@@ -26,18 +26,33 @@ def shared_audio() -> Path:
     return SHARED_AUDIO
 
 
-def tone(freq: float = 440.0, seconds: float = 2.0, sr: int = 22050, amp: float = 0.3) -> np.ndarray:
-    """A float32 sine tone, the simplest known-content test signal."""
-    t = np.arange(int(seconds * sr)) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One torch thread per test process: `make test` runs 2 processes on 2 cores, where a second
+    thread per op only waits for a busy core (11 steps of the debug model under load: 62 s with
+    2 threads, 2.8 s with 1)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
-def write_clip(path: Path, seed: int, seconds: float = 2.0, sr: int = 22050, channels: int = 1) -> Path:
-    """A distinct little piece of audio: a few tones plus noise, different for every seed."""
-    g = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    y = sum(0.1 * np.sin(2 * np.pi * f * t) for f in g.uniform(110, 1760, size=3)) + 0.01 * g.standard_normal(t.size)
-    y = np.stack([y] * channels, axis=1) if channels > 1 else y
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, y.astype(np.float32), sr)
-    return path
+@pytest.fixture(scope="session")
+def score_cache(tmp_path_factory) -> Path:
+    """Parsed-score cache shared by the session's dataset builds."""
+    return tmp_path_factory.mktemp("score-cache")
+
+
+@pytest.fixture(scope="session")
+def mirdemo_tiny(tmp_path_factory, score_cache):
+    """The tiny demo collection (44 clips of 6 s, seed 0), built once per test process.
+
+    Read-only: a test that writes into it copies it first (``shutil.copytree(mirdemo_tiny.path, ...)``).
+    """
+    from mir.datasets import build
+
+    out = tmp_path_factory.mktemp("tiny") / "mirdemo"
+    return build("mirdemo", "tiny", out, seed=0, workers=1, progress=False, cache_dir=score_cache)
+

@@ -17,7 +17,7 @@ from audio_helpers import (
     truncate_half,
     write_raw,
 )
-from conftest import tone
+from helpers import tone
 from mutagen.id3 import APIC, ID3
 
 import mir.audio as audio

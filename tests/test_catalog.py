@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import write_clip
+from helpers import write_clip
 
 from mir.catalog import Library, analyze, stage_versions
 from mir.catalog import stages as stages_mod
@@ -243,6 +243,7 @@ def _kill_until_done(args, env, rng, lib_dir: Path, kills_wanted: int = 3, timeo
     raise AssertionError(f"`mir {' '.join(args)}` did not finish in {timeout} s")
 
 
+@pytest.mark.slow  # ~230 s: kills `mir scan` and `mir analyze` subprocesses until they finish
 def test_kill_and_resume_scan_and_analyze(tmp_path, rng):
     music = tmp_path / "music"
     for i in range(24):
@@ -278,6 +279,7 @@ def test_kill_and_resume_scan_and_analyze(tmp_path, rng):
         assert not pd.read_parquet(parts[0])["hash"].duplicated().any()
 
 
+@pytest.mark.slow  # ~40 s; test_features.py::test_track_analyzer_memory_is_bounded is the fast check
 def test_long_file_is_analysed_in_bounded_memory(tmp_path):
     """30 minutes of audio (159 MB as float32, log-mel 40 MB) analysed with a peak under 20 MB."""
     import dataclasses

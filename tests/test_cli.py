@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mir.cli.main import main
-from conftest import write_clip
+from helpers import write_clip
 
 
 @pytest.fixture
@@ -29,8 +29,9 @@ def test_info_failures_export_show(library, tmp_path, capsys):
     assert info["tracks"] == 2 and info["analysed"] == {"descriptors": 2, "logmel": 2} and info["failures"] == 1
 
     assert main(["failures", str(library)]) == 0
-    out = capsys.readouterr().out
-    assert "broken.mp3" not in out or "scan" in out
+    header, row = capsys.readouterr().out.splitlines()  # one failure: the header and one row
+    assert header.split() == ["track_id", "stage", "error", "message"]
+    assert row.split()[1:3] == ["scan", "DecodeError"] and row.split()[3].endswith("broken.mp3:")
     assert main(["failures", str(library), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 1 and rows[0]["path"].endswith("broken.mp3") and rows[0]["stage"] == "scan"
@@ -60,6 +61,7 @@ def test_no_command_prints_help(capsys):
     assert "scan" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # ~150 s: the whole demo, twice
 def test_demo_tiny_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--size", "tiny", "--dir", str(tmp_path / "demo"), "--workers", "1"]) == 0
     out = capsys.readouterr().out

@@ -36,14 +36,8 @@ def _digests(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def score_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("score-cache")
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory, score_cache):
-    out = tmp_path_factory.mktemp("tiny") / "mirdemo"
-    return build("mirdemo", "tiny", out, seed=0, workers=1, progress=False, cache_dir=score_cache)
+def tiny(mirdemo_tiny):
+    return mirdemo_tiny
 
 
 @pytest.fixture(scope="session")
@@ -166,6 +160,7 @@ def test_same_seed_is_byte_identical(tiny, tmp_path, score_cache):
     assert _digests(again.path) == _digests(tiny.path)
 
 
+@pytest.mark.slow  # ~25 s: a second full build
 def test_other_seed_differs_but_keeps_splits(tiny, clips, tmp_path, score_cache):
     other = build("mirdemo", "tiny", tmp_path / "seed1", seed=1, workers=1, progress=False, cache_dir=score_cache)
     a, b = _digests(tiny.path), _digests(other.path)
@@ -187,6 +182,7 @@ def test_resume_rebuilds_only_missing_or_damaged_clips(tiny, labels, tmp_path, s
     assert _digests(copy) == _digests(tiny.path)
 
 
+@pytest.mark.slow  # ~35 s; test_resume_rebuilds_only_missing_or_damaged_clips is the fast check
 def test_interrupted_build_resumes(tiny, tmp_path, score_cache, monkeypatch):
     out = tmp_path / "interrupted"
     real = _render.render_clip

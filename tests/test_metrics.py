@@ -71,6 +71,8 @@ def test_decision_metrics_hand():
     np.testing.assert_allclose(f1(y, p, average=None), [0.5, 2 / 3])
     assert f1(y, p) == pytest.approx((0.5 + 2 / 3) / 2)
     assert f1(y, p, average="micro") == pytest.approx(4 / 7)
+    assert f1(y[:, :1], p[:, :1], average="micro") == 0.5  # one tag: micro = its binary F1, not accuracy
+    assert np.isnan(f1([[0], [0]], [[0], [0]], average="micro"))  # no positive called or true
     assert accuracy([0, 1, 2, 2], [0, 2, 2, 2]) == 0.75
     assert confusion_matrix([0, 1, 1, 2], [0, 0, 1, 2], 4).tolist() == [
         [1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]

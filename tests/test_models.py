@@ -122,8 +122,12 @@ def test_config_round_trip_and_validation():
         debug(n_tags=0)
     with pytest.raises(ParameterError, match="widths"):
         debug(widths=())
-    with pytest.raises(ParameterError, match="arch"):
-        debug(arch="transformer")
+    with pytest.raises(ModelError, match="architecture 'transformer'"):
+        ModelConfig.from_dict({**config.to_dict(), "arch": "transformer"})
+    stored = config.to_dict()
+    assert stored["arch"] == "short_chunk_res"  # stored configs name the one architecture: model ids unchanged
+    del stored["arch"]
+    assert ModelConfig.from_dict(stored) == config
     with pytest.raises(ParameterError, match="unknown model preset"):
         preset("huge", n_tags=1, n_genres=1)
     with pytest.raises(ModelError, match="unknown field"):

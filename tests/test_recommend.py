@@ -212,7 +212,7 @@ def test_track_resolver_maps_ids_hashes_and_paths(tmp_path):
     assert resolve("aa11") == "aa11" and resolve("h2") == "bb22"
     assert resolve("/music/jazz/x.flac") == "bb22"
     assert resolve("rock/x.flac") == "aa11"  # relative to base
-    assert resolve("audio/rock/x.flac") is None or resolve("audio/rock/x.flac") == "aa11"
+    assert resolve("audio/rock/x.flac") is None  # a path under another folder is not guessed
     assert resolve("x.flac") is None  # ambiguous tail
     assert resolve("nope") is None
 
@@ -234,7 +234,7 @@ def test_temporal_split_holds_out_each_users_last_events():
     X = interactions(rows, tracks)
     train, relevant = temporal_split(X, 0.2)
     assert len(X) - len(train) == 3  # u0: round(0.2 * 11) = 2, u1: 1
-    assert relevant == {0: np.array([9])} or list(relevant[0]) == [9]  # t00 played before: not new
+    assert sorted(relevant) == [0, 1] and list(relevant[0]) == [9]  # t00 played before: not new
     assert list(relevant[1]) == [0]  # u1's later event is t00 (timestamp 5)
     assert 2 not in relevant
 

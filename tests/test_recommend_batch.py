@@ -141,13 +141,16 @@ def test_cli_recommend_eval_and_playlist(tmp_path, capsys):
     assert list(recs.columns) == ["user", "rank", "track_id", "score"]
     assert recs["user"].nunique() == 20 and (recs.groupby("user").size() == 3).all()
 
-    assert cli(["recommend-eval", str(lib.root), "--events", str(events), "-k", "3", "--methods", "popularity,content,ease",
+    assert cli(["recommend-eval", str(lib.root), "--events", str(events), "-k", "3", "--methods", "popularity,content,als",
                 "--json", str(tmp_path / "eval.json")]) == 0
     text = capsys.readouterr().out
-    assert "recall@3" in text and "popularity" in text and "content" in text and "ease: ease l2 " in text
+    assert "recall@3" in text and "popularity" in text and "content" in text and "als: als factors " in text
     doc = json.loads((tmp_path / "eval.json").read_text())
-    assert set(doc["methods"]) == {"popularity", "content", "ease"} and doc["events"]["skipped"]["unknown_track"] == 1
-    assert doc["collaborative"]["ease"]["l2"] > 0
+    assert set(doc["methods"]) == {"popularity", "content", "als"} and doc["events"]["skipped"]["unknown_track"] == 1
+    assert doc["collaborative"]["als"]["factors"] in (16, 32, 64)
+    for retired in ("hybrid-blend", "hybrid-learned", "ease", "bpr"):  # gone from mir (ease, bpr: benchmark peers)
+        assert cli(["recommend-eval", str(lib.root), "--events", str(events), "--methods", retired]) == 1
+        assert f"unknown method(s) ['{retired}']" in capsys.readouterr().err
 
     m3u, pj = tmp_path / "p.m3u", tmp_path / "p.json"
     assert cli(["playlist", str(lib.root), "--seed", "t00", "--seed", "t01", "--length", "5", "--m3u", str(m3u),

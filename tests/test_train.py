@@ -6,6 +6,7 @@ every training run uses the ``debug`` model, so each takes a second or two on CP
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from torch import nn
 
 from mir.catalog import Library, analyze
 from mir.cli.main import main as cli
-from mir.errors import LabelError, ModelError
+from mir.errors import LabelError, ModelError, ParameterError
 from mir.models import load_checkpoint
 from mir.models.inference import predict_logmels
 from mir.train import (
@@ -31,19 +32,19 @@ QUICK = dict(model="debug", batch_size=8, chunks_per_track=4, lr=1e-2, warmup_ep
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> dict:
-    """The tiny demo collection, a library of it (scanned and analysed), and its prepared training data."""
-    from mir.datasets import build
-
+def tiny(tmp_path_factory, mirdemo_tiny) -> dict:
+    """A copy of the tiny demo collection (tests add label files to it), a library of it (scanned and
+    analysed), and its prepared training data."""
     root = tmp_path_factory.mktemp("train")
-    info = build("mirdemo", "tiny", root / "data", workers=2, progress=False)
+    shutil.copytree(mirdemo_tiny.path, root / "data")
+    labels_path = root / "data" / Path(mirdemo_tiny.labels_path).name
     lib = Library.open_or_create(root / "lib")
     lib.scan([root / "data" / "audio"])
     analyze(lib, workers=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LabelWarning)  # synth_pad occurs once in tiny
-        data = prepare(lib, info.labels_path, splits=root / "data" / "clips.parquet")
-    return {"root": root, "data": root / "data", "labels": Path(info.labels_path), "lib": lib, "prepared": data,
+        data = prepare(lib, labels_path, splits=root / "data" / "clips.parquet")
+    return {"root": root, "data": root / "data", "labels": labels_path, "lib": lib, "prepared": data,
             "splits": root / "data" / "clips.parquet"}
 
 
@@ -320,6 +321,12 @@ def test_cli_train_then_evaluate_writes_json_and_pngs(tiny, tmp_path, capsys):
     bad = write_csv(tmp_path / "bad.csv", "file,genre,tags\nx.wav,jig,piano\n")
     assert cli(["train", lib, "--labels", str(bad), "--preset", "debug", "--out", str(tmp_path / "x.pt")]) == 1
     assert "expected exactly" in capsys.readouterr().err
+
+
+def test_a_preset_has_one_spelling():
+    assert TrainConfig(model="short_chunk").model == "short_chunk"
+    with pytest.raises(ParameterError, match="'short-chunk'; choose one of short_chunk, fast, debug"):
+        TrainConfig(model="short-chunk")
 
 
 def test_write_report_handles_nan_scores(tmp_path):

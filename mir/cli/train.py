@@ -121,7 +121,7 @@ def register(sub) -> None:
     p.add_argument("library", metavar="LIB")
     p.add_argument("--labels", required=True, metavar="CSV", help="labels file: track,genre,tags (tags separated by |)")
     p.add_argument("--preset", default="fast", choices=["short_chunk", "fast", "debug"],
-                   help="architecture preset (default fast: 0.65 M params, 8x cheaper than short-chunk)")
+                   help="architecture preset (default fast: 0.65 M params, 8x cheaper than short_chunk)")
     p.add_argument("--out", "-o", default="model.pt", help="checkpoint to write (default model.pt)")
     p.add_argument("--splits", default=None, metavar="FILE",
                    help="CSV or Parquet with columns track,split (train/valid/test); default: 80/10/10 by content hash")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,46 @@ def _window(part: dict, start_q: float, span_q: float, period_q: float):
 
 def arrange(score: dict, style: StyleClass, rng: np.random.Generator, *, seconds: float) -> tuple[list, dict]:
     """Draw a performance of ``score``; return note events ``(t_on, t_off, channel, key, vel)`` and draws."""
+    timing = _draw_timing(score, style, rng, seconds)
+    parts = score["parts"]
+    roles, role_parts = _roles(rng, style, len(parts))
+    families = _draw_families(rng, style, roles)
+    programs = [int(_choice(rng, programs_for(f, r))) for f, r in zip(families, roles)]
+    drums = bool(rng.random() < style.drums)
+    player = _Player.draw(rng, timing, seconds)
+    channels, melody_notes = _play_parts(player, parts, zip(roles, families, programs, role_parts))
+    if len(parts) == 1 and len(roles) > 1:
+        _accompany(player, score, channels)
+    if drums:
+        t = timing
+        drum_events, pattern = _drum_part(rng, score["meter_class"], t.bar_q, t.beat_q, t.span_q, t.sec_per_q, seconds,
+                                          player.vel_sigma)
+        player.events.extend(drum_events)
+        channels.append({"role": "drums", "family": "drums", "program": 0, "pattern": pattern,
+                         "volume": int(rng.integers(70, 110)), "pan": 64, "channels": [DRUM_CHANNEL]})
+    if len(player.events) * 2 > MAX_EVENTS:
+        raise DatasetError(f"{len(player.events)} notes in a {seconds:g} s excerpt is more than the renderer allows")
+    if melody_notes == 0:
+        raise DatasetError("the excerpt holds no melody notes")
+    return player.events, _describe(timing, player, drums, channels)
+
+
+@dataclass(frozen=True)
+class _Timing:
+    """How fast the excerpt is played and where it sits in the score (positions in quarter notes)."""
+
+    bpm: float
+    beat_q: float
+    sec_per_q: float
+    span_q: float  # excerpt length
+    bar_q: float
+    period_q: float  # the score rounded up to whole bars: the loop period
+    start_q: float
+    transpose: int  # semitones
+
+
+def _draw_timing(score: dict, style: StyleClass, rng: np.random.Generator, seconds: float) -> _Timing:
+    """Tempo, transposition and excerpt start."""
     num = int(score["meter"].split("/")[0])
     beat_q = style.beat_q(score["bar_q"], score["meter_class"], num)
     bpm = float(rng.uniform(*style.tempo))
@@ -168,7 +209,6 @@ def arrange(score: dict, style: StyleClass, rng: np.random.Generator, *, seconds
     length_q = float(score["length_q"])
     bar_q = float(score["bar_q"])
     period_q = max(bar_q, np.ceil(length_q / bar_q - 1e-6) * bar_q)
-
     # excerpt start: a measure from which the excerpt fits without looping when the piece allows
     measures = [m for m in score["measures"] if m <= max(0.0, length_q - span_q)] or [0.0]
     start_q = float(measures[int(rng.integers(len(measures)))]) if len(measures) > 1 else 0.0
@@ -176,143 +216,158 @@ def arrange(score: dict, style: StyleClass, rng: np.random.Generator, *, seconds
               if np.searchsorted(p["onset"], start_q) < len(p["onset"])]
     if firsts and min(firsts) > start_q:  # skip leading rests
         start_q = float(min(firsts))
+    return _Timing(bpm=bpm, beat_q=beat_q, sec_per_q=sec_per_q, span_q=span_q, bar_q=bar_q, period_q=period_q,
+                   start_q=start_q, transpose=transpose)
 
-    parts = score["parts"]
-    roles, role_parts = _roles(rng, style, len(parts))
-    families = _draw_families(rng, style, roles)
-    programs = [int(_choice(rng, programs_for(f, r))) for f, r in zip(families, roles)]
-    drums = bool(rng.random() < style.drums)
 
-    vel_sigma = float(rng.uniform(2.0, 12.0))
-    accent = float(rng.uniform(0.0, 12.0))
-    timing_sigma = float(rng.uniform(0.0, 0.012))
-    legato = float(rng.uniform(0.82, 0.98))
+@dataclass
+class _Player:
+    """A humanised player: turns notes in quarter notes into note events, hands out MIDI channels."""
 
-    events: list[tuple[float, float, int, int, int]] = []
-    channels: list[dict] = []
+    rng: np.random.Generator
+    timing: _Timing
+    seconds: float
+    vel_sigma: float
+    accent: float
+    timing_sigma: float
+    legato: float
+    events: list[tuple[float, float, int, int, int]] = field(default_factory=list)
+    next_channel: int = 0
 
-    def add_notes(on_q, du_q, pi, ch, base_vel, sustained):
-        t_on = on_q * sec_per_q + rng.normal(0.0, timing_sigma, len(on_q))
+    @classmethod
+    def draw(cls, rng: np.random.Generator, timing: _Timing, seconds: float) -> "_Player":
+        return cls(rng, timing, seconds, vel_sigma=float(rng.uniform(2.0, 12.0)), accent=float(rng.uniform(0.0, 12.0)),
+                   timing_sigma=float(rng.uniform(0.0, 0.012)), legato=float(rng.uniform(0.82, 0.98)))
+
+    def add_notes(self, on_q, du_q, pi, ch: int, base_vel: float, sustained: bool) -> None:
+        rng, t = self.rng, self.timing
+        t_on = on_q * t.sec_per_q + rng.normal(0.0, self.timing_sigma, len(on_q))
         t_on = np.clip(t_on, 0.0, None)
-        leg = 0.97 if sustained else legato
-        t_off = t_on + np.maximum(du_q * sec_per_q * leg, 0.03)
-        on_beat = np.isclose(np.mod(on_q + start_q, bar_q), 0.0, atol=1e-3)
-        vel = base_vel + rng.normal(0.0, vel_sigma, len(on_q)) + accent * on_beat
+        leg = 0.97 if sustained else self.legato
+        t_off = t_on + np.maximum(du_q * t.sec_per_q * leg, 0.03)
+        on_beat = np.isclose(np.mod(on_q + t.start_q, t.bar_q), 0.0, atol=1e-3)
+        vel = base_vel + rng.normal(0.0, self.vel_sigma, len(on_q)) + self.accent * on_beat
         vel = np.clip(np.round(vel), 20, 127).astype(int)
         for a, b, k, v in zip(t_on, t_off, pi, vel):
-            if 0 <= k <= 127 and a < seconds:
-                events.append((float(a), float(min(b, seconds)), ch, int(k), int(v)))
+            if 0 <= k <= 127 and a < self.seconds:
+                self.events.append((float(a), float(min(b, self.seconds)), ch, int(k), int(v)))
 
-    next_channel = 0
-
-    def take_channel():
-        nonlocal next_channel
-        ch = next_channel
-        next_channel += 1
-        if next_channel == DRUM_CHANNEL:
-            next_channel += 1
+    def take_channel(self) -> int:
+        ch = self.next_channel
+        self.next_channel += 1
+        if self.next_channel == DRUM_CHANNEL:
+            self.next_channel += 1
         if ch > 15:
             raise DatasetError("more than 15 melodic channels")
         return ch
 
-    melody_window = None
-    for role, fam, prog, pidx in zip(roles, families, programs, role_parts):
+
+def _play_parts(player: _Player, parts: list[dict], voices) -> tuple[list[dict], int | None]:
+    """Play the score parts of each ``(role, family, program, part indices)`` voice; return the
+    channel infos and the melody's note count (None without a melody role)."""
+    rng, t = player.rng, player.timing
+    channels: list[dict] = []
+    melody_notes = None
+    for role, fam, prog, pidx in voices:
         lead = role in ("melody", "top", "all")
         base_vel = float(rng.uniform(76, 106) if lead else rng.uniform(56, 86))
         volume = int(rng.integers(108, 128) if lead else rng.integers(76, 106))
         pan = int(rng.integers(24, 105))
         info = {"role": role, "family": fam, "program": prog, "volume": volume, "pan": pan, "channels": []}
-        if pidx:  # score parts
-            for pi_ in pidx:
-                on_q, du_q, pch = _window(parts[pi_], start_q, span_q, period_q)
-                pch = pch + transpose
-                if role == "melody":
-                    pch = pch + _fit_register(pch, 62 if fam == "flute" else 58, 84 if fam == "flute" else 76)
-                    melody_window = (on_q, du_q, pch)
-                elif fam == "bass":
-                    pch = pch + _fit_register(pch, 34, 50)
-                ch = take_channel()
-                info["channels"].append(ch)
-                add_notes(on_q, du_q, pch, ch, base_vel, fam in SUSTAINED)
-        channels.append(info)
-
-    # generated accompaniment for monophonic tunes
-    if len(parts) == 1 and len(roles) > 1:
-        window_q = bar_q / 2 if (score["meter_class"] == "duple" and bar_q >= 4) else bar_q
-        m_on, m_du, m_pi = _window(parts[0], start_q, span_q, period_q)
-        chords = harmonise(m_on, m_du, m_pi + transpose, tonic=(score["tonic"] + transpose) % 12,
-                           mode=score["mode"], window_q=window_q, length_q=span_q)
-        for info in channels[1:]:
-            ch = take_channel()
+        for pi_ in pidx:
+            on_q, du_q, pch = _window(parts[pi_], t.start_q, t.span_q, t.period_q)
+            pch = pch + t.transpose
+            if role == "melody":
+                pch = pch + _fit_register(pch, 62 if fam == "flute" else 58, 84 if fam == "flute" else 76)
+                melody_notes = len(on_q)
+            elif fam == "bass":
+                pch = pch + _fit_register(pch, 34, 50)
+            ch = player.take_channel()
             info["channels"].append(ch)
-            base_vel = float(rng.uniform(52, 80))
-            on_l, du_l, pi_l = [], [], []
-            if info["role"] == "bass":
-                pattern = _choice(rng, ["root", "root_fifth"])
-                info["pattern"] = pattern
-                for a, root, _q in chords:
-                    r = 36 + (root - 36) % 12
-                    on_l.append(a)
-                    pi_l.append(r)
-                    if pattern == "root_fifth" and window_q >= 2 * beat_q - 1e-6:
-                        du_l.append(window_q / 2)
-                        on_l.append(a + window_q / 2)
-                        pi_l.append(r + 7 if r + 7 <= 50 else r - 5)
-                        du_l.append(window_q / 2)
-                    else:
-                        du_l.append(window_q)
-            else:
-                strum = info["family"] in ("piano", "guitar") and rng.random() < 0.7
-                info["pattern"] = "offbeat" if strum else "sustain"
-                for a, root, q in chords:
-                    notes = [55 + (pc - 55) % 12 for pc in _triad(root, q)]
-                    if strum:
-                        n_beats = max(1, int(round(window_q / beat_q)))
-                        for b in range(n_beats):
-                            if n_beats > 1 and b == 0:
-                                continue
-                            for k in notes:
-                                on_l.append(a + b * beat_q)
-                                du_l.append(beat_q * 0.6)
-                                pi_l.append(k)
-                    else:
-                        for k in notes:
-                            on_l.append(a)
-                            du_l.append(window_q)
-                            pi_l.append(k)
-            add_notes(np.asarray(on_l, float), np.asarray(du_l, float), np.asarray(pi_l, int), ch, base_vel,
-                      info["family"] in SUSTAINED)
+            player.add_notes(on_q, du_q, pch, ch, base_vel, fam in SUSTAINED)
+        channels.append(info)
+    return channels, melody_notes
 
-    if drums:
-        drum_events, pattern = _drum_part(rng, score["meter_class"], bar_q, beat_q, span_q, sec_per_q, seconds, vel_sigma)
-        events.extend(drum_events)
-        channels.append({"role": "drums", "family": "drums", "program": 0, "pattern": pattern,
-                         "volume": int(rng.integers(70, 110)), "pan": 64, "channels": [DRUM_CHANNEL]})
 
-    if len(events) * 2 > MAX_EVENTS:
-        raise DatasetError(f"{len(events)} notes in a {seconds:g} s excerpt is more than the renderer allows")
-    if melody_window is not None and len(melody_window[0]) == 0:
-        raise DatasetError("the excerpt holds no melody notes")
+def _accompany(player: _Player, score: dict, channels: list[dict]) -> None:
+    """Generated bass and chord parts (``channels[1:]``) for a monophonic tune, harmonised per window."""
+    t = player.timing
+    window_q = t.bar_q / 2 if (score["meter_class"] == "duple" and t.bar_q >= 4) else t.bar_q
+    m_on, m_du, m_pi = _window(score["parts"][0], t.start_q, t.span_q, t.period_q)
+    chords = harmonise(m_on, m_du, m_pi + t.transpose, tonic=(score["tonic"] + t.transpose) % 12,
+                       mode=score["mode"], window_q=window_q, length_q=t.span_q)
+    for info in channels[1:]:
+        ch = player.take_channel()
+        info["channels"].append(ch)
+        base_vel = float(player.rng.uniform(52, 80))
+        part = _bass_line if info["role"] == "bass" else _chord_part
+        on_l, du_l, pi_l = part(player.rng, info, chords, window_q, t.beat_q)
+        player.add_notes(np.asarray(on_l, float), np.asarray(du_l, float), np.asarray(pi_l, int), ch, base_vel,
+                         info["family"] in SUSTAINED)
 
-    families_present = sorted({c["family"] for c in channels})
-    draws = {
-        "tempo_bpm": round(bpm, 3),
-        "beat_q": beat_q,
-        "tempo_bucket": tempo_bucket(bpm),
-        "transpose": transpose,
-        "start_q": start_q,
-        "loops": int(np.ceil((start_q + span_q) / period_q)) - 1 if start_q + span_q > period_q else 0,
-        "velocity_sigma": round(vel_sigma, 3),
-        "accent": round(accent, 3),
-        "timing_sigma_s": round(timing_sigma, 5),
-        "legato": round(legato, 3),
+
+def _bass_line(rng, info: dict, chords, window_q: float, beat_q: float) -> tuple[list, list, list]:
+    """Chord roots (and fifths, when a window spans two beats or more); records the pattern in ``info``."""
+    pattern = _choice(rng, ["root", "root_fifth"])
+    info["pattern"] = pattern
+    on_l, du_l, pi_l = [], [], []
+    for a, root, _q in chords:
+        r = 36 + (root - 36) % 12
+        on_l.append(a)
+        pi_l.append(r)
+        if pattern == "root_fifth" and window_q >= 2 * beat_q - 1e-6:
+            du_l.append(window_q / 2)
+            on_l.append(a + window_q / 2)
+            pi_l.append(r + 7 if r + 7 <= 50 else r - 5)
+            du_l.append(window_q / 2)
+        else:
+            du_l.append(window_q)
+    return on_l, du_l, pi_l
+
+
+def _chord_part(rng, info: dict, chords, window_q: float, beat_q: float) -> tuple[list, list, list]:
+    """Triads held over each window, or struck off the first beat (piano, guitar); records the pattern."""
+    strum = info["family"] in ("piano", "guitar") and rng.random() < 0.7
+    info["pattern"] = "offbeat" if strum else "sustain"
+    on_l, du_l, pi_l = [], [], []
+    for a, root, q in chords:
+        notes = [55 + (pc - 55) % 12 for pc in _triad(root, q)]
+        if strum:
+            n_beats = max(1, int(round(window_q / beat_q)))
+            for b in range(n_beats):
+                if n_beats > 1 and b == 0:
+                    continue
+                for k in notes:
+                    on_l.append(a + b * beat_q)
+                    du_l.append(beat_q * 0.6)
+                    pi_l.append(k)
+        else:
+            for k in notes:
+                on_l.append(a)
+                du_l.append(window_q)
+                pi_l.append(k)
+    return on_l, du_l, pi_l
+
+
+def _describe(t: _Timing, player: _Player, drums: bool, channels: list[dict]) -> dict:
+    """The draws of an arrangement, as :func:`render_clip` reports them."""
+    return {
+        "tempo_bpm": round(t.bpm, 3),
+        "beat_q": t.beat_q,
+        "tempo_bucket": tempo_bucket(t.bpm),
+        "transpose": t.transpose,
+        "start_q": t.start_q,
+        "loops": int(np.ceil((t.start_q + t.span_q) / t.period_q)) - 1 if t.start_q + t.span_q > t.period_q else 0,
+        "velocity_sigma": round(player.vel_sigma, 3),
+        "accent": round(player.accent, 3),
+        "timing_sigma_s": round(player.timing_sigma, 5),
+        "legato": round(player.legato, 3),
         "drums": drums,
-        "families": families_present,
+        "families": sorted({c["family"] for c in channels}),
         "programs": [c["program"] for c in channels if c["family"] != "drums"],
         "arrangement": channels,
-        "n_notes": len(events),
+        "n_notes": len(player.events),
     }
-    return events, draws
 
 
 _KICK, _SNARE, _STICK, _HAT, _OPEN_HAT, _LOW_TOM, _TAMB = 36, 38, 37, 42, 46, 45, 54

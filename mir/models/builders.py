@@ -22,7 +22,9 @@ from torch import nn
 from ..errors import ModelError, ParameterError
 from .tagger import ShortChunkCNN
 
-ARCHS = ("short_chunk_res",)
+# The one architecture. Stored configs name it (so model ids stay what they have always been);
+# a stored config naming another one is refused.
+ARCH = "short_chunk_res"
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,12 @@ class ModelConfig:
 
     ``widths`` lists the output channels of each residual block, so ``n_blocks == len(widths)``.
     ``chunk_frames`` is the training chunk length in frames (the model itself pools globally
-    and accepts any length); ``n_mels`` must match the analysis the model is fed.
+    and accepts any length); ``n_mels`` must match the analysis the model is fed. There is one
+    architecture (the residual short-chunk CNN); presets differ only in these sizes.
     """
 
     n_tags: int
     n_genres: int
-    arch: str = "short_chunk_res"
     n_mels: int = 128
     chunk_frames: int = 160
     widths: tuple[int, ...] = (64, 128, 128, 128, 128, 128, 256)
@@ -46,8 +48,6 @@ class ModelConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(self.widths))
-        if self.arch not in ARCHS:
-            raise ParameterError(f"arch={self.arch!r} is unknown; known: {list(ARCHS)}")
         for name in ("n_tags", "n_genres", "n_mels", "chunk_frames", "embed_dim"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -69,8 +69,9 @@ class ModelConfig:
         return self.track_hidden or self.embed_dim
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-python form (lists, not tuples) for checkpoints and JSON."""
-        d = dataclasses.asdict(self)
+        """Plain-python form (lists, not tuples) for checkpoints and JSON; carries ``"arch"`` (see :data:`ARCH`)."""
+        fields = list(dataclasses.asdict(self).items())
+        d = dict(fields[:2] + [("arch", ARCH)] + fields[2:])  # the key order checkpoints always had
         d["widths"] = list(self.widths)
         if not self.track_hidden:
             del d["track_hidden"]  # models without a track head keep the config (and model id) they had
@@ -81,6 +82,10 @@ class ModelConfig:
         """Inverse of :meth:`to_dict`; raises :class:`ModelError` on unknown or bad fields."""
         if not isinstance(data, Mapping):
             raise ModelError(f"model config must be a mapping, got {type(data).__name__}")
+        data = dict(data)
+        arch = data.pop("arch", ARCH)
+        if arch != ARCH:
+            raise ModelError(f"model config names architecture {arch!r}; this mir builds only {ARCH!r}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -118,7 +123,7 @@ def preset(name: str, *, n_tags: int, n_genres: int, **overrides) -> ModelConfig
     try:
         factory = PRESETS[name]
     except KeyError:
-        raise ParameterError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}") from None
+        raise ParameterError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}") from None
     return factory(n_tags=n_tags, n_genres=n_genres, **overrides)
 
 
@@ -126,17 +131,15 @@ def build_model(config: ModelConfig) -> ShortChunkCNN:
     """Build the (untrained, train-mode) model described by ``config``."""
     if not isinstance(config, ModelConfig):
         raise ParameterError(f"config must be a ModelConfig, got {type(config).__name__}")
-    if config.arch == "short_chunk_res":
-        return ShortChunkCNN(
-            n_mels=config.n_mels,
-            widths=config.widths,
-            embed_dim=config.embed_dim,
-            dropout=config.dropout,
-            n_tags=config.n_tags,
-            n_genres=config.n_genres,
-            track_hidden=config.track_hidden,
-        )
-    raise ParameterError(f"arch={config.arch!r} is unknown; known: {list(ARCHS)}")  # pragma: no cover
+    return ShortChunkCNN(
+        n_mels=config.n_mels,
+        widths=config.widths,
+        embed_dim=config.embed_dim,
+        dropout=config.dropout,
+        n_tags=config.n_tags,
+        n_genres=config.n_genres,
+        track_hidden=config.track_hidden,
+    )
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

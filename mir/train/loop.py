@@ -46,6 +46,7 @@ from torch.nn import functional as F
 from .. import atomic
 from ..errors import LabelError, ModelError, ParameterError
 from ..models import ModelConfig, build_model, preset, save_checkpoint
+from ..models.builders import PRESETS
 from ..models.inference import predict_logmels, resolve_precision
 from .data import Augment, LabelSet, LabelWarning, LogmelBank, hash_splits, load_splits, require_analysed, resolve_labels
 from .evaluate import score_predictions
@@ -55,7 +56,6 @@ STATE_FORMAT = "mir.train-state"
 STATE_VERSION = 1
 BALANCE = ("loss", "sampling", "none")
 ANALYSIS_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax")  # feature settings a checkpoint records
-MODEL_NAMES = {"short-chunk": "short_chunk", "short_chunk": "short_chunk", "fast": "fast", "debug": "debug"}
 
 
 # --- configuration -----------------------------------------------------------------------------
@@ -85,10 +85,8 @@ class TrainConfig:
     channels_last: bool = True
 
     def __post_init__(self):
-        name = MODEL_NAMES.get(self.model)
-        if name is None:
-            raise ParameterError(f"model={self.model!r} is unknown; choose one of short-chunk, fast, debug")
-        object.__setattr__(self, "model", name)
+        if self.model not in PRESETS:
+            raise ParameterError(f"unknown model preset {self.model!r}; choose one of {', '.join(PRESETS)}")
         if isinstance(self.augment, Mapping):
             object.__setattr__(self, "augment", Augment(**self.augment))
         for key in ("epochs", "batch_size", "chunks_per_track", "chunk_frames", "seed", "patience"):
@@ -400,42 +398,123 @@ def train(
     t_start = time.monotonic()
     say = log or (lambda msg: None)
     out = Path(out)
+    model_config = config.model_config(data.labels, data.bank.n_mels)
+    fingerprint = _fingerprint(data, config, model_config)
+    train_idx, valid_idx = _check_splits(data)
+    steps_per_epoch = _steps_per_epoch(len(train_idx), config)
+    run = _start_run(config, model_config, steps_per_epoch)
+    _resume(run, last_path(out), fingerprint, resume, say)
+    start_epoch = run.epoch
+    batches = _Batches(data, config, train_idx)
+    step_losses: list[float] = []
+    while run.epoch < config.epochs and not run.stopped:
+        t0 = time.monotonic()
+        losses = _train_epoch(run, batches, config, steps_per_epoch, progress)
+        step_losses.extend(losses)
+        entry: dict[str, Any] = {"epoch": run.epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+                                 "lr": float(run.scheduler.get_last_lr()[0]),
+                                 "train_seconds": round(time.monotonic() - t0, 2)}
+        score = _validate(run, data, valid_idx, config, entry)
+        _close_epoch(run, entry, score, config, t0=t0, validated=bool(len(valid_idx)))
+        _save_progress(run, out, {"fingerprint": fingerprint, "model_config": model_config.to_dict(),
+                                  "train_config": config.to_dict(), "tags": list(data.labels.tags),
+                                  "genres": list(data.labels.genres)})
+        say(_epoch_line(entry, config.epochs)
+            + (f"; no improvement for {run.bad_epochs} epochs, stopping" if run.stopped else ""))
+        if on_epoch_end is not None:
+            on_epoch_end(entry)
+
+    thresholds, metrics = _finish(run, data, config, valid_idx, train_idx)
+    extra = {
+        "train_config": config.to_dict(), "labels": data.labels.source, "splits": data.splits_source,
+        "n_tracks": data.counts(), "fingerprint": fingerprint,
+        "train_seconds": float(sum(h.get("seconds", 0.0) for h in run.history)),
+    }
+    mid = save_checkpoint(out, run.model, config=model_config, tags=data.labels.tags, genres=data.labels.genres,
+                          thresholds=thresholds, metrics=metrics, analysis=_analysis_settings(analysis), extra=extra)
+    return TrainResult(path=out, model_id=mid, history=run.history, best_epoch=run.best["epoch"], metrics=metrics,
+                       thresholds=thresholds, stopped_early=run.stopped, resumed_from=start_epoch,
+                       step_losses=step_losses, seconds=time.monotonic() - t_start)
+
+
+# --- stages of a run ---------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """What a run changes as it goes; :meth:`state` is what ``<out>.last.pt`` holds of it."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    rng: np.random.Generator
+    best: dict  # {"state": weights, "score": validation score, "epoch": 1-based, 0 = none yet}
+    history: list[dict] = field(default_factory=list)
+    epoch: int = 0  # epochs done
+    bad_epochs: int = 0  # epochs since the best one
+    stopped: bool = False  # early stopping fired
+
+    def state(self, about: Mapping[str, Any]) -> dict:
+        """The resumable state, with ``about`` (fingerprint, configs, vocabularies) merged in."""
+        return {
+            "format": STATE_FORMAT, "format_version": STATE_VERSION, "fingerprint": about["fingerprint"],
+            "epoch": self.epoch, "stopped": self.stopped, "bad_epochs": self.bad_epochs,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "best": self.best, "history": self.history,
+            "rng": {"numpy": json.dumps(self.rng.bit_generator.state), "torch": torch.get_rng_state()},
+            **{k: about[k] for k in ("model_config", "train_config", "tags", "genres")},
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from a state written by :meth:`state` (RNGs included)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        best = state["best"]
+        self.best = {"state": best["state"], "score": float(best["score"]), "epoch": int(best["epoch"])}
+        self.bad_epochs, self.epoch, self.stopped = int(state["bad_epochs"]), int(state["epoch"]), bool(state["stopped"])
+        self.history = list(state["history"])
+        self.rng.bit_generator.state = json.loads(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+
+
+def _analysis_settings(analysis: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The feature settings a checkpoint records (default: the engine's analysis config)."""
     if analysis is None:
         from ..config import get_config
 
         analysis = dataclasses.asdict(get_config().analysis)
-    analysis = {k: analysis[k] for k in ANALYSIS_KEYS if k in analysis}
-    labels = data.labels
-    model_config = config.model_config(labels, data.bank.n_mels)
-    fingerprint = _fingerprint(data, config, model_config)
-    train_idx, valid_idx, test_idx = data.index("train"), data.index("valid"), data.index("test")
+    return {k: analysis[k] for k in ANALYSIS_KEYS if k in analysis}
+
+
+def _check_splits(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the train and valid splits; at least 2 training tracks, a warning without validation."""
+    train_idx, valid_idx = data.index("train"), data.index("valid")
     if len(train_idx) < 2:
         raise LabelError(f"only {len(train_idx)} training track(s); need at least 2")
     if not len(valid_idx):
         warnings.warn("no validation tracks: no early stopping, and tag thresholds are calibrated on the "
-                      "training split (optimistic)", LabelWarning, stacklevel=2)
+                      "training split (optimistic)", LabelWarning, stacklevel=3)
+    return train_idx, valid_idx
 
+
+def _steps_per_epoch(n_train: int, config: TrainConfig) -> int:
+    n_draws = n_train * config.chunks_per_track
+    return max(1, n_draws // config.batch_size) if n_draws >= 2 else 1
+
+
+def _start_run(config: TrainConfig, model_config: ModelConfig, steps_per_epoch: int) -> _Run:
+    """A fresh run: seeded model and numpy RNG, AdamW, warm-up + cosine schedule."""
     model = init_model(model_config, config.seed)
     rng = np.random.default_rng(config.seed)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    n_draws = len(train_idx) * config.chunks_per_track
-    steps_per_epoch = max(1, n_draws // config.batch_size) if n_draws >= 2 else 1
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, config.epochs * steps_per_epoch))
-    pos_weight, genre_w = class_weights(labels, train_idx, config.balance)
-    sample_p = None
-    if config.balance == "sampling":
-        g = labels.y_genre[train_idx]
-        counts = np.bincount(g[g >= 0], minlength=len(labels.genres)).astype(np.float64)
-        w = np.where(g >= 0, 1.0 / np.maximum(counts[np.maximum(g, 0)], 1), 1.0 / max(counts.mean(), 1))
-        sample_p = w / w.sum()
+    return _Run(model, optimizer, scheduler, rng, best={"state": _clone_state(model), "score": -math.inf, "epoch": 0})
 
-    history: list[dict] = []
-    best = {"state": _clone_state(model), "score": -math.inf, "epoch": 0}
-    bad_epochs, start_epoch, stopped = 0, 0, False
-    state_file = last_path(out)
+
+def _resume(run: _Run, state_file: Path, fingerprint: str, resume: bool | None, say: Callable[[str], None]) -> None:
+    """Continue ``run`` from ``state_file`` when it belongs to this training (see :func:`train`'s ``resume``)."""
     if resume is not False and state_file.exists():
         state = load_state(state_file)
         if state.get("fingerprint") != fingerprint:
@@ -443,132 +522,143 @@ def train(
                    "(only --epochs and --patience may change)")
             if resume:
                 raise ModelError(msg + "; delete it, or run without --resume to start afresh")
-            warnings.warn(msg + "; starting afresh and overwriting it", LabelWarning, stacklevel=2)
-        else:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            best = {"state": state["best"]["state"], "score": float(state["best"]["score"]),
-                    "epoch": int(state["best"]["epoch"])}
-            bad_epochs, start_epoch, stopped = int(state["bad_epochs"]), int(state["epoch"]), bool(state["stopped"])
-            history = list(state["history"])
-            rng.bit_generator.state = json.loads(state["rng"]["numpy"])
-            torch.set_rng_state(state["rng"]["torch"])
-            say(f"resuming from {state_file} after epoch {start_epoch}"
-                + (" (stopped early)" if stopped else ""))
+            warnings.warn(msg + "; starting afresh and overwriting it", LabelWarning, stacklevel=3)
+            return
+        run.restore(state)
+        say(f"resuming from {state_file} after epoch {run.epoch}" + (" (stopped early)" if run.stopped else ""))
     elif resume:
         raise ModelError(f"nothing to resume: {state_file} does not exist")
 
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if resolve_precision(config.precision) == "bf16"
-                else contextlib.nullcontext())
-    y_tags_all = torch.from_numpy(labels.y_tags)
-    y_genre_all = torch.from_numpy(labels.y_genre)
-    buf = np.empty((config.batch_size, data.bank.n_mels, config.chunk_frames), dtype=np.float32)
-    step_losses: list[float] = []
+
+class _Batches:
+    """Training batches: which rows an epoch draws, and the loss of one augmented chunk batch."""
+
+    def __init__(self, data: TrainingData, config: TrainConfig, train_idx: np.ndarray):
+        labels = data.labels
+        self.bank, self.config, self.train_idx = data.bank, config, train_idx
+        self.pos_weight, self.genre_w = class_weights(labels, train_idx, config.balance)
+        self.sample_p = _genre_balanced_p(labels.y_genre[train_idx], len(labels.genres)) \
+            if config.balance == "sampling" else None
+        self.autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if resolve_precision(config.precision) == "bf16"
+                         else contextlib.nullcontext())
+        self.y_tags, self.y_genre = torch.from_numpy(labels.y_tags), torch.from_numpy(labels.y_genre)
+        self.buf = np.empty((config.batch_size, data.bank.n_mels, config.chunk_frames), dtype=np.float32)
+
+    def order(self, rng: np.random.Generator) -> np.ndarray:
+        """Training rows in the order one epoch visits them (``chunks_per_track`` draws per track)."""
+        if self.sample_p is None:
+            return rng.permutation(np.repeat(self.train_idx, self.config.chunks_per_track))
+        return rng.choice(self.train_idx, size=len(self.train_idx) * self.config.chunks_per_track, p=self.sample_p)
+
+    def loss(self, model: nn.Module, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """Loss of random augmented chunks of rows ``idx``."""
+        c = self.config
+        starts = self.bank.random_starts(idx, c.chunk_frames, rng, shift=c.augment.shift)
+        x = self.bank.chunks(idx, starts, c.chunk_frames, out=self.buf[: len(idx)])
+        c.augment(x, rng)
+        xt = torch.from_numpy(x).unsqueeze(1)
+        if c.channels_last:
+            xt = xt.contiguous(memory_format=torch.channels_last)
+        it = torch.from_numpy(idx)
+        with self.autocast:
+            output = model(xt)
+        return tagging_loss(output, self.y_tags[it], self.y_genre[it], pos_weight=self.pos_weight,
+                            genre_weight_vec=self.genre_w, genre_weight=c.genre_weight)
+
+
+def _genre_balanced_p(g: np.ndarray, n_genres: int) -> np.ndarray:
+    """Draw probabilities giving every genre equal weight (rows without a genre: the mean genre's)."""
+    counts = np.bincount(g[g >= 0], minlength=n_genres).astype(np.float64)
+    w = np.where(g >= 0, 1.0 / np.maximum(counts[np.maximum(g, 0)], 1), 1.0 / max(counts.mean(), 1))
+    return w / w.sum()
+
+
+def _train_epoch(run: _Run, batches: _Batches, config: TrainConfig, steps_per_epoch: int,
+                 progress: bool) -> list[float]:
+    """One epoch of AdamW steps (gradients clipped to norm 5); the loss of each step."""
     from tqdm import tqdm
 
-    epoch = start_epoch
-    while epoch < config.epochs and not stopped:
-        t0 = time.monotonic()
-        model.train()
-        if sample_p is None:
-            order = rng.permutation(np.repeat(train_idx, config.chunks_per_track))
-        else:
-            order = rng.choice(train_idx, size=n_draws, p=sample_p)
-        losses = []
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
-                   disable=not progress, leave=False, dynamic_ncols=True)
-        for step in bar:
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            if len(idx) < 2:
-                break
-            starts = data.bank.random_starts(idx, config.chunk_frames, rng, shift=config.augment.shift)
-            x = data.bank.chunks(idx, starts, config.chunk_frames, out=buf[: len(idx)])
-            config.augment(x, rng)
-            xt = torch.from_numpy(x).unsqueeze(1)
-            if config.channels_last:
-                xt = xt.contiguous(memory_format=torch.channels_last)
-            it = torch.from_numpy(idx)
-            with autocast:
-                output = model(xt)
-            loss = tagging_loss(output, y_tags_all[it], y_genre_all[it], pos_weight=pos_weight,
-                                genre_weight_vec=genre_w, genre_weight=config.genre_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        bar.close()
-        step_losses.extend(losses)
-        t_train = time.monotonic() - t0
-        entry: dict[str, Any] = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-                                 "lr": float(scheduler.get_last_lr()[0]), "train_seconds": round(t_train, 2)}
-        improved = False
-        if len(valid_idx):
-            preds = predict_tracks(model, data.bank, valid_idx, chunk_frames=config.chunk_frames,
-                                   n_chunks=config.val_chunks, precision=config.precision)
-            scores = validation_scores(labels, valid_idx, preds)
-            entry.update({f"val_{k}": v for k, v in scores.items()})
-            score = scores["score"] if math.isfinite(scores["score"]) else -math.inf
-        else:
-            score = float(epoch)  # no validation: the last epoch is the best
-        if score > best["score"] + 1e-6 or best["epoch"] == 0:
-            best = {"state": _clone_state(model), "score": score, "epoch": epoch + 1}
-            bad_epochs, improved = 0, True
-        else:
-            bad_epochs += 1
-        entry["seconds"] = round(time.monotonic() - t0, 2)
-        entry["best"] = improved
-        history.append(entry)
-        epoch += 1
-        if config.patience and len(valid_idx) and bad_epochs >= config.patience and epoch < config.epochs:
-            stopped = True
-        _save_state(state_file, {
-            "format": STATE_FORMAT, "format_version": STATE_VERSION, "fingerprint": fingerprint,
-            "epoch": epoch, "stopped": stopped, "bad_epochs": bad_epochs,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "best": best, "history": history,
-            "rng": {"numpy": json.dumps(rng.bit_generator.state), "torch": torch.get_rng_state()},
-            "model_config": model_config.to_dict(), "train_config": config.to_dict(),
-            "tags": list(labels.tags), "genres": list(labels.genres),
-        })
-        atomic.write_text(history_path(out), json.dumps(history, indent=1))
-        say(_epoch_line(entry, config.epochs) + (f"; no improvement for {bad_epochs} epochs, stopping" if stopped else ""))
-        if on_epoch_end is not None:
-            on_epoch_end(entry)
+    run.model.train()
+    order = batches.order(run.rng)
+    losses: list[float] = []
+    bar = tqdm(range(steps_per_epoch), desc=f"epoch {run.epoch + 1}/{config.epochs}", unit="step",
+               disable=not progress, leave=False, dynamic_ncols=True)
+    for step in bar:
+        idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+        if len(idx) < 2:
+            break
+        loss = batches.loss(run.model, idx, run.rng)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(run.model.parameters(), 5.0)
+        run.optimizer.step()
+        run.scheduler.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}")
+    bar.close()
+    return losses
 
-    # --- finalise: best weights, thresholds on valid, metrics, checkpoint ------------------------
-    model.load_state_dict(best["state"])
-    calib_idx = valid_idx if len(valid_idx) else train_idx
-    calib = predict_tracks(model, data.bank, calib_idx, chunk_frames=config.chunk_frames,
+
+def _validate(run: _Run, data: TrainingData, valid_idx: np.ndarray, config: TrainConfig, entry: dict) -> float:
+    """The score early stopping compares (``val_*`` scores go into ``entry``); without validation
+    tracks the epoch number, so the last epoch is the best."""
+    if not len(valid_idx):
+        return float(run.epoch)
+    preds = predict_tracks(run.model, data.bank, valid_idx, chunk_frames=config.chunk_frames,
                            n_chunks=config.val_chunks, precision=config.precision)
+    scores = validation_scores(data.labels, valid_idx, preds)
+    entry.update({f"val_{k}": v for k, v in scores.items()})
+    return scores["score"] if math.isfinite(scores["score"]) else -math.inf
+
+
+def _close_epoch(run: _Run, entry: dict, score: float, config: TrainConfig, *, t0: float, validated: bool) -> None:
+    """Keep the best weights, count epochs without improvement, decide on early stopping."""
+    improved = False
+    if score > run.best["score"] + 1e-6 or run.best["epoch"] == 0:
+        run.best = {"state": _clone_state(run.model), "score": score, "epoch": run.epoch + 1}
+        run.bad_epochs, improved = 0, True
+    else:
+        run.bad_epochs += 1
+    entry["seconds"] = round(time.monotonic() - t0, 2)
+    entry["best"] = improved
+    run.history.append(entry)
+    run.epoch += 1
+    if config.patience and validated and run.bad_epochs >= config.patience and run.epoch < config.epochs:
+        run.stopped = True
+
+
+def _save_progress(run: _Run, out: Path, about: Mapping[str, Any]) -> None:
+    """Write ``<out>.last.pt`` and ``<out>.history.json`` (atomically)."""
+    _save_state(last_path(out), run.state(about))
+    atomic.write_text(history_path(out), json.dumps(run.history, indent=1))
+
+
+def _finish(run: _Run, data: TrainingData, config: TrainConfig, valid_idx: np.ndarray,
+            train_idx: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """Load the best weights; calibrate thresholds on valid (else train); score valid and test."""
+    labels = data.labels
+    run.model.load_state_dict(run.best["state"])
+
+    def predict(index):
+        return predict_tracks(run.model, data.bank, index, chunk_frames=config.chunk_frames,
+                              n_chunks=config.val_chunks, precision=config.precision)
+
+    calib_idx = valid_idx if len(valid_idx) else train_idx
+    calib = predict(calib_idx)
     thresholds = robust_thresholds(labels.y_tags[calib_idx], calib["tag_probs"])
     absent = [labels.tags[j] for j in np.flatnonzero(labels.y_tags[calib_idx].sum(axis=0) == 0)]
     if absent:
         warnings.warn(f"{len(absent)} tag(s) have no positive in the validation split and keep the default "
-                      f"threshold 0.5: {absent[:5]}", LabelWarning, stacklevel=2)
-    metrics: dict[str, Any] = {"best_epoch": best["epoch"], "epochs_run": epoch, "stopped_early": stopped,
-                               "history": history}
+                      f"threshold 0.5: {absent[:5]}", LabelWarning, stacklevel=3)
+    metrics: dict[str, Any] = {"best_epoch": run.best["epoch"], "epochs_run": run.epoch, "stopped_early": run.stopped,
+                               "history": run.history}
+    test_idx = data.index("test")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetricWarning)
         metrics["valid" if len(valid_idx) else "train"] = score_predictions(labels, calib_idx, calib, thresholds=thresholds)
         if len(test_idx):
-            test = predict_tracks(model, data.bank, test_idx, chunk_frames=config.chunk_frames,
-                                  n_chunks=config.val_chunks, precision=config.precision)
-            metrics["test"] = score_predictions(labels, test_idx, test, thresholds=thresholds)
-    seconds = time.monotonic() - t_start
-    extra = {
-        "train_config": config.to_dict(), "labels": labels.source, "splits": data.splits_source,
-        "n_tracks": data.counts(), "fingerprint": fingerprint,
-        "train_seconds": float(sum(h.get("seconds", 0.0) for h in history)),
-    }
-    mid = save_checkpoint(out, model, config=model_config, tags=labels.tags, genres=labels.genres,
-                          thresholds=thresholds, metrics=metrics, analysis=analysis, extra=extra)
-    return TrainResult(path=out, model_id=mid, history=history, best_epoch=best["epoch"], metrics=metrics,
-                       thresholds=thresholds, stopped_early=stopped, resumed_from=start_epoch,
-                       step_losses=step_losses, seconds=seconds)
+            metrics["test"] = score_predictions(labels, test_idx, predict(test_idx), thresholds=thresholds)
+    return thresholds, metrics
 
 
 def _epoch_line(e: Mapping[str, Any], epochs: int) -> str:

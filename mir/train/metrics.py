@@ -19,6 +19,7 @@ import warnings
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn import metrics as skm
 
 from ..errors import ParameterError
 
@@ -126,47 +127,24 @@ def _warn_degenerate(mask: np.ndarray, metric: str, why: str) -> None:
 
 
 # --- ranking metrics --------------------------------------------------------------------------
-def _rankdata(x: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based) along the first axis, ties share their mean rank."""
-    n = x.shape[0]
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    new_group = np.r_[True, xs[1:] != xs[:-1]]
-    group = np.cumsum(new_group) - 1
-    starts = np.flatnonzero(new_group)
-    ends = np.r_[starts[1:], n]  # exclusive
-    mean_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 … ends
-    ranks = np.empty(n, dtype=np.float64)
-    ranks[order] = mean_rank[group]
-    return ranks
+def _per_column(metric, t: np.ndarray, s: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    """``metric`` (a scikit-learn binary metric) of each column of ``[n, k]`` arrays; NaN where not ``defined``."""
+    out = np.full(t.shape[1], np.nan)
+    cols = np.flatnonzero(defined)
+    if cols.size == 1:
+        out[cols] = metric(t[:, cols[0]], s[:, cols[0]])
+    elif cols.size:
+        out[cols] = metric(t[:, cols], s[:, cols], average=None)
+    return out
 
 
-def _roc_auc_1d(t: np.ndarray, s: np.ndarray) -> float:
-    n_pos = int(t.sum())
-    n_neg = t.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = _rankdata(s)
-    # Mann–Whitney U of the positives, normalised: P(score_pos > score_neg) + ½ P(tie)
-    return float((ranks[t == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def _pr_auc_1d(t: np.ndarray, s: np.ndarray) -> float:
-    n_pos = int(t.sum())
-    if n_pos == 0:
-        return float("nan")
-    order = np.argsort(-s, kind="mergesort")
-    ss, ts = s[order], t[order]
-    last = np.r_[ss[1:] != ss[:-1], True]  # last index of each run of tied scores
-    tp = np.cumsum(ts)[last].astype(np.float64)
-    k = (np.flatnonzero(last) + 1).astype(np.float64)  # predicted positives at each threshold
-    precision = tp / k
-    recall = tp / n_pos
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+def _one_class(t: np.ndarray) -> np.ndarray:
+    pos = t.sum(axis=0)
+    return (pos == 0) | (pos == t.shape[0])
 
 
 def roc_auc(y_true, y_score) -> float:
-    """Area under the ROC curve of one binary problem (rank-based, ties count ½).
+    """Area under the ROC curve of one binary problem (ties count ½; ``sklearn.metrics.roc_auc_score``).
 
     Parameters
     ----------
@@ -179,37 +157,37 @@ def roc_auc(y_true, y_score) -> float:
     0.75
     """
     t, s = validate_binary(y_true, y_score, ndim=(1,))
-    _warn_degenerate(np.array([t.sum() in (0, t.size)]), "roc_auc", "a single class only")
-    return _roc_auc_1d(t, s)
+    return float(roc_auc_per_tag(t[:, None], s[:, None])[0])
 
 
 def pr_auc(y_true, y_score) -> float:
     """Average precision: ``Σ_k (R_k − R_{k−1}) P_k`` over descending score thresholds.
 
-    Same definition as scikit-learn's ``average_precision_score`` (no interpolation; tied scores
-    form one threshold). Returns NaN with a :class:`MetricWarning` when there is no positive.
+    scikit-learn's ``average_precision_score`` (no interpolation; tied scores form one threshold;
+    not the trapezoidal ``auc(precision_recall_curve)``). Returns NaN with a :class:`MetricWarning`
+    when there is no positive.
 
     >>> round(pr_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]), 4)
     0.8333
     """
     t, s = validate_binary(y_true, y_score, ndim=(1,))
-    _warn_degenerate(np.array([t.sum() == 0]), "pr_auc", "no positive examples")
-    return _pr_auc_1d(t, s)
+    return float(pr_auc_per_tag(t[:, None], s[:, None])[0])
 
 
 def roc_auc_per_tag(y_true, y_score) -> np.ndarray:
     """ROC-AUC of each column of ``[n, n_tags]`` arrays; NaN (with a warning) for one-class tags."""
     t, s = validate_binary(y_true, y_score, ndim=(2,))
-    pos = t.sum(axis=0)
-    _warn_degenerate((pos == 0) | (pos == t.shape[0]), "roc_auc", "a single class only (no positives or no negatives)")
-    return np.array([_roc_auc_1d(t[:, j], s[:, j]) for j in range(t.shape[1])])
+    one_class = _one_class(t)
+    _warn_degenerate(one_class, "roc_auc", "a single class only (no positives or no negatives)")
+    return _per_column(skm.roc_auc_score, t, s, ~one_class)
 
 
 def pr_auc_per_tag(y_true, y_score) -> np.ndarray:
     """Average precision of each column of ``[n, n_tags]`` arrays; NaN (with a warning) for tags without positives."""
     t, s = validate_binary(y_true, y_score, ndim=(2,))
-    _warn_degenerate(t.sum(axis=0) == 0, "pr_auc", "no positive examples")
-    return np.array([_pr_auc_1d(t[:, j], s[:, j]) for j in range(t.shape[1])])
+    no_pos = t.sum(axis=0) == 0
+    _warn_degenerate(no_pos, "pr_auc", "no positive examples")
+    return _per_column(skm.average_precision_score, t, s, ~no_pos)
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -229,7 +207,7 @@ def macro_pr_auc(y_true, y_score) -> float:
 
 # --- decisions --------------------------------------------------------------------------------
 def f1(y_true, y_pred, *, average: str | None = "macro"):
-    """F1 score of binary decisions.
+    """F1 score of binary decisions (``sklearn.metrics.f1_score``).
 
     Parameters
     ----------
@@ -240,7 +218,7 @@ def f1(y_true, y_pred, *, average: str | None = "macro"):
         binary F1 whatever ``average`` is.
 
     A tag with no positive in ``y_true`` has no meaningful F1: NaN, a :class:`MetricWarning`,
-    and it is left out of the macro average.
+    and it is left out of the macro average (scikit-learn would count it as 0).
 
     >>> f1([1, 1, 0, 0], [1, 0, 1, 0])
     0.5
@@ -253,31 +231,25 @@ def f1(y_true, y_pred, *, average: str | None = "macro"):
         raise ParameterError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}; they must match")
     if t.ndim not in (1, 2) or t.shape[0] == 0:
         raise ParameterError(f"labels must be non-empty 1-D or 2-D arrays, got shape {t.shape}")
-    one_d = t.ndim == 1
-    t2, p2 = (t[:, None], p[:, None]) if one_d else (t, p)
-    tp = (t2 & p2).sum(axis=0).astype(np.float64)
-    fp = ((1 - t2) & p2).sum(axis=0).astype(np.float64)
-    fn = (t2 & (1 - p2)).sum(axis=0).astype(np.float64)
-    if average == "micro" and not one_d:
-        denom = 2 * tp.sum() + fp.sum() + fn.sum()
-        return float(2 * tp.sum() / denom) if denom else float("nan")
-    no_pos = (tp + fn) == 0
+    if average == "micro" and t.ndim == 2:
+        return float(skm.f1_score(t.ravel(), p.ravel(), zero_division=np.nan))  # all cells pooled
+    t2, p2 = (t[:, None], p[:, None]) if t.ndim == 1 else (t, p)
+    no_pos = t2.sum(axis=0) == 0
     _warn_degenerate(no_pos, "f1", "no positive examples")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_tag = np.where(no_pos, np.nan, 2 * tp / (2 * tp + fp + fn))
-    if one_d:
+    per_tag = _per_column(skm.f1_score, t2, p2, ~no_pos)
+    if t.ndim == 1:
         return float(per_tag[0])
     return per_tag if average is None else _nanmean(per_tag)
 
 
 def accuracy(y_true, y_pred) -> float:
-    """Fraction of examples whose predicted class equals the true class.
+    """Fraction of examples whose predicted class equals the true class (``sklearn.metrics.accuracy_score``).
 
     >>> accuracy([0, 1, 2, 2], [0, 2, 2, 2])
     0.75
     """
     t, p = _check_pair(y_true, y_pred)
-    return float(np.mean(t == p))
+    return float(skm.accuracy_score(t, p))
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
@@ -287,24 +259,21 @@ def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     [[1, 0], [1, 1]]
     """
     t, p = _check_pair(y_true, y_pred, n_classes)
-    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return skm.confusion_matrix(t, p, labels=np.arange(n_classes)).astype(np.int64)
 
 
 def balanced_accuracy(y_true, y_pred, n_classes: int | None = None) -> float:
-    """Mean per-class recall over the classes present in ``y_true``.
+    """Mean per-class recall over the classes present in ``y_true`` (``sklearn.metrics.balanced_accuracy_score``).
 
-    Classes absent from ``y_true`` are skipped (their recall is undefined), as in
-    scikit-learn's ``balanced_accuracy_score``.
+    Classes absent from ``y_true`` are skipped (their recall is undefined).
 
     >>> balanced_accuracy([0, 0, 0, 1], [0, 0, 0, 0])
     0.5
     """
     t, p = _check_pair(y_true, y_pred, n_classes)
-    k = n_classes if n_classes is not None else int(max(t.max(), p.max())) + 1
-    cm = confusion_matrix(t, p, k)
-    support = cm.sum(axis=1)
-    present = support > 0
-    return float(np.mean(np.diag(cm)[present] / support[present]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "y_pred contains classes not in y_true": skipped, as documented
+        return float(skm.balanced_accuracy_score(t, p))
 
 
 # --- thresholds -------------------------------------------------------------------------------

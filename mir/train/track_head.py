@@ -36,7 +36,6 @@ from .loop import ANALYSIS_KEYS, TrainingData, class_weights, robust_thresholds,
 from .metrics import MetricWarning
 
 
-
 @dataclass(frozen=True)
 class HeadConfig:
     """Hyper-parameters of a track-head run (stored in the checkpoint's ``extra``)."""
@@ -131,58 +130,102 @@ def train_track_head(data: TrainingData, backbone: str | Path, out: str | Path, 
     """
     say = log or (lambda line: None)
     t_start = time.monotonic()
+    loaded = _checked_backbone(data, backbone)
+    train_idx, valid_idx = data.index("train"), data.index("valid")
+    if not len(train_idx):
+        raise LabelError("no labelled track is in the train split")
+    model, model_config = _with_head(loaded, config)
+    head = model.track_head
+    say(f"track head: backbone {loaded.model_id} runs over {len(data.labels)} tracks")
+    per_chunk, counts = predict_chunk_outputs(model, data.bank.mels, chunk_frames=loaded.config.chunk_frames)
+    pooled_all = pool_chunks(per_chunk, counts)  # every chunk of every track: what validation and test see
+    head.set_standardisation(pooled_all[train_idx], data.context[train_idx])
+
+    def predict(index):
+        return head.predict(pooled_all[index], data.context[index])
+
+    epochs = _HeadEpochs(head, data, _subset(per_chunk, counts, train_idx), train_idx, config)
+    best, history = _fit_head(epochs, data.labels, valid_idx, predict, config, say)
+    head.load_state_dict(best["state"])
+    head.eval()
+    thresholds, metrics = _head_metrics(data, predict, best, history, train_idx, valid_idx)
+    extra = {"head_config": dataclasses.asdict(config), "backbone": loaded.model_id,
+             "backbone_metrics": {k: loaded.metrics[k] for k in ("valid", "test", "best_epoch", "epochs_run")
+                                 if k in loaded.metrics},
+             "backbone_extra": loaded.extra, "labels": data.labels.source, "splits": data.splits_source,
+             "n_tracks": data.counts()}
+    mid = save_checkpoint(out, model, config=model_config, tags=data.labels.tags, genres=data.labels.genres,
+                          thresholds=thresholds, metrics=metrics, analysis=loaded.analysis, extra=extra)
+    return HeadResult(path=Path(out), model_id=mid, backbone_id=loaded.model_id, best_epoch=best["epoch"],
+                      history=history, metrics=metrics, seconds=time.monotonic() - t_start)
+
+
+def _checked_backbone(data: TrainingData, backbone: str | Path):
+    """The backbone (:func:`load_backbone`), after checking that ``data`` can train a head on it."""
     if data.context is None:
         raise LabelError("the labelled tracks lack current descriptors (chroma, rhythm); run `mir analyze LIB` first")
     loaded = load_backbone(backbone)
     if tuple(loaded.tags) != tuple(data.labels.tags) or tuple(loaded.genres) != tuple(data.labels.genres):
         raise LabelError(f"{backbone}: the backbone's vocabularies differ from the labels' "
                          f"(tags {list(loaded.tags)[:4]}…, genres {list(loaded.genres)[:4]}…); train it on these labels")
+    return loaded
+
+
+def _with_head(loaded, config: HeadConfig):
+    """``(model, its config)``: the backbone's weights plus a fresh head (seeded by ``config.seed``), in eval mode."""
     model_config = dataclasses.replace(loaded.config, track_hidden=config.hidden)
     torch.manual_seed(config.seed)
     model = build_model(model_config)
     backbone_state = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("track_head.")}
     model.load_state_dict(backbone_state, strict=False)
-    head = model.track_head
-    head.dropout.p = config.dropout
+    model.track_head.dropout.p = config.dropout
     model.eval()
+    return model, model_config
 
-    say(f"track head: backbone {loaded.model_id} runs over {len(data.labels)} tracks")
-    per_chunk, counts = predict_chunk_outputs(model, data.bank.mels, chunk_frames=loaded.config.chunk_frames)
-    labels = data.labels
-    train_idx, valid_idx, test_idx = data.index("train"), data.index("valid"), data.index("test")
-    if not len(train_idx):
-        raise LabelError("no labelled track is in the train split")
-    pooled_all = pool_chunks(per_chunk, counts)  # every chunk of every track: what validation and test see
-    tr_chunks, tr_counts = _subset(per_chunk, counts, train_idx)
-    head.set_standardisation(pooled_all[train_idx], data.context[train_idx])
-    pos_weight, genre_w = class_weights(labels, train_idx, "loss")
-    y_tags = torch.from_numpy(labels.y_tags.astype(np.float32))
-    y_genre = torch.from_numpy(labels.y_genre.astype(np.int64))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    rng = np.random.default_rng(config.seed)
 
-    def predict(index):
-        return head.predict(pooled_all[index], data.context[index])
+class _HeadEpochs:
+    """Head training one epoch at a time: a random chunk subset pooled per training track, AdamW steps."""
 
-    ctx = torch.from_numpy(data.context[train_idx])
+    def __init__(self, head, data: TrainingData, train_chunks: tuple[dict, np.ndarray], train_idx: np.ndarray,
+                 config: HeadConfig):
+        labels = data.labels
+        self.head, self.config, self.train_idx = head, config, train_idx
+        self.chunks, self.counts = train_chunks
+        self.pos_weight, self.genre_w = class_weights(labels, train_idx, "loss")
+        self.y_tags = torch.from_numpy(labels.y_tags.astype(np.float32))
+        self.y_genre = torch.from_numpy(labels.y_genre.astype(np.int64))
+        self.optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.rng = np.random.default_rng(config.seed)
+        self.ctx = torch.from_numpy(data.context[train_idx])
+
+    def run(self) -> float:
+        """Train one epoch; its mean loss."""
+        self.head.train()
+        rows, drawn = _draw(self.counts, self.rng, self.config.full_share)
+        pooled = torch.from_numpy(pool_chunks({k: v[rows] for k, v in self.chunks.items()}, drawn))
+        order = self.rng.permutation(len(self.train_idx))
+        losses = []
+        for b in range(0, len(order), self.config.batch_size):
+            sel = order[b : b + self.config.batch_size]
+            it = torch.from_numpy(self.train_idx[sel])
+            output = self.head(pooled[sel], self.ctx[sel])
+            loss = tagging_loss(output, self.y_tags[it], self.y_genre[it], pos_weight=self.pos_weight,
+                                genre_weight_vec=self.genre_w)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        return float(np.mean(losses))
+
+
+def _fit_head(epochs: _HeadEpochs, labels, valid_idx: np.ndarray, predict: Callable, config: HeadConfig,
+              say: Callable[[str], None]) -> tuple[dict, list[dict]]:
+    """Epochs until ``config.epochs`` or early stopping; the best ``{"score", "epoch", "state"}`` and the history."""
+    head = epochs.head
     best = {"score": -math.inf, "epoch": 0, "state": None}
     history, bad = [], 0
     for epoch in range(1, config.epochs + 1):
-        head.train()
-        rows, drawn = _draw(tr_counts, rng, config.full_share)
-        pooled = torch.from_numpy(pool_chunks({k: v[rows] for k, v in tr_chunks.items()}, drawn))
-        order = rng.permutation(len(train_idx))
-        losses = []
-        for b in range(0, len(order), config.batch_size):
-            sel = order[b : b + config.batch_size]
-            it = torch.from_numpy(train_idx[sel])
-            output = head(pooled[sel], ctx[sel])
-            loss = tagging_loss(output, y_tags[it], y_genre[it], pos_weight=pos_weight, genre_weight_vec=genre_w)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        entry = {"epoch": epoch, "loss": float(np.mean(losses))}
+        entry = {"epoch": epoch, "loss": epochs.run()}
         if len(valid_idx):
             scores = validation_scores(labels, valid_idx, predict(valid_idx))
             entry.update({f"val_{k}": v for k, v in scores.items()})
@@ -201,9 +244,14 @@ def train_track_head(data: TrainingData, backbone: str | Path, out: str | Path, 
         if config.patience and len(valid_idx) and bad >= config.patience:
             say(f"no improvement for {bad} epochs, stopping at epoch {epoch}")
             break
+    return best, history
 
-    head.load_state_dict(best["state"])
-    head.eval()
+
+def _head_metrics(data: TrainingData, predict: Callable, best: dict, history: list[dict], train_idx: np.ndarray,
+                  valid_idx: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """Thresholds calibrated on valid (else train) and the checkpoint's metrics (valid or train, and test)."""
+    labels = data.labels
+    test_idx = data.index("test")
     calib_idx = valid_idx if len(valid_idx) else train_idx
     calib = predict(calib_idx)
     thresholds = robust_thresholds(labels.y_tags[calib_idx], calib["tag_probs"])
@@ -213,12 +261,4 @@ def train_track_head(data: TrainingData, backbone: str | Path, out: str | Path, 
         metrics["valid" if len(valid_idx) else "train"] = score_predictions(labels, calib_idx, calib, thresholds=thresholds)
         if len(test_idx):
             metrics["test"] = score_predictions(labels, test_idx, predict(test_idx), thresholds=thresholds)
-    extra = {"head_config": dataclasses.asdict(config), "backbone": loaded.model_id,
-             "backbone_metrics": {k: loaded.metrics[k] for k in ("valid", "test", "best_epoch", "epochs_run")
-                                 if k in loaded.metrics},
-             "backbone_extra": loaded.extra, "labels": labels.source, "splits": data.splits_source,
-             "n_tracks": data.counts()}
-    mid = save_checkpoint(out, model, config=model_config, tags=labels.tags, genres=labels.genres,
-                          thresholds=thresholds, metrics=metrics, analysis=loaded.analysis, extra=extra)
-    return HeadResult(path=Path(out), model_id=mid, backbone_id=loaded.model_id, best_epoch=best["epoch"],
-                      history=history, metrics=metrics, seconds=time.monotonic() - t_start)
+    return thresholds, metrics
