@@ -227,10 +227,10 @@ def _run_blocks(blocks, st, threads: int, scheduler: str | None):
         for i, r in dask_map(scheduler, block_round, blocks, st, scatter=True):
             out[i] = r
         return out
-    if threads > 1 and len(blocks) > 1:
+    if threads > 1 and len(blocks) > 1:  # BLAS is on one thread for the whole fit (a process-wide setting)
         with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(lambda blk: block_round(blk, st), blocks))
-    return [block_round(blk, st) for blk in blocks]
+            return list(pool.map(lambda blk: _block_round(blk, st), blocks))
+    return [_block_round(blk, st) for blk in blocks]
 
 
 def _logsumexp_by(assign, x, K):
@@ -253,6 +253,14 @@ def fit_taste_cells(Y, Phi: np.ndarray, *, item_bias: bool = True, iterations: i
     user's cell distribution) while ``U × K × F²`` is at most ``exact_limit``, else shared (at the
     population's taste), as in the exact fit.
     """
+    with one_blas_thread():  # the products are skinny; blocks run side by side on threads or workers instead
+        return _fit_cells(Y, Phi, item_bias=item_bias, iterations=iterations, ridge=ridge, bias_l2=bias_l2, block=block,
+                          exact_limit=exact_limit, max_halvings=max_halvings, tol=tol, init=init, first_play=first_play,
+                          cells=cells, seed=seed, threads=threads, scheduler=scheduler)
+
+
+def _fit_cells(Y, Phi, *, item_bias, iterations, ridge, bias_l2, block, exact_limit, max_halvings, tol, init, first_play,
+               cells, seed, threads, scheduler) -> Tastes:
     _check_settings(iterations, ridge, bias_l2, block, max_halvings, tol)
     if threads < 1:
         raise ParameterError(f"threads must be >= 1, got {threads}")
