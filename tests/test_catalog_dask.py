@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_clip
+from helpers import write_clip
 
 from mir.catalog import Library, analyze, remote, stage_versions
 from mir.errors import CatalogError

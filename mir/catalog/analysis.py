@@ -163,7 +163,7 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
                 if scheduler:
                     from .remote import run_dask
 
-                    for item, result in run_dask(scheduler, todo, str(lib.root), cfg):
+                    for item, result in run_dask(scheduler, todo, analyze_file, str(lib.root), cfg):
                         collect(item, result, bar)
                 elif workers <= 1 or len(todo) <= 1:
                     with limit_threads(1):  # one core, as in a worker process

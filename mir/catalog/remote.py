@@ -43,19 +43,19 @@ def check_shared_paths(address: str, paths: list[str], writable: list[str]) -> N
                            f"every worker sees at the same paths")
 
 
-def _analyze_task(item: tuple, lib_root: str, cfg) -> dict:
+def _analyze_task(item: tuple, analyze_file, lib_root: str, cfg) -> dict:
     """One track on a worker (one BLAS/torch thread, as a local worker process)."""
     from ..parallel import limit_threads
-    from .analysis import analyze_file
 
     _, content_hash, path, stages = item
     with limit_threads(1):
         return analyze_file(path, content_hash, stages, lib_root, cfg)
 
 
-def run_dask(address: str, todo: list[tuple], lib_root: str, cfg) -> Iterator[tuple[tuple, dict]]:
-    """``(item, result)`` of :func:`~mir.catalog.analysis.analyze_file` for every ``todo`` item, computed on
-    the cluster at ``address`` after :func:`check_shared_paths` on the first item's audio and the array store."""
+def run_dask(address: str, todo: list[tuple], analyze_file, lib_root: str, cfg) -> Iterator[tuple[tuple, dict]]:
+    """``(item, result)`` of ``analyze_file`` (:func:`~mir.catalog.analysis.analyze_file`) for every ``todo`` item,
+    computed on the cluster at ``address`` after :func:`check_shared_paths` on the first item's audio and the
+    array store."""
     from ..parallel import dask_map
 
     if not todo:
@@ -63,5 +63,5 @@ def run_dask(address: str, todo: list[tuple], lib_root: str, cfg) -> Iterator[tu
     arrays = os.path.join(lib_root, "arrays")
     os.makedirs(arrays, exist_ok=True)
     check_shared_paths(address, [todo[0][2]], [arrays])
-    for i, result in dask_map(address, _analyze_task, todo, lib_root, cfg):
+    for i, result in dask_map(address, _analyze_task, todo, analyze_file, lib_root, cfg):
         yield todo[i], result
