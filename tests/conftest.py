@@ -39,6 +39,18 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def one_faiss_thread():
+    """One OpenMP thread for FAISS (``pytestmark = pytest.mark.usefixtures("one_faiss_thread")``): on a
+    shared 2-core machine its spinning threads otherwise stall."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def score_cache(tmp_path_factory) -> Path:
     """Parsed-score cache shared by the session's dataset builds."""

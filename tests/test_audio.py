@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -524,3 +525,66 @@ def test_supported_extensions():
     assert all(ext == ext.lower() and ext.startswith(".") for ext in audio.SUPPORTED_EXTENSIONS)
     assert audio.is_audio_path("A/B/Song.MP3") and audio.is_audio_path(Path("x.flac"))
     assert not audio.is_audio_path("notes.txt") and not audio.is_audio_path("mp3")
+
+
+# --- lengths the header declares, decoder notes, file names that are not UTF-8 (issue 13) ----------
+@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("WAV", "FLOAT"), ("AIFF", "PCM_24"),
+                                         ("OGG", "VORBIS"), ("OGG", "OPUS")])
+def test_truncation_compares_the_header_with_the_bytes(tmp_path, fmt, subtype):
+    sr = 48000 if subtype == "OPUS" else 22050
+    ext = {"WAV": "wav", "AIFF": "aiff"}.get(fmt, "opus" if subtype == "OPUS" else "ogg")
+    whole = tmp_path / f"whole.{ext}"
+    sf.write(whole, tone(seconds=3.0, sr=sr), sr, format=fmt, subtype=subtype)
+    info = audio.probe(whole)
+    assert audio.truncation(whole, info.format, info.frames) is None
+    data = whole.read_bytes()
+    for keep in (0.5, 0.9):
+        cut = tmp_path / f"cut-{keep}.{ext}"
+        cut.write_bytes(data[:int(len(data) * keep)])
+        info = audio.probe(cut)
+        message = audio.truncation(cut, info.format, info.frames)
+        if fmt == "OGG":
+            assert message in ("the file does not end with a complete Ogg page",
+                               "the Ogg stream stops before its end-of-stream page")
+        else:
+            assert message == f"the header declares {3 * sr} frames, the file holds {info.frames} " \
+                              f"({100 * info.frames / (3 * sr):.0f}%)"
+
+
+def test_truncation_ignores_streamed_wavs_and_other_formats(tmp_path):
+    path = tmp_path / "streamed.wav"
+    sf.write(path, tone(), 22050, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[40:44] = b"\xff\xff\xff\xff"  # data size unknown, as a streaming writer leaves it
+    path.write_bytes(bytes(data))
+    assert audio.truncation(path, "wav", 100) is None
+    assert audio.truncation(path, "flac", 100) is None
+    assert audio.truncation(tmp_path / "missing.wav", "wav", 100) is None
+
+
+def test_decoder_notes_go_into_the_error_not_the_terminal(tmp_path, capfd):
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"\0" * 64 + b"this is not mpeg audio " * 50)
+    with pytest.raises(DecodeError, match="decoder: .*(Illegal Audio-MPEG-Header|Cannot read next header)"):
+        audio.probe(bad)
+    assert capfd.readouterr().err == ""
+
+
+def test_file_names_that_are_not_utf8_load(tmp_path):
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.wav"
+    with open(raw, "wb") as fh:
+        sf.write(fh, tone(), 22050, format="WAV")
+    name = os.fsdecode(raw)  # str with a surrogate escape, as os.listdir returns it
+    assert audio.probe(name).frames == 44100
+    assert audio.load(name).size == 44100
+
+
+def test_an_ogg_cut_at_a_page_boundary_lacks_its_end_of_stream_page(tmp_path, rng):
+    whole = tmp_path / "whole.ogg"
+    sf.write(whole, 0.3 * rng.standard_normal(5 * 22050).astype(np.float32), 22050, format="OGG", subtype="VORBIS")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(data[:data.rfind(b"OggS")])  # every page whole, the last one gone
+    info = audio.probe(cut)
+    assert 0 < info.frames < 5 * 22050
+    assert audio.truncation(cut, "ogg", info.frames) == "the Ogg stream stops before its end-of-stream page"

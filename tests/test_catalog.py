@@ -311,3 +311,23 @@ def test_long_file_is_analysed_in_bounded_memory(tmp_path):
     assert mel.shape == (128, 1 + 30 * 60 * SR // 512)
     assert mel.nbytes > 39e6 and peak < 20e6, f"peak traced memory {peak / 1e6:.1f} MB"
     print(f"peak traced memory {peak / 1e6:.1f} MB for a {mel.nbytes / 1e6:.0f} MB log-mel")
+
+
+def test_part_table_reads_a_subset_of_columns_without_its_key(tmp_path):
+    """Reading some columns still de-duplicates on the whole key (a rescan crashed on this)."""
+    from mir.catalog.store import PartTable
+
+    table = PartTable(tmp_path / "t", key=["hash", "stage", "version"])
+    table.append([{"hash": "a", "stage": "scan", "version": "1", "message": "old"}])
+    table.append([{"hash": "a", "stage": "scan", "version": "1", "message": "new"},
+                  {"hash": "a", "stage": "scan", "version": "2", "message": "other"}])
+    frame = table.read(columns=["hash", "message"])
+    assert list(frame.columns) == ["hash", "message"] and list(frame["message"]) == ["new", "other"]
+
+
+def test_scan_and_analyze_leave_a_summary_on_their_progress_bars(tmp_path, music, capsys):
+    lib = Library.open_or_create(tmp_path / "lib")
+    lib.scan([music], progress=True)
+    assert capsys.readouterr().err.rstrip().endswith("4 new, 0 unreadable]")
+    analyze(lib, workers=1, progress=True)
+    assert capsys.readouterr().err.rstrip().endswith("4 done, 0 failed]")

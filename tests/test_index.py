@@ -14,15 +14,7 @@ from mir.similar import Filters, filtered_search, parse_key, parse_range
 D = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_faiss_thread():
-    """One OpenMP thread: on a shared 2-core machine FAISS's spinning threads otherwise stall."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 def clustered(rng, n: int, *, d: int = D, clusters: int = 40, spread: float = 0.35):

@@ -11,8 +11,9 @@ the base modules may also import each other)::
     5  index       vector indexes and their storage
     6  services    similar, tagging, datasets, train: each uses the layers below, none uses another
     7  services that build on services: recommend, generate (may use similar, tagging, datasets)
-    8  front ends  cli, api
-    9  __main__    ``python -m mir``: calls the cli
+    8  api         the HTTP API (a front end over the services)
+    9  cli         the command line (launches the API with `mir serve`)
+   10  __main__    ``python -m mir``: calls the cli
 
 ``datasets`` builds collections (audio files, labels, listening histories) from the layers below and
 is read by recommenders and front ends, so it is a service; ``train`` fits models on a catalogue and
@@ -39,7 +40,7 @@ LAYERS = {
     "audio": 1, "features": 2, "models": 3, "catalog": 4, "index": 5,
     "similar": 6, "tagging": 6, "datasets": 6, "train": 6,
     "recommend": 7, "generate": 7,
-    "cli": 8, "api": 8, "__main__": 9,
+    "api": 8, "cli": 9, "__main__": 10,
 }
 
 def module_name(path: Path) -> str:

@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 
 from mir.errors import ParameterError
-from mir.recommend import (Collaborative, ContentBased, Hybrid, Interactions, Popularity, Reranker, TrackSet,
+from mir.recommend import (Collaborative, ContentBased, Hybrid, Interactions, Popularity, Reranker,
                            clean_events, load_model, save_model, temporal_split, track_resolver)
 from mir.recommend import metrics
 from mir.recommend.arrays import zscore_rows
 from mir.recommend.taste import mixture_scores, user_tastes
 from mir.topk import top_k
+from helpers import tiny_tracks, two_groups
 
 # --- metrics on hand-computed cases -----------------------------------------------------------------------
 REC = ["a", "b", "c", "d"]
@@ -54,21 +55,6 @@ def test_metrics_reject_malformed_input():
 
 
 # --- a tiny world with obvious answers --------------------------------------------------------------------------
-GENRES = ["rock", "jazz", "folk"]
-
-
-def tiny_tracks(n_per_genre: int = 5, seed: int = 0) -> TrackSet:
-    """Tracks t00..: genre g = i // n_per_genre; embeddings near one axis per genre; two artists per genre."""
-    g = np.random.default_rng(seed)
-    n = n_per_genre * len(GENRES)
-    genre = np.arange(n) // n_per_genre
-    emb = np.eye(8)[genre] + 0.05 * g.standard_normal((n, 8))
-    return TrackSet(track_ids=[f"t{i:02d}" for i in range(n)], embeddings=emb,
-                    genre=[GENRES[k] for k in genre], artist=[f"{GENRES[k]}-{i % 2}" for k, i in zip(genre, range(n))],
-                    tags=[("fast",) if i % 2 else ("slow",) for i in range(n)],
-                    tempo=np.linspace(80, 150, n), key=["C major", "A minor", "G major"] * (n // 3) + ["D minor"] * (n % 3))
-
-
 def interactions(rows, tracks) -> Interactions:
     frame = pd.DataFrame(rows, columns=["user", "track", "timestamp", "plays"])
     clean, report = clean_events(frame)
@@ -121,17 +107,6 @@ def test_taste_mixture_math():
     out = mixture_scores(sims, np.array([[0.9, 0.1]]), 0.1)
     assert out[0, 0] > out[0, 1]
     assert np.isneginf(mixture_scores(sims, np.zeros((1, 2)), 0.1)).all()
-
-
-def two_groups(tracks, n_users=24):
-    """Users u00-u11 play rock t00-t04, u12-u23 play jazz t05-t09; each misses one track of their group."""
-    rows = []
-    for u in range(n_users):
-        base = 0 if u < n_users // 2 else 5
-        for j in range(5):
-            if j != u % 5:
-                rows.append((f"u{u:02d}", f"t{base + j:02d}", j, 1 + j % 2))
-    return rows
 
 
 def test_collaborative_recommends_what_similar_users_played():

@@ -15,31 +15,16 @@ import pytest
 from mir.catalog import Library
 from mir.catalog.stages import stage_versions
 from mir.cli.main import main as cli
-from mir.recommend import Collaborative, Hybrid, Interactions, clean_events
+from mir.recommend import Collaborative, Hybrid
 from mir.recommend.batch import BatchJob
+from helpers import BATCH_SPEC as SPEC, batch_world as world, tiny_tracks, two_groups
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from test_recommend import tiny_tracks, two_groups  # noqa: E402
-
-
-def world():
-    """30 users over the tiny catalogue and a fitted hybrid (deterministic)."""
-    tracks = tiny_tracks()
-    rows = two_groups(tracks, n_users=28) + [("new1", "t10", 0, 1), ("new2", "t12", 0, 2)]
-    clean, _ = clean_events(pd.DataFrame(rows, columns=["user", "track", "timestamp", "plays"]))
-    X = Interactions.from_events(clean, tracks.track_ids)
-    model = Hybrid(collaborative=Collaborative(factors=4, iterations=5, num_threads=1), weight=0.6,
-                   cold_offset=-0.5).fit(X, tracks)
-    return tracks, X, model
-
-
-SPEC = {"method": "hybrid", "k": 4}
 
 KILL = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
-from test_recommend_batch import world, SPEC
+from helpers import BATCH_SPEC as SPEC, batch_world as world
 from mir.recommend.batch import BatchJob
 
 def die(n):

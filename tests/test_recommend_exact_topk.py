@@ -7,10 +7,9 @@ import pytest
 import scipy.sparse as sp
 
 from mir.errors import ParameterError
-from mir.recommend import Collaborative, ContentBased, Interactions, TrackSet
+from mir.recommend import ContentBased, Interactions, TrackSet
 from mir.recommend.arrays import NEG, played, seen_mask
 from mir.recommend.exact_topk import NormOrder, mips_topk, mixture_topk, topk_rows
-from mir.recommend.methods import content_to_factors
 from mir.recommend.taste import mixture_scores
 from mir.topk import top_k
 
@@ -136,33 +135,6 @@ def test_content_candidates_from_a_flat_index_equal_the_exact_scan_and_hnsw_come
         from mir.index import ExactIndex
 
         flat.use_index(ExactIndex().build(list(tracks.track_ids[:10]), tracks.embeddings[:10]))
-
-
-def test_content_to_factors_recovers_a_linear_map():
-    rng = np.random.default_rng(1)
-    E = rng.standard_normal((200, 6))
-    W = rng.standard_normal((6, 3))
-    V = E @ W + 0.5
-    M = content_to_factors(E, V, 0.0)
-    np.testing.assert_allclose(M[:6], W, atol=1e-4)
-    np.testing.assert_allclose(M[6], 0.5, atol=1e-4)  # the (unpenalised) bias row
-    with pytest.raises(ParameterError, match="cold_ridge"):
-        content_to_factors(E, V, -1.0)
-
-
-def test_cold_tracks_get_predicted_factors_and_are_recommended(rng):
-    tracks, X = clustered_world(rng)
-    cold = np.bincount(X.item_idx, minlength=X.n_items) == 0
-    assert cold.any()
-    m = Collaborative(factors=8, iterations=10, cold_ridge=1.0).fit(X, tracks)
-    expected = np.hstack([tracks.embeddings[cold], np.ones((cold.sum(), 1))]) @ m.cold_map_
-    np.testing.assert_allclose(m.item_factors_[cold], expected, rtol=1e-5, atol=1e-6)
-    items, _ = m.recommend_index(np.arange(X.n_users), 20)
-    assert cold[items[items >= 0]].any()
-    plain = Collaborative(factors=8, iterations=10).fit(X, tracks)
-    assert not hasattr(plain, "cold_map_")
-    with pytest.raises(ParameterError, match="needs the tracks"):
-        Collaborative(factors=8, iterations=2, cold_ridge=1.0).fit(X)
 
 
 def test_seen_mask_matches_a_per_user_isin(rng):

@@ -202,8 +202,8 @@ def test_hybrid_saved_before_the_rename_still_loads_and_retired_methods_are_refu
     save_model(m, tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     assert meta.pop("format") == 2 and meta["class"] == "Hybrid"
-    for part in ("collaborative", "collaborative_"):  # format 1: ALS had bpr's algorithm and learning_rate
-        meta["children"][part]["params"].update(algorithm="als", learning_rate=0.01)
+    for part in ("collaborative", "collaborative_"):  # format 1: ALS had bpr's algorithm and learning_rate, and cold_ridge
+        meta["children"][part]["params"].update(algorithm="als", learning_rate=0.01, cold_ridge=None)
     (tmp_path / "m" / "model.json").write_text(json.dumps({**meta, "class": "AffinityHybrid"}))
     old = load_model(tmp_path / "m")
     assert type(old) is Hybrid and old.collaborative_.factors_ == m.collaborative_.factors_
@@ -400,3 +400,16 @@ def test_taste_fit_stages_line_search_never_raises_a_users_objective():
                                                  np.zeros(U), 30, None)
     assert (f1 <= f0).all() and (f1 < f0).any() and not stay.all()
     np.testing.assert_array_equal(new[stay], theta[stay])
+
+
+def test_collaborative_saved_with_the_retired_cold_ridge_still_loads(tmp_path):
+    """Format 2 files written before cold_ridge was retired carry it among ALS's parameters."""
+    import json
+
+    tracks = feature_tracks()
+    m = Collaborative(**ALS).fit(genre_history(tracks), tracks)
+    save_model(m, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["params"]["cold_ridge"] = None
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    pd.testing.assert_frame_equal(load_model(tmp_path / "m").recommend(k=3), m.recommend(k=3))

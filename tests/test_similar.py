@@ -19,9 +19,9 @@ from mir.models.checkpoint import DEFAULT_CHECKPOINT
 from mir.similar import Filters, LibraryIndex, build_library_index, open_library_index, update_library_index
 from mir.similar.query import key_relation, similar, soft_min, tag_match, tempo_relation
 from mir.tagging import tag
-from test_index import one_faiss_thread  # noqa: F401 - autouse: one FAISS thread here too
-from test_tagging import SR, TAGS, save_debug_model, synth
+from helpers import SR, TAGS, save_debug_model, synth
 
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 ARTISTS = ["Ann", "Ann", "Ann", "Bob", "Bob", "Cy", "Cy", "Dee"]
 
 

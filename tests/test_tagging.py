@@ -27,36 +27,10 @@ from mir.catalog.predictions import load_embeddings, load_tags
 from mir.models import checkpoint
 from mir.tagging import tag, write_file_tags
 from mir.tagging.worker import TagSettings, worker_model
+from helpers import GENRES, SR, TAGS, save_debug_model, synth
 
-SR = 22050
-TAGS = [f"tag{i}" for i in range(8)]
-GENRES = ["folk", "jazz", "rock", "pop"]
 # (seconds, format): one track shorter than a chunk (160 frames ≈ 3.7 s), the others 1-5 chunks
 CLIPS = [(2.5, "wav"), (4.0, "flac"), (9.0, "ogg"), (12.0, "mp3"), (19.0, "wav"), (7.0, "flac")]
-
-
-def synth(seed: int, seconds: float) -> np.ndarray:
-    g = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    y = sum(0.2 * np.sin(2 * np.pi * f * t) for f in g.uniform(110, 880, 3))
-    y = y * (0.6 + 0.4 * np.sin(2 * np.pi * g.uniform(0.5, 3) * t) ** 2) + 0.02 * g.standard_normal(t.size)
-    return (0.8 * y / np.abs(y).max()).astype(np.float32)
-
-
-def save_debug_model(path: Path, *, seed: int = 0, thresholds=None) -> str:
-    torch.manual_seed(seed)
-    config = debug(n_tags=len(TAGS), n_genres=len(GENRES))
-    model = build_model(config)
-    with torch.no_grad():  # non-trivial batch-norm statistics, as after training
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
-        model.input_norm.running_mean.fill_(-40.0)
-        model.input_norm.running_var.fill_(400.0)
-    thresholds = np.linspace(0.3, 0.7, len(TAGS)) if thresholds is None else thresholds
-    return save_checkpoint(path, model, config=config, tags=TAGS, genres=GENRES, thresholds=thresholds,
-                           metrics={}, analysis=dataclasses.asdict(get_config().analysis))
 
 
 @pytest.fixture(scope="session")

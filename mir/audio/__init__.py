@@ -7,14 +7,16 @@ analysis rate) and raises :class:`~mir.errors.AudioError` subclasses that name t
 
 - :func:`load`, :func:`stream`: decode a whole file, or in bounded-memory blocks
 - :func:`probe`: header summary (:class:`AudioInfo`) without decoding
+- :func:`truncation`: whether a WAV, AIFF or Ogg file holds less than its header declares
 - :func:`check_samples`: validate a decoded signal
 - :func:`save`: write audio atomically
 - :func:`read_metadata`, :func:`write_metadata`: the file's text metadata (title, artist, …) through mutagen
 """
 from .formats import SUPPORTED_EXTENSIONS, AudioInfo, is_audio_path
+from .header import truncation
 from .load import load
 from .probe import probe
-from .save import save
+from .save import save, trim_trailing_silence
 from .stream import stream
 from .metadata import read_metadata, write_metadata
 from .validate import check_samples
@@ -29,5 +31,7 @@ __all__ = [
     "read_metadata",
     "save",
     "stream",
+    "trim_trailing_silence",
+    "truncation",
     "write_metadata",
 ]

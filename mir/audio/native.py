@@ -10,11 +10,22 @@ Truncated files: FLAC raises ``DecodeError`` (the decoder loses sync), and so do
 decodes clearly fewer frames than its header declares. WAV/AIFF and Ogg (Vorbis, Opus) load the
 frames present: libsndfile takes their length from what is on disk (the WAV data size trimmed to
 the bytes there, the position of Ogg's last complete page), so the loss cannot be seen from here.
-An Ogg cut before any page with a position has no frames and fails as empty audio.
+An Ogg cut before any page with a position has no frames and fails as empty audio;
+:func:`mir.audio.header.truncation` reads their declared length to tell.
+
+Decoder chatter: mpg123 (libsndfile's MP3 decoder) prints notes such as ``Note: Illegal
+Audio-MPEG-Header`` straight to the process's standard error. Opening and reading capture file
+descriptor 2 meanwhile: the notes join the message of a :class:`DecodeError` raised there, and are
+logged at debug level otherwise (the capture is process-wide, so other threads' output to
+standard error in those moments is captured too).
 """
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import sys
+import tempfile
 from typing import Iterator
 
 import numpy as np
@@ -24,6 +35,8 @@ from ..errors import ChannelLayoutError, DecodeError, MissingDecoderError, Param
 from . import ffmpeg
 from .formats import FFMPEG_EXTENSIONS, NATIVE_EXTENSIONS, extension, format_from_extension
 from .validate import check_layout
+
+log = logging.getLogger(__name__)
 
 # libsndfile error codes SFE_CHANNEL_COUNT_ZERO, SFE_CHANNEL_COUNT, SFE_BAD_CHANNEL_COUNT
 _CHANNEL_ERRORS = frozenset({32, 33, 34})
@@ -49,11 +62,12 @@ def open_soundfile(path: str) -> Iterator[sf.SoundFile | None]:
 
     Raises the matching ``AudioError`` when neither libsndfile nor ffmpeg can take the file.
     """
-    try:
-        f = SequentialSoundFile(path)
-    except sf.SoundFileError as exc:
-        _require_ffmpeg(path, exc)
-        f = None
+    with decoder_notes(path):
+        try:
+            f = SequentialSoundFile(_os_name(path))
+        except sf.SoundFileError as exc:
+            _require_ffmpeg(path, exc)
+            f = None
     if f is None:
         yield None
     else:
@@ -84,10 +98,55 @@ def seek_span(f: sf.SoundFile, path: str, offset: float, duration: float | None)
 
 def read(f: sf.SoundFile, path: str, frames: int, out: np.ndarray | None = None) -> np.ndarray:
     """Read up to ``frames`` frames as float32 [shape=(n, channels)], into ``out`` when given."""
+    with decoder_notes(path) if f.format == "MP3" else contextlib.nullcontext():
+        try:
+            return f.read(frames, dtype="float32", always_2d=True, out=None if out is None else out[:frames])
+        except sf.SoundFileError as exc:
+            raise DecodeError(path, f"decoding failed ({_reason(exc)})", "the file is truncated or corrupt") from None
+
+
+@contextlib.contextmanager
+def decoder_notes(path: str) -> Iterator[None]:
+    """Capture what C decoders write to file descriptor 2 inside the block (see the module docstring)."""
+    with contextlib.suppress(Exception):  # sys.stderr may be replaced by an object without a flush
+        sys.stderr.flush()
     try:
-        return f.read(frames, dtype="float32", always_2d=True, out=None if out is None else out[:frames])
-    except sf.SoundFileError as exc:
-        raise DecodeError(path, f"decoding failed ({_reason(exc)})", "the file is truncated or corrupt") from None
+        saved = os.dup(2)
+    except OSError:  # no standard error to capture
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+        except DecodeError as exc:
+            notes = _notes(tmp)
+            if notes:
+                raise DecodeError(exc.path, f"{exc.problem}; decoder: {notes}", exc.hint) from None
+            raise
+        notes = _notes(tmp)
+        if notes:
+            log.debug("%s: decoder: %s", path, notes)
+
+
+def _notes(tmp) -> str:
+    tmp.seek(0)
+    lines = tmp.read(4096).decode("utf-8", "replace").splitlines()
+    return " / ".join(dict.fromkeys(line.strip() for line in lines if line.strip()))
+
+
+def _os_name(path: str) -> str | bytes:
+    """``path`` as libsndfile can open it: file names that are not valid UTF-8 (read by Python with
+    surrogate escapes) go as the original bytes."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
 
 
 def check_complete(path: str, got: int, expected: int) -> None:

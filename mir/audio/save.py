@@ -112,3 +112,16 @@ def _as_frames(path: str, y: np.ndarray, sr: int) -> np.ndarray:
                              f"got dtype={y.dtype}, shape={y.shape}")
     check_finite(y.ravel(), sr=sr, path=path)
     return np.ascontiguousarray(y.reshape(1, -1).T if y.ndim == 1 else y.T)
+
+
+def trim_trailing_silence(path: str | os.PathLike, *, floor: float = 1e-4, keep: float = 0.5) -> bool:
+    """Cut the digital silence after the last sample above ``floor`` (keeping ``keep`` seconds of release),
+    rewriting ``path`` atomically as FLAC; True when something was cut. Tracker-module renders leave such
+    tails (a render of ``pingus-2.it`` holds 22 s of music and 70 s of zeros)."""
+    y, sr = sf.read(os.fspath(path), dtype="float32", always_2d=True)
+    loud = np.flatnonzero(np.abs(y).max(axis=1) > floor)
+    end = 0 if loud.size == 0 else min(len(y), int(loud[-1]) + 1 + int(sr * keep))
+    if end >= len(y):
+        return False
+    save(path, y[:end].T, sr, format="flac")
+    return True

@@ -13,10 +13,11 @@ import time
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ..config import AnalysisConfig, get_config
-from ..errors import MirError
+from ..errors import MirError, ParameterError
 from .library import Library
 from .store import ArrayStore
 from ..parallel import limit_threads, process_pool
@@ -34,10 +35,13 @@ class AnalyzeReport:
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     failures: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         rt = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
         s = f"{self.done} tracks analysed, {self.failed} failed, {self.todo - self.done - self.failed} left"
+        if self.warnings:
+            s += f", {len(self.warnings)} with warnings"
         if self.skipped_failed:
             s += f", {self.skipped_failed} skipped after earlier failures (--retry-failed to retry)"
         if self.done:
@@ -70,20 +74,55 @@ def analyze_file(path: str, content_hash: str, stages: dict[str, str], lib_root:
 
             analyzer = TrackAnalyzer(sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
                                      n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, on_frames=on_frames)
+            level = _Level()
             for block in audio.stream(path, sr=cfg.sample_rate, block_seconds=cfg.stream_block_seconds):
+                level.update(block)
                 analyzer.update(block)
             desc = analyzer.finalize()
+        warning = None
+        if level.offset_only(cfg.silence_peak):
+            warning = {"warning": "no_sound", "message": f"{path}: the signal is a constant offset "
+                       f"({level.mean:+.3g}) with no sound, so no key (check the recording)"}
+            desc.update(key=None, mode=None, key_confidence=float("nan"))
         rows: dict[str, dict] = {}
         if "descriptors" in stages:
             rows["descriptors"] = {"hash": content_hash, **{k: desc[k] for k in sorted(desc)}}
         if want_logmel:
             rows["logmel"] = {"hash": content_hash, "frames": int(frames["n"])}
-        return {"rows": rows, "failure": None, "duration": float(desc.get("duration", 0.0))}
+        return {"rows": rows, "failure": None, "warning": warning, "duration": float(desc.get("duration", 0.0))}
     except MirError as exc:
         return {"rows": {}, "failure": {"error": type(exc).__name__, "message": str(exc)}, "duration": 0.0}
     except Exception as exc:  # a bug or a library crash on one file must not stop the batch
         return {"rows": {}, "failure": {"error": type(exc).__name__, "message": f"{path}: unexpected error: {exc}"},
                 "duration": 0.0}
+
+
+class _Level:
+    """Running mean and spread of a streamed signal, to tell a constant offset (DC) from sound.
+
+    The spread of a block is the range of its central 99% of samples: the resampler's ringing
+    at the start and end of a constant signal is left out. The resampler's last few samples
+    come as a short block of their own: blocks shorter than ``TAIL`` after the first are skipped.
+    """
+
+    TAIL = 4096
+
+    def __init__(self):
+        self.n, self.total, self.spread = 0, 0.0, 0.0
+
+    def update(self, y: np.ndarray) -> None:
+        if y.size and (y.size >= self.TAIL or not self.n):
+            lo, hi = np.percentile(y, [0.5, 99.5])
+            self.spread = max(self.spread, float(hi - lo))
+        self.n, self.total = self.n + y.size, self.total + float(y.sum(dtype=np.float64))
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else 0.0
+
+    def offset_only(self, silence_peak: float) -> bool:
+        """True when the signal is a non-zero constant: no more variation than ``silence_peak``."""
+        return self.n > 0 and self.spread <= silence_peak and abs(self.mean) > silence_peak
 
 
 def plan(lib: Library, versions: dict[str, str], *, retry_failed: bool = False) -> tuple[list[tuple], int]:
@@ -116,6 +155,8 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
 
     conf = get_config()
     cfg = cfg or conf.analysis
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ParameterError(f"workers must be None (every core) or a whole number >= 1, got workers={workers!r}")
     workers = workers or conf.runtime.workers or os.cpu_count() or 1
     flush_every = flush_every or conf.runtime.flush_every
     flush_seconds = conf.runtime.flush_seconds if flush_seconds is None else flush_seconds
@@ -127,6 +168,7 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
         report.todo = len(todo)
         pending_rows: dict[str, list[dict]] = {s: [] for s in versions}
         pending_fail: list[dict] = []
+        pending_warn: list[dict] = []
         last_flush = time.monotonic()
 
         def flush():
@@ -137,6 +179,8 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
                     rows.clear()
             lib.record_failures(pending_fail)
             pending_fail.clear()
+            lib.record_warnings(pending_warn)
+            pending_warn.clear()
             last_flush = time.monotonic()
 
         def collect(item, result, bar):
@@ -153,6 +197,10 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
             else:
                 report.done += 1
                 report.audio_seconds += result["duration"]
+                if result.get("warning") and "descriptors" in stages:
+                    pending_warn.append({"hash": h, "track_id": track_id, "path": path, "stage": "descriptors",
+                                         "version": stages["descriptors"], **result["warning"]})
+                    report.warnings.append(result["warning"]["message"])
             bar.update(1)
             n_pending = sum(map(len, pending_rows.values())) + len(pending_fail)
             if n_pending >= flush_every or time.monotonic() - last_flush > flush_seconds:
@@ -186,6 +234,7 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
                                     running[pool.submit(analyze_file, nxt[2], nxt[1], nxt[3], str(lib.root), cfg)] = nxt
             finally:
                 flush()  # whatever finished is kept, also on Ctrl-C
+                bar.set_postfix_str(f"{report.done} done, {report.failed} failed")  # stays as a summary
         for s, v in versions.items():
             lib.stages.table(s, v).compact()
     report.wall_seconds = time.monotonic() - start

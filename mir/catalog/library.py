@@ -7,7 +7,9 @@ Layout (all tables Parquet, every write atomic)::
     LIB/tracks.parquet               one row per distinct content (track), with file tags
     LIB/stages/<stage>/<version>/    analysis results, see :mod:`mir.catalog.store`
     LIB/arrays/<stage>/<version>/    per-track arrays (log-mel spectrograms)
-    LIB/failures/                    one row per (content hash, stage, version) that failed
+    LIB/failures/                    one row per (content hash, stage, version) that failed, and per
+                                     path that could not be scanned
+    LIB/warnings/                    one row per (content hash, stage, kind) that was analysed with a caveat
     LIB/aliases.parquet              bytes hash -> track hash, for files whose tags mir rewrote
 
 The library never stores audio; it points at files by absolute path and knows them by hash.
@@ -29,7 +31,7 @@ import pandas as pd
 from .. import __version__, atomic, audio
 from ..config import get_config
 from ..errors import AudioError, CatalogError, ParameterError, TrackNotFoundError
-from .scan import FileStat, content_hash, track_id_of, walk_audio
+from .scan import FileStat, Unreadable, content_hash, track_id_of, walk_audio
 from .stages import DESCRIPTOR_COLUMNS, stage_versions
 from .store import ArrayStore, PartTable, StageStore
 
@@ -40,6 +42,7 @@ TRACK_COLUMNS = [
 ]
 FILE_COLUMNS = ["path", "hash", "size", "mtime_ns"]
 FAILURE_COLUMNS = ["hash", "track_id", "path", "stage", "version", "error", "message"]
+WARNING_COLUMNS = ["hash", "track_id", "path", "stage", "version", "warning", "message"]
 ALIAS_COLUMNS = ["bytes_hash", "hash"]
 
 
@@ -52,14 +55,18 @@ class ScanReport:
     missing: int = 0
     restored: int = 0
     duplicates: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, message), new this scan
+    failed_before: int = 0  # unchanged files that failed an earlier scan
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
 
     def summary(self) -> str:
         s = (f"{self.files} audio files seen, {self.hashed} hashed, {self.new_tracks} new tracks, "
              f"{self.moved} moved/renamed, {self.missing} newly missing, {self.restored} back again, "
              f"{self.duplicates} duplicate copies")
-        if self.failures:
-            s += f", {len(self.failures)} unreadable (see `mir failures`)"
+        if self.failures or self.failed_before:
+            s += f", {len(self.failures) + self.failed_before} unreadable (see `mir failures`)"
+        if self.warnings:
+            s += f", {len(self.warnings)} with warnings"
         return s
 
 
@@ -92,7 +99,8 @@ class Library:
                                f"this mir ({__version__}) reads version {FORMAT_VERSION}")
         self.stages = StageStore(self.root / "stages")
         self.arrays = ArrayStore(self.root / "arrays")
-        self._failures = PartTable(self.root / "failures", key=["hash", "stage", "version"])
+        self._failures = PartTable(self.root / "failures", key=["hash", "path", "stage", "version"])
+        self._warnings = PartTable(self.root / "warnings", key=["hash", "stage", "version", "warning"])
 
     @classmethod
     def open_or_create(cls, root: str | os.PathLike) -> "Library":
@@ -185,36 +193,62 @@ class Library:
         atomic.write_parquet(self.root / "files.parquet", files.sort_values("path").reset_index(drop=True))
         atomic.write_parquet(self.root / "tracks.parquet", tracks.sort_values("track_id").reset_index(drop=True))
 
-    # --- failures --------------------------------------------------------------------------
+    # --- failures and warnings --------------------------------------------------------------
     def failures(self) -> pd.DataFrame:
-        """Failures still standing: (hash, stage, version) that failed and has not succeeded since."""
+        """Failures still standing, one row per (hash, stage, version), and per path for the scan.
+
+        An analysis failure stands until that stage succeeds for the content. A scan failure
+        stands while its path exists and is not a file of a known track (the file was fixed,
+        replaced or removed); rows without a hash are paths that could not be read at all.
+        """
         frame = self._failures.read()
         if frame.empty:
             return _empty(FAILURE_COLUMNS)
-        keep = []
+        frame = frame.reindex(columns=FAILURE_COLUMNS)
+        is_scan = (frame["stage"] == "scan").to_numpy()
+        scans = frame[is_scan].drop_duplicates(subset=["path"], keep="last")
+        stages = frame[~is_scan].drop_duplicates(subset=["hash", "stage", "version"], keep="last")
         track_hashes = set(self.tracks()["hash"])
+        file_hash = dict(zip(*(self.files()[c] for c in ("path", "hash"))))
+        keep_scan = [file_hash.get(p) not in track_hashes and _exists(p) for p in scans["path"]]
         done_cache: dict[tuple[str, str], set] = {}
-        for row in frame.itertuples(index=False):
-            if row.stage == "scan":
-                keep.append(row.hash not in track_hashes)
-                continue
+        keep_stage = []
+        for row in stages.itertuples(index=False):
             key = (row.stage, row.version)
             if key not in done_cache:
                 done_cache[key] = self.stages.table(*key).keys()
-            keep.append(row.hash not in done_cache[key])
-        return frame[keep].reset_index(drop=True)
+            keep_stage.append(row.hash not in done_cache[key])
+        out = pd.concat([scans[keep_scan], _per_file(stages[keep_stage], self.files())], ignore_index=True)
+        return out.sort_values(["stage", "path"], kind="stable").reset_index(drop=True)
 
     def record_failures(self, rows: list[dict]) -> None:
         if rows:
             self._failures.append(pd.DataFrame(rows, columns=FAILURE_COLUMNS))
+
+    def warnings(self) -> pd.DataFrame:
+        """Warnings of present tracks: analysed, but with a caveat (a truncated file, no sound)."""
+        frame = self._warnings.read()
+        if frame.empty:
+            return _empty(WARNING_COLUMNS)
+        versions = stage_versions()
+        current = [st == "scan" or versions.get(st) == v for st, v in zip(frame["stage"], frame["version"])]
+        present = set(self.tracks(include_missing=False)["hash"])
+        frame = frame[current & frame["hash"].isin(present).to_numpy()].reindex(columns=WARNING_COLUMNS)
+        return _per_file(frame, self.files()).sort_values("path", kind="stable").reset_index(drop=True)
+
+    def record_warnings(self, rows: list[dict]) -> None:
+        if rows:
+            self._warnings.append(pd.DataFrame(rows, columns=WARNING_COLUMNS))
 
     # --- scanning --------------------------------------------------------------------------
     def scan(self, paths: Iterable[str | os.PathLike], *, progress: bool = False,
              checkpoint_every: int | None = None, checkpoint_seconds: float | None = None) -> ScanReport:
         """Add new audio under ``paths``, follow moved files, mark vanished ones missing.
 
-        Unchanged files (same path, size and mtime) are not re-read. Progress is checkpointed,
-        so a killed scan resumes where it stopped and ends with the same tables.
+        Unchanged files (same path, size and mtime) are not re-read. Progress is checkpointed
+        (also when the scan stops on an error or Ctrl-C), so a killed scan resumes where it
+        stopped and ends with the same tables. Every audio-named path that cannot become a track
+        is a failure row naming it, each copy of bad content included.
         """
         from tqdm import tqdm
 
@@ -222,61 +256,49 @@ class Library:
         checkpoint_every = checkpoint_every or runtime.flush_every
         checkpoint_seconds = runtime.flush_seconds if checkpoint_seconds is None else checkpoint_seconds
         with self.lock():
-            report = ScanReport()
-            old_files = self.files()
-            known = {r.path: r for r in old_files.itertuples(index=False)}
-            tracks = {r["hash"]: r for r in self.tracks().to_dict("records")}
-            aliases = self.aliases()
-            scan_failed = {h for h, s in zip(*(self._failures.read(columns=["hash", "stage"])[c] for c in ("hash", "stage")))
-                           if s == "scan"} if self._failures.parts() else set()
-            seen: dict[str, dict] = {}
-            last = time.monotonic()
-            since = 0
-            stats = list(walk_audio(paths))
-            for fs in tqdm(stats, desc="scan", unit="file", disable=not progress):
-                report.files += 1
-                old = known.get(fs.path)
-                if old is not None and old.size == fs.size and old.mtime_ns == fs.mtime_ns:
-                    h = old.hash
-                else:
-                    try:
-                        h = content_hash(fs.path)
-                        h = aliases.get(h, h)
-                    except OSError as exc:
-                        report.failures.append((fs.path, str(exc)))
-                        continue
-                    report.hashed += 1
-                seen[fs.path] = {"path": fs.path, "hash": h, "size": fs.size, "mtime_ns": fs.mtime_ns}
-                if h not in tracks and h not in scan_failed:
-                    row = self._describe_file(fs, h, report)
-                    if row is None:
-                        scan_failed.add(h)
-                    else:
-                        tracks[h] = row
-                        report.new_tracks += 1
-                        since += 1
-                if since >= checkpoint_every or (since and time.monotonic() - last > checkpoint_seconds):
-                    self._write_tables(*self._merge(old_files, seen, tracks, report, final=False))
-                    since, last = 0, time.monotonic()
-            self._write_tables(*self._merge(old_files, seen, tracks, report, final=True))
-            return report
+            walk = _Walk(self)
+            since, last = 0, time.monotonic()
+            try:
+                stats = list(walk_audio(paths))
+                with tqdm(total=len(stats), desc="scan", unit="file", disable=not progress) as bar:
+                    for fs in stats:
+                        since += walk.add(fs)
+                        bar.update(1)
+                        if since >= checkpoint_every or (since and time.monotonic() - last > checkpoint_seconds):
+                            walk.checkpoint(final=False)
+                            since, last = 0, time.monotonic()
+                    # the bar stays on screen as a one-line summary
+                    bar.set_postfix_str(f"{walk.report.new_tracks} new, {len(walk.report.failures)} unreadable")
+            except BaseException:
+                with contextlib.suppress(Exception):  # keep the work done; the original error goes on
+                    walk.checkpoint(final=False)
+                raise
+            walk.checkpoint(final=True)
+            if len(self._failures.parts()) > 16:
+                self._failures.compact()
+            return walk.report
 
-    def _describe_file(self, fs: FileStat, h: str, report: ScanReport) -> dict | None:
+    def _describe_file(self, fs: FileStat, h: str) -> tuple[dict | None, dict | None, dict | None]:
+        """``(track row, failure row, warning row)`` of a new file's content (one of the first two is None)."""
+        base = {"hash": h, "track_id": track_id_of(h), "path": fs.path, "stage": "scan", "version": "1"}
         try:
             info = audio.probe(fs.path)
             tags = audio.read_metadata(fs.path)
         except AudioError as exc:
-            report.failures.append((fs.path, str(exc)))
-            self.record_failures([{"hash": h, "track_id": track_id_of(h), "path": fs.path, "stage": "scan",
-                                   "version": "1", "error": type(exc).__name__, "message": str(exc)}])
-            return None
-        return {
+            return None, {**base, "error": type(exc).__name__, "message": str(exc)}, None
+        except Exception as exc:  # a decoder or tag-reader bug on one file must not stop the scan
+            return None, {**base, "error": type(exc).__name__,
+                          "message": f"{fs.path}: unexpected error reading the file: {exc}"}, None
+        row = {
             "track_id": track_id_of(h), "hash": h, "path": fs.path, "n_files": 1, "status": "ok",
             "format": info.format, "subtype": info.subtype, "duration": float(info.duration),
             "sample_rate": int(info.sample_rate), "channels": int(info.channels), "size": int(fs.size),
             "title": tags.get("title"), "artist": tags.get("artist"), "album": tags.get("album"),
             "genre": tags.get("genre"), "year": tags.get("year"),
         }
+        cut = audio.truncation(fs.path, info.format, info.frames)
+        warning = {**base, "warning": "truncated", "message": f"{fs.path}: truncated: {cut} (copy or download the file again)"}
+        return row, None, warning if cut else None
 
     def _merge(self, old_files: pd.DataFrame, seen: dict[str, dict], tracks: dict[str, dict],
                report: ScanReport, *, final: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -345,6 +367,7 @@ class Library:
             "analysed": {s: int(present["hash"].isin(self.stages.table(s, v).keys()).sum())
                          for s, v in versions.items()},
             "failures": int(len(self.failures())),
+            "warnings": int(len(self.warnings())),
         }
 
     def export(self, path: str | os.PathLike, *, fmt: str | None = None) -> Path:
@@ -359,9 +382,114 @@ class Library:
         writers = {
             "csv": lambda tmp: flat.to_csv(tmp, index=False),
             "parquet": lambda tmp: frame.to_parquet(tmp, index=False),
-            "json": lambda tmp: frame.to_json(tmp, orient="records", indent=1),
+            "json": lambda tmp: tmp.write_text(_json_records(frame), encoding="utf-8"),
         }
         if fmt not in writers:
             raise ParameterError(f"export format {fmt!r} is not supported; use one of {sorted(writers)}")
         atomic.write_with(path, writers[fmt])
         return path
+
+
+def _json_records(frame: pd.DataFrame) -> str:
+    """``frame`` as a JSON list of row objects: NaN as null, and ``/`` written plainly (pandas
+    escapes it as ``\\/``)."""
+    return json.dumps(json.loads(frame.to_json(orient="records")), indent=1, ensure_ascii=False) + "\n"
+
+
+def _per_file(frame: pd.DataFrame, files: pd.DataFrame) -> pd.DataFrame:
+    """Rows about content (by hash) repeated for every file that holds it, each naming its own path."""
+    paths: dict[str, list[str]] = {}
+    for p, h in zip(files["path"], files["hash"]):
+        paths.setdefault(h, []).append(p)
+    rows = []
+    for row in frame.to_dict("records"):
+        for p in sorted(paths.get(row["hash"], [])) or [row["path"]]:
+            message = row["message"]
+            if p != row["path"] and isinstance(message, str) and message.startswith(f"{row['path']}: "):
+                message = f"{p}: " + message[len(row["path"]) + 2:]
+            rows.append({**row, "path": p, "message": message})
+    return pd.DataFrame(rows, columns=frame.columns)
+
+
+def _exists(path: str) -> bool:
+    """True when ``path`` (or, for a stored name with ``\\xNN`` escapes, its original bytes) exists."""
+    if os.path.lexists(path):
+        return True
+    if "\\x" in path:
+        import codecs
+
+        with contextlib.suppress(ValueError, UnicodeError):
+            return os.path.lexists(os.fsdecode(codecs.escape_decode(path.encode("utf-8"))[0]))
+    return False
+
+
+class _Walk:
+    """The state of one scan: files seen, tracks known, failure and warning rows not yet saved."""
+
+    def __init__(self, lib: Library):
+        self.lib = lib
+        self.report = ScanReport()
+        self.old_files = lib.files()
+        self.known = {r.path: r for r in self.old_files.itertuples(index=False)}
+        self.tracks = {r["hash"]: r for r in lib.tracks().to_dict("records")}
+        self.aliases = lib.aliases()
+        failed = lib._failures.read(columns=["hash", "path", "stage"])
+        scan_rows = failed[failed["stage"] == "scan"]
+        self.failed_paths = dict(zip(scan_rows["path"], scan_rows["hash"]))  # path -> hash it failed with ("": unread)
+        self.seen: dict[str, dict] = {}
+        self.pending_failures: list[dict] = []
+        self.pending_warnings: list[dict] = []
+
+    def add(self, fs: FileStat | Unreadable) -> int:
+        """Take one walked entry; returns 1 when it made a new track."""
+        report = self.report
+        report.files += 1
+        if isinstance(fs, Unreadable):
+            if self.failed_paths.get(fs.path) == "":
+                report.failed_before += 1
+                return 0
+            self._fail({"hash": "", "track_id": "", "path": fs.path, "stage": "scan", "version": "1",
+                        "error": "Unreadable", "message": fs.message})
+            return 0
+        old = self.known.get(fs.path)
+        if old is not None and old.size == fs.size and old.mtime_ns == fs.mtime_ns:
+            h = old.hash
+        else:
+            try:
+                h = content_hash(fs.path)
+            except OSError as exc:
+                self._fail({"hash": "", "track_id": "", "path": fs.path, "stage": "scan", "version": "1",
+                            "error": type(exc).__name__, "message": f"{fs.path}: cannot be read: {exc.strerror} "
+                            "(check the file and its permissions)"})
+                return 0
+            h = self.aliases.get(h, h)
+            report.hashed += 1
+        self.seen[fs.path] = {"path": fs.path, "hash": h, "size": fs.size, "mtime_ns": fs.mtime_ns}
+        if h in self.tracks:
+            return 0
+        if self.failed_paths.get(fs.path) == h:
+            report.failed_before += 1
+            return 0  # this very file failed before and has not changed: not read again
+        row, failure, warning = self.lib._describe_file(fs, h)
+        if failure is not None:
+            self._fail(failure)
+            return 0
+        self.tracks[h] = row
+        report.new_tracks += 1
+        if warning is not None:
+            report.warnings.append((fs.path, warning["message"]))
+            self.pending_warnings.append(warning)
+        return 1
+
+    def _fail(self, row: dict) -> None:
+        self.report.failures.append((row["path"], row["message"]))
+        self.failed_paths[row["path"]] = row["hash"]
+        self.pending_failures.append(row)
+
+    def checkpoint(self, *, final: bool) -> None:
+        """Save the tables, failures and warnings so far (atomically)."""
+        self.lib.record_failures(self.pending_failures)
+        self.pending_failures.clear()
+        self.lib.record_warnings(self.pending_warnings)
+        self.pending_warnings.clear()
+        self.lib._write_tables(*self.lib._merge(self.old_files, self.seen, self.tracks, self.report, final=final))

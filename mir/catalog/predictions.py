@@ -79,7 +79,7 @@ def resolve_model(lib: Library, model: str | os.PathLike | None = None, *, tagge
         if not tagged:
             from ..models.checkpoint import default_checkpoint
 
-            return ModelRef(default_checkpoint())
+            return ModelRef(library_model(lib) or default_checkpoint())
         if not names:
             raise CatalogError(f"library {str(lib.root)!r} has no tagged tracks; run `mir tag {lib.root}` first")
         return _tagged_ref(lib, names[0])
@@ -100,6 +100,32 @@ def resolve_model(lib: Library, model: str | os.PathLike | None = None, *, tagge
         raise CatalogError(f"model {ref.model_id} ({text}) has not tagged library {str(lib.root)!r}; "
                            f"run `mir tag {lib.root} --model {text}` first")
     return ref
+
+
+LIBRARY_MODEL = Path("models") / "library-model.json"  # the library's own model (mir adapt), under LIB
+
+
+def library_model(lib: Library) -> Path | None:
+    """The checkpoint recorded as ``lib``'s own model (by ``mir adapt``), or None: then the packaged default."""
+    record = lib.root / LIBRARY_MODEL
+    if not record.is_file():
+        return None
+    try:
+        path = lib.root / json.loads(record.read_text())["checkpoint"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CatalogError(f"{record} is not a library-model record ({exc}); delete it to use the default model") from None
+    if not path.is_file():
+        raise CatalogError(f"{record} names {path}, which does not exist; run `mir adapt {lib.root}` again "
+                           "or delete the record to use the default model")
+    return path
+
+
+def set_library_model(lib: Library, checkpoint: str | os.PathLike, **info) -> None:
+    """Record ``checkpoint`` (inside ``lib``) as the model ``mir tag`` and ``mir index`` use for ``lib`` from now on."""
+    from ..atomic import write_text
+
+    rel = Path(checkpoint).resolve().relative_to(lib.root)
+    write_text(lib.root / LIBRARY_MODEL, json.dumps({"checkpoint": str(rel), **info}, indent=1))
 
 
 def resolve_model_id(lib: Library, model: str | os.PathLike | None = None) -> str:

@@ -68,17 +68,20 @@ class PartTable:
         return path
 
     def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """The de-duplicated rows; ``columns`` selects columns (the key columns are read anyway)."""
         parts = self.parts()
         if not parts:
             return pd.DataFrame(columns=columns or self.key)
+        wanted = None if columns is None else list(dict.fromkeys([*self.key, *columns]))
         frames = []
         for p in parts:
             try:
-                frames.append(pd.read_parquet(p, columns=columns))
+                frames.append(pd.read_parquet(p, columns=wanted))
             except Exception as exc:  # an atomic write can't leave a torn part; say which file if it happens
                 raise CatalogError(f"cannot read cache part {p}: {exc}; delete it and re-run the job") from exc
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        return frame.drop_duplicates(subset=self.key, keep="last").reset_index(drop=True)
+        frame = frame.drop_duplicates(subset=self.key, keep="last").reset_index(drop=True)
+        return frame if columns is None else frame[columns]
 
     def keys(self) -> set:
         frame = self.read(columns=self.key)

@@ -1,6 +1,8 @@
 """`mir dataset`: build the built-in demo collection offline, or describe a built one.
 
     mir dataset build NAME --size tiny|demo|full --out DIR [--seed N] [--workers N] [--quiet]
+    mir dataset build realmusic --out DIR [--packages P,P,...] [--quiet]
+    mir dataset build nonmusic --out DIR --realmusic DIR [--seed N] [--quiet]
     mir dataset info DIR
     mir dataset list
 """
@@ -17,12 +19,16 @@ def register(subparsers) -> None:
 
     b = sub.add_parser("build", help="render a dataset into a folder (resumes when interrupted)")
     b.add_argument("name", help="dataset name (see `mir dataset list`)")
-    b.add_argument("--size", required=True, choices=["tiny", "demo", "full"],
-                   help="tiny: 44 x 6 s clips; demo: 506 x 30 s; full: 5,060 x 30 s")
+    b.add_argument("--size", choices=["tiny", "demo", "full"],
+                   help="mirdemo only (required there): tiny: 44 x 6 s clips; demo: 506 x 30 s; full: 5,060 x 30 s")
     b.add_argument("--out", required=True, help="output folder")
     b.add_argument("--seed", type=int, default=0, help="random seed; same seed -> identical files (default 0)")
     b.add_argument("--workers", type=int, default=None, help="worker processes (default: config, 0 = all cores)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.add_argument("--packages", default=None,
+                   help="realmusic only: comma-separated subset of its Debian packages (default all)")
+    b.add_argument("--realmusic", default=None,
+                   help="nonmusic only: a built realmusic folder, whose sound-effect folders it uses")
     b.set_defaults(func=_build)
 
     i = sub.add_parser("info", help="summarise a built dataset folder")
@@ -36,8 +42,30 @@ def register(subparsers) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+REAL_DATASETS = {
+    "realmusic": "Debian game-music packages fetched with apt-get download: unlabelled real music, split by package",
+    "nonmusic": "espeak-ng speech, the realmusic packages' sound effects, silence, hum and noise, with splits",
+}
+
+
 def _build(args: argparse.Namespace) -> int:
     from ..datasets import build
+    from ..errors import ParameterError
+
+    if args.name == "realmusic":
+        from ..datasets import realmusic
+
+        packages = None if args.packages is None else [p.strip() for p in args.packages.split(",") if p.strip()]
+        print(realmusic.summary(realmusic.build(args.out, packages=packages, progress=not args.quiet)))
+        return 0
+    if args.name == "nonmusic":
+        from ..datasets import nonmusic
+
+        print(nonmusic.summary(nonmusic.build(args.out, realmusic_dir=args.realmusic, seed=args.seed,
+                                              progress=not args.quiet)))
+        return 0
+    if args.size is None:
+        raise ParameterError(f"dataset {args.name!r} needs --size tiny|demo|full")
 
     info = build(args.name, args.size, args.out, seed=args.seed, workers=args.workers, progress=not args.quiet)
     _summary(info)
@@ -45,7 +73,17 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ..datasets import info
+    from pathlib import Path
+
+    from ..datasets import info, nonmusic, realmusic
+
+    path = Path(args.dir) / "manifest.json"
+    name = json.loads(path.read_text()).get("name") if path.is_file() else None
+    if name in REAL_DATASETS:
+        module = realmusic if name == "realmusic" else nonmusic
+        manifest = module.load_manifest(args.dir)
+        print(json.dumps(manifest, indent=2, sort_keys=True) if args.json else module.summary(manifest))
+        return 0
 
     ds = info(args.dir)
     if args.json:
@@ -60,6 +98,8 @@ def _list(args: argparse.Namespace) -> int:
 
     for name, spec in sorted(REGISTRY.items()):
         print(f"{name}\t{'|'.join(spec.sizes)}\t{spec.description}")
+    for name, description in REAL_DATASETS.items():
+        print(f"{name}\t-\t{description}")
     return 0
 
 

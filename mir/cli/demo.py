@@ -186,6 +186,7 @@ def cmd_demo(args) -> int:
         print(line)
     print(f"\nnext: `mir info {lib_dir}`, `mir show {lib_dir} TRACK`, `mir similar {lib_dir} --track TRACK`, "
           f"`mir export {lib_dir} --format csv`, `mir recommend-eval {lib_dir} --events {data / 'events.parquet'}`")
+    print(f"browse it: `mir serve {lib_dir} --events {data / 'events.parquet'}`, then open http://127.0.0.1:8000/")
     return 0
 
 

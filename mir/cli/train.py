@@ -53,6 +53,8 @@ def cmd_train(args) -> int:
     data = prepare(lib, args.labels, splits=args.splits, progress=_progress(args))
     if args.track_head:
         return _train_track_head(args, data)
+    if args.ssl:
+        return _train_ssl(args, data)
     counts = data.counts()
     print(f"train: {len(data.labels)} tracks (train {counts['train']}, valid {counts['valid']}, test {counts['test']}), "
           f"{len(data.labels.tags)} tags, {len(data.labels.genres)} genres, log-mels {data.bank.nbytes / 1e6:.0f} MB "
@@ -77,6 +79,24 @@ def _train_track_head(args, data) -> int:
     print(f"train: track head on backbone {result.backbone_id}: best epoch {result.best_epoch} of "
           f"{len(result.history)} in {result.seconds:.0f} s; wrote {result.path} (model {result.model_id})")
     _print_scores(result.metrics)
+    return 0
+
+
+def _train_ssl(args, data) -> int:
+    from ..train.contrastive import SSLConfig, WaveBank, audio_paths, train_ssl
+    from ..models.checkpoint import default_checkpoint
+
+    paths = audio_paths(args.ssl)
+    bank = WaveBank.load(paths, max_seconds=args.ssl_max_seconds, progress=_progress(args),
+                         log=lambda line: print(f"train: {line}", flush=True))
+    print(f"train: contrastive on {len(bank)} tracks ({bank.seconds / 3600:.2f} h) from {args.ssl}, replaying "
+          f"{len(data.index('train'))} labelled training tracks; {args.steps} steps", flush=True)
+    config = SSLConfig(steps=args.steps, batch_size=args.ssl_batch, supervised_weight=args.supervised_weight,
+                       seed=args.seed, lr=args.ssl_lr)
+    result = train_ssl(args.base or default_checkpoint(), bank, args.out, config=config, replay=data,
+                       progress=_progress(args), log=lambda line: print(f"train: {line}", flush=True))
+    print(f"train: wrote {result.path} (model {result.model_id}) in {result.seconds:.0f} s; train a track head "
+          f"on it with --track-head {result.path}")
     return 0
 
 
@@ -129,6 +149,18 @@ def register(sub) -> None:
     p.add_argument("--track-head", default=None, metavar="BACKBONE",
                    help="instead of training a CNN, train a track-level head (pooled chunk outputs + chroma, "
                         "rhythm and tempo descriptors) on this trained checkpoint's frozen backbone")
+    s = p.add_argument_group("self-supervised (contrastive) training on unlabelled audio, with LIB's labels replayed")
+    s.add_argument("--ssl", default=None, metavar="DIR|LIB",
+                   help="fine-tune a model's backbone contrastively on this unlabelled audio: a corpus from `mir dataset "
+                        "build` (its train split), a library, or any folder of audio files")
+    s.add_argument("--base", default=None, metavar="MODEL", help="checkpoint to start from (default: the shipped model)")
+    s.add_argument("--steps", type=int, default=1000, help="contrastive steps (default 1000)")
+    s.add_argument("--ssl-batch", type=int, default=32, metavar="N", help="tracks per step, two views each (default 32)")
+    s.add_argument("--ssl-lr", type=float, default=3e-4, help="AdamW learning rate (default 3e-4)")
+    s.add_argument("--supervised-weight", type=float, default=1.0, metavar="W",
+                   help="weight of the replayed supervised loss on LIB's labelled tracks (0: none; default 1)")
+    s.add_argument("--ssl-max-seconds", type=float, default=None, metavar="S",
+                   help="decode at most S seconds of each track (bounds memory; default: whole tracks)")
     p.add_argument("--track-hidden", type=int, default=128, metavar="N", help="width of the track head (default 128)")
     p.add_argument("--seed", type=int, default=0)
     again = p.add_mutually_exclusive_group()

@@ -173,16 +173,17 @@ _MAJOR = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009
 _MINOR = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052])
 
 
-def _zscore(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def _centred_unit(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``x`` minus its mean, divided by its norm, along ``axis`` (a dot product of two such is Pearson's r)."""
     x = x - x.mean(axis=axis, keepdims=True)
     return x / np.linalg.norm(x, axis=axis, keepdims=True)
 
 
 @functools.lru_cache(maxsize=1)
 def key_templates() -> np.ndarray:
-    """24 z-scored profiles [shape=(24, 12)]: rows 0-11 major on C..B, rows 12-23 minor."""
+    """24 centred unit-norm profiles [shape=(24, 12)]: rows 0-11 major on C..B, rows 12-23 minor."""
     rows = [np.roll(p, t) for p in (_MAJOR, _MINOR) for t in range(12)]
-    return _zscore(np.array(rows))
+    return _centred_unit(np.array(rows))
 
 
 def key_from_chroma(chroma: np.ndarray) -> tuple[str, str, float]:

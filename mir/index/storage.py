@@ -51,12 +51,13 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     if not path.exists():
         raise CatalogError(f"no saved index in {str(folder)!r} (no {MANIFEST})")
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CatalogError(f"{path} is unreadable ({exc}); delete the folder and build the index again") from None
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+    head = manifest if isinstance(manifest, dict) else {}
+    if head.get("format") != FORMAT or head.get("format_version") != FORMAT_VERSION:
         raise CatalogError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} manifest "
-                           f"(format {manifest.get('format')!r} v{manifest.get('format_version')!r}); build the index again")
+                           f"(format {head.get('format')!r} v{head.get('format_version')!r}); build the index again")
     return manifest
 
 

@@ -249,64 +249,14 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     vs its stored ``model_id``).
     """
     path = Path(path)
-    if not path.exists():
-        raise ModelError(f"{path}: model checkpoint not found")
-    if not path.is_file():
-        raise ModelError(f"{path}: model checkpoint path is not a file")
+    payload = _read_payload(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt zip, truncated file, foreign pickle, unsafe globals …
-        raise ModelError(f"{path}: cannot read model checkpoint ({_load_failure(exc)})") from None
-
-    def bad(problem: str) -> ModelError:
-        return ModelError(f"{path}: {problem}")
-
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise bad(f"not a mir tagger checkpoint (format {found!r}, expected {FORMAT!r})")
-    version = payload.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise bad(f"invalid checkpoint format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise bad(
-            f"checkpoint format {version} was written by a newer mir ({payload.get('mir_version')}); "
-            f"this mir reads format ≤ {FORMAT_VERSION}: upgrade mir"
-        )
-    missing = [k for k in _REQUIRED if k not in payload]
-    if missing:
-        raise bad(f"checkpoint lacks field(s) {missing}")
-    try:
-        config = ModelConfig.from_dict(payload["config"])
-    except ModelError as exc:
-        raise bad(str(exc)) from None
-    state = payload["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise bad("state_dict is not a mapping of tensors")
-    for what, head in (("tags", "tag_head.weight"), ("genres", "genre_head.weight")):
-        names = payload[what]
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise bad(f"{what} is not a list of names")
-        rows = state[head].shape[0] if head in state else None
-        n_cfg = config.n_tags if what == "tags" else config.n_genres
-        if len(names) != rows or len(names) != n_cfg:
-            raise bad(
-                f"vocabulary size mismatch: {len(names)} {what} but the weights have {rows} "
-                f"{what} outputs and the config says {n_cfg}"
-            )
-    model = build_model(config)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise bad(f"weights do not match the stored config: {str(exc).splitlines()[0]}") from None
-    stored_id = payload["model_id"]
-    if model_id(state, config) != stored_id:
-        raise bad(f"contents do not match the stored model_id {stored_id!r} (file edited or damaged)")
-    thresholds = np.asarray(payload["thresholds"], dtype=np.float64)
-    if thresholds.shape != (config.n_tags,):
-        raise bad(f"thresholds have shape {thresholds.shape}, expected ({config.n_tags},)")
-    for key in ("metrics", "analysis", "extra"):
-        if not isinstance(payload[key], dict):
-            raise bad(f"{key} is not a mapping")
+        _check_format(payload)
+        config, state = _config_and_state(payload)
+        model = _restore(payload, config, state)
+        thresholds = _check_rest(payload, config)
+    except _Invalid as exc:
+        raise ModelError(f"{path}: {exc}") from None
     model.to(device).eval()
     return LoadedModel(
         model=model,
@@ -317,7 +267,87 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
         metrics=payload["metrics"],
         analysis=payload["analysis"],
         extra=payload["extra"],
-        model_id=stored_id,
+        model_id=payload["model_id"],
         mir_version=str(payload["mir_version"]),
         path=path,
     )
+
+
+class _Invalid(Exception):
+    """What is wrong with a checkpoint's contents; :func:`load_checkpoint` names the file."""
+
+
+def _read_payload(path: Path):
+    if not path.exists():
+        raise ModelError(f"{path}: model checkpoint not found")
+    if not path.is_file():
+        raise ModelError(f"{path}: model checkpoint path is not a file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, truncated file, foreign pickle, unsafe globals …
+        raise ModelError(f"{path}: cannot read model checkpoint ({_load_failure(exc)})") from None
+
+
+def _check_format(payload) -> None:
+    """A mir tagger checkpoint of a format this mir reads, with every required field."""
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise _Invalid(f"not a mir tagger checkpoint (format {found!r}, expected {FORMAT!r})")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _Invalid(f"invalid checkpoint format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise _Invalid(
+            f"checkpoint format {version} was written by a newer mir ({payload.get('mir_version')}); "
+            f"this mir reads format ≤ {FORMAT_VERSION}: upgrade mir"
+        )
+    missing = [k for k in _REQUIRED if k not in payload]
+    if missing:
+        raise _Invalid(f"checkpoint lacks field(s) {missing}")
+
+
+def _config_and_state(payload: dict) -> tuple[ModelConfig, dict]:
+    """The stored config and weights, the vocabularies agreeing with both in size."""
+    try:
+        config = ModelConfig.from_dict(payload["config"])
+    except ModelError as exc:
+        raise _Invalid(str(exc)) from None
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise _Invalid("state_dict is not a mapping of tensors")
+    for what, head in (("tags", "tag_head.weight"), ("genres", "genre_head.weight")):
+        names = payload[what]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _Invalid(f"{what} is not a list of names")
+        rows = state[head].shape[0] if head in state else None
+        n_cfg = config.n_tags if what == "tags" else config.n_genres
+        if len(names) != rows or len(names) != n_cfg:
+            raise _Invalid(
+                f"vocabulary size mismatch: {len(names)} {what} but the weights have {rows} "
+                f"{what} outputs and the config says {n_cfg}"
+            )
+    return config, state
+
+
+def _restore(payload: dict, config: ModelConfig, state: dict) -> nn.Module:
+    """The model built from ``config`` with ``state`` loaded, its contents matching the stored id."""
+    model = build_model(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise _Invalid(f"weights do not match the stored config: {str(exc).splitlines()[0]}") from None
+    stored_id = payload["model_id"]
+    if model_id(state, config) != stored_id:
+        raise _Invalid(f"contents do not match the stored model_id {stored_id!r} (file edited or damaged)")
+    return model
+
+
+def _check_rest(payload: dict, config: ModelConfig) -> np.ndarray:
+    """The decision thresholds (one per tag); metrics, analysis and extra must be mappings."""
+    thresholds = np.asarray(payload["thresholds"], dtype=np.float64)
+    if thresholds.shape != (config.n_tags,):
+        raise _Invalid(f"thresholds have shape {thresholds.shape}, expected ({config.n_tags},)")
+    for key in ("metrics", "analysis", "extra"):
+        if not isinstance(payload[key], dict):
+            raise _Invalid(f"{key} is not a mapping")
+    return thresholds

@@ -5,15 +5,18 @@ An events table (CSV or Parquet) has columns ``user``, ``track``, ``timestamp`` 
 a content hash, an absolute file path, or a path relative to the events file's folder (how the
 ``mirdemo`` collection names its tracks: ``audio/<genre>/<clip>.<ext>``).
 
-Rows that cannot be used are skipped and counted, never silently dropped: missing user or track,
-tracks not in the catalogue, unparseable timestamps, negative, zero or non-numeric plays, and
-exact duplicate rows. :func:`clean_events` returns the counts in an :class:`EventReport` and logs
+Rows that cannot be used are skipped and counted, never silently dropped: CSV lines with more
+fields than the header (counted with their line numbers), missing user or track, tracks not in
+the catalogue, unparseable timestamps, negative, zero or non-numeric plays, and exact duplicate
+rows. :func:`clean_events` returns the counts in an :class:`EventReport` and logs
 one warning line when anything was skipped.
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -28,7 +31,8 @@ log = logging.getLogger(__name__)
 REQUIRED = ("user", "track", "timestamp")
 WEIGHT_COLUMNS = ("plays", "weight")
 _EPOCH = pd.Timestamp(0, tz="UTC")
-SKIP_REASONS = ("missing_user", "unknown_track", "bad_timestamp", "negative_plays", "zero_plays", "bad_plays",
+MALFORMED = "malformed_lines"  # frame.attrs key: CSV line numbers read_events skipped
+SKIP_REASONS = ("malformed_row", "missing_user", "unknown_track", "bad_timestamp", "negative_plays", "zero_plays", "bad_plays",
                 "duplicate")
 
 
@@ -54,6 +58,9 @@ class EventReport:
             ex = self.examples.get("unknown_track")
             if ex:
                 s += f" (unknown tracks e.g. {', '.join(map(repr, ex[:3]))})"
+            lines = self.examples.get("malformed_row")
+            if lines:
+                s += f" (malformed CSV lines {', '.join(map(str, lines))}{', …' if self.skipped['malformed_row'] > len(lines) else ''})"
         return s
 
     def to_dict(self) -> dict:
@@ -62,16 +69,30 @@ class EventReport:
 
 
 def read_events(path: str | os.PathLike) -> pd.DataFrame:
-    """The raw events table of a ``.csv`` or ``.parquet`` file (no checks beyond the columns)."""
+    """The raw events table of a ``.csv`` or ``.parquet`` file (no checks beyond the columns).
+
+    CSV lines with more fields than the header are skipped; their line numbers are kept in
+    ``frame.attrs["malformed_lines"]`` for :func:`clean_events` to count. A table with no rows
+    raises :class:`ParameterError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise ParameterError(f"events file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
+    malformed: list[int] = []
     try:
         if suffix == ".parquet":
             frame = pd.read_parquet(path)
         elif suffix in (".csv", ".tsv", ".txt"):
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype={"user": str, "track": str})
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", pd.errors.ParserWarning)
+                frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype={"user": str, "track": str},
+                                    on_bad_lines="warn")
+            for w in caught:
+                if issubclass(w.category, pd.errors.ParserWarning):
+                    malformed += [int(n) for n in re.findall(r"[Ll]ine (\d+)", str(w.message))]
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         else:
             raise ParameterError(f"events file {str(path)!r}: unknown format {suffix!r}; use .csv or .parquet")
     except ParameterError:
@@ -79,6 +100,10 @@ def read_events(path: str | os.PathLike) -> pd.DataFrame:
     except Exception as exc:
         raise ParameterError(f"cannot read events file {str(path)!r}: {exc}") from exc
     check_columns(frame, str(path))
+    if frame.empty:
+        raise ParameterError(f"events file {str(path)!r} holds no events (only a header{' and malformed lines' if malformed else ''}); "
+                             f"give a file with one row per play: {', '.join(REQUIRED)}[, plays]")
+    frame.attrs[MALFORMED] = sorted(malformed)
     return frame
 
 
@@ -145,7 +170,11 @@ def clean_events(frame: pd.DataFrame, resolve: Callable[[str], str | None] | Map
     works too; ``None`` keeps track references as they are. Rows are kept in input order.
     """
     check_columns(frame, source)
-    report = EventReport(source=source, rows=int(len(frame)))
+    malformed = list(frame.attrs.get(MALFORMED, []))
+    report = EventReport(source=source, rows=int(len(frame)) + len(malformed))
+    report.skipped["malformed_row"] = len(malformed)
+    if malformed:
+        report.examples["malformed_row"] = malformed[:5]
     user = frame["user"]
     ok = user.notna().to_numpy() & (user.astype(str).str.strip() != "").to_numpy()
     _note(report, "missing_user", ~ok, user.astype(str))
@@ -157,7 +186,7 @@ def clean_events(frame: pd.DataFrame, resolve: Callable[[str], str | None] | Map
         lookup = resolve.get if isinstance(resolve, Mapping) else resolve
         cache = {r: lookup(r) for r in pd.unique(refs)}
         ids = np.array([cache[r] for r in refs], dtype=object)
-    known = np.array([i is not None for i in ids]) & frame["track"].notna().to_numpy()
+    known = np.array([i is not None for i in ids], dtype=bool) & frame["track"].notna().to_numpy()
     _note(report, "unknown_track", ok & ~known, refs)
     ok &= known
 

@@ -160,22 +160,6 @@ class ContentBased(Recommender):
         return np.where(items >= 0, out, NEG).astype(np.float32)
 
 
-def _with_bias(E: np.ndarray) -> np.ndarray:
-    return np.hstack([np.asarray(E, np.float64), np.ones((len(E), 1))])
-
-
-def content_to_factors(embeddings: np.ndarray, factors: np.ndarray, ridge: float) -> np.ndarray:
-    """Ridge map [d + 1, f] from track embeddings (plus a bias) to collaborative item factors:
-    ``W = argmin |[E 1] W - V|^2 + ridge |W|^2`` (bias not penalised), learned on played tracks."""
-    if not ridge >= 0:
-        raise ParameterError(f"cold_ridge must be >= 0, got {ridge!r}")
-    A = _with_bias(embeddings)
-    reg = np.full(A.shape[1], float(ridge))
-    reg[-1] = 0.0
-    W = np.linalg.solve(A.T @ A + np.diag(reg) + 1e-9 * np.eye(A.shape[1]), A.T @ np.asarray(factors, np.float64))
-    return W.astype(np.float32)
-
-
 AUTO = "auto"
 ALS_GRID = {"factors": (16, 32, 64), "regularization": (0.05, 5.0, 50.0), "alpha": (1.0, 8.0)}
 FALLBACK = {"factors": 32, "regularization": 5.0, "alpha": 1.0}  # no validation users to choose by
@@ -184,10 +168,6 @@ SETTINGS = ("factors", "regularization", "alpha")
 
 class Collaborative(Recommender):
     """Implicit-feedback matrix factorisation: alternating least squares of the ``implicit`` library.
-
-    ``cold_ridge`` (a ridge penalty; None: off) gives tracks nobody played factors predicted from
-    their embeddings by a ridge map learned on the played tracks (:func:`content_to_factors`,
-    CB2CF-style), so cold-start tracks are scored in the same space as the others.
 
     Confidence of a (user, track) pair is ``1 + alpha * log(1 + plays)``. ``implicit`` learns the
     factors; candidates are the exact top-k by inner product over the whole catalogue
@@ -204,7 +184,7 @@ class Collaborative(Recommender):
     name = "als"
 
     def __init__(self, factors: int | str = AUTO, regularization: float | str = AUTO, alpha: float | str = AUTO,
-                 iterations: int = 15, random_state: int = 0, num_threads: int = 0, cold_ridge: float | None = None,
+                 iterations: int = 15, random_state: int = 0, num_threads: int = 0,
                  validation: float = 0.2, tune_k: int = 50, max_tune_users: int = 5000):
         self.factors = factors
         self.regularization = regularization
@@ -212,7 +192,6 @@ class Collaborative(Recommender):
         self.iterations = iterations
         self.random_state = random_state
         self.num_threads = num_threads
-        self.cold_ridge = cold_ridge
         self.validation = validation
         self.tune_k = tune_k
         self.max_tune_users = max_tune_users
@@ -257,7 +236,6 @@ class Collaborative(Recommender):
             m = clone(self)
             for n, v in {**fixed, **config}.items():
                 setattr(m, n, v)
-            m.cold_ridge = None
             if len(train) < 200_000:  # thread start-up costs more than it saves on small data
                 m.num_threads = 1
             return m.fit(train)
@@ -305,14 +283,6 @@ class Collaborative(Recommender):
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self._model, self._order = model, None
-        if self.cold_ridge is not None:
-            if tracks is None:
-                raise ParameterError("cold_ridge needs the tracks (embeddings): fit(interactions, tracks)")
-            cold = self.item_users_ == 0
-            self.cold_map_ = content_to_factors(tracks.embeddings[~cold], self.item_factors_[~cold], self.cold_ridge)
-            if cold.any():
-                self.item_factors_[cold] = _with_bias(tracks.embeddings[cold]) @ self.cold_map_
-                self._model = None  # rebuilt from the factors above when asked for
 
     def implicit_model(self):
         """The ``implicit`` model holding the learned factors (rebuilt after :func:`load_model`)."""

@@ -93,6 +93,8 @@ def _class(name: str, params: dict, version: int, folder: Path) -> type[Recommen
     elif version != FORMAT:
         raise ParameterError(f"the saved recommender in {str(folder)!r} has format {version!r}; this mir reads "
                              f"formats 1 and {FORMAT}: fit it again with `mir recommend`")
+    if name == "Collaborative":
+        params.pop("cold_ridge", None)  # retired; the saved factors already hold what it predicted
     return recommender_class(name)
 
 

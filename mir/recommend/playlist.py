@@ -196,17 +196,25 @@ def _entries(playlist: Playlist, tracks) -> list[dict]:
     return out
 
 
-def write_json(playlist: Playlist, tracks, path: str | os.PathLike) -> None:
-    doc = {"mode": playlist.mode, "seeds": playlist.seeds, "relaxed": playlist.relaxed,
-           "settings": playlist.settings, "tracks": _entries(playlist, tracks)}
-    atomic.write_text(path, json.dumps(doc, indent=1) + "\n")
+def playlist_doc(playlist: Playlist, tracks) -> dict:
+    """The JSON document of a playlist: mode, seeds, settings and one entry per track."""
+    return {"mode": playlist.mode, "seeds": playlist.seeds, "relaxed": playlist.relaxed,
+            "settings": playlist.settings, "tracks": _entries(playlist, tracks)}
 
 
-def write_m3u(playlist: Playlist, tracks, path: str | os.PathLike) -> None:
+def m3u_text(playlist: Playlist, tracks) -> str:
     """Extended M3U: ``#EXTINF:<seconds>,<artist> - <title>`` then the file path, one entry per track."""
     lines = ["#EXTM3U"]
     for e in _entries(playlist, tracks):
         secs = int(round(e["duration"])) if e["duration"] is not None else -1
         name = " - ".join(x for x in (e["artist"], e["title"]) if x) or e["track_id"]
         lines += [f"#EXTINF:{secs},{name}", e["path"] or e["track_id"]]
-    atomic.write_text(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def write_json(playlist: Playlist, tracks, path: str | os.PathLike) -> None:
+    atomic.write_text(path, json.dumps(playlist_doc(playlist, tracks), indent=1) + "\n")
+
+
+def write_m3u(playlist: Playlist, tracks, path: str | os.PathLike) -> None:
+    atomic.write_text(path, m3u_text(playlist, tracks))

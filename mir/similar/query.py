@@ -64,12 +64,8 @@ def track_seed(li: LibraryIndex, ref: str) -> Seed:
 
 def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None) -> Seed:
     """An audio file analysed on the fly with the index's model (decoded, embedded, described; not added)."""
-    from .. import audio
-    from ..config import get_config
-    from ..features import describe_with_logmel
     from ..models import load_checkpoint
-    from ..models.inference import decide_tags, predict_logmels, prepare_model
-    from ..models.track_head import context_of
+    from .audio_file import analyse_file
 
     info = model_info(li.lib, li.model_id)
     ckpt = checkpoint or info.get("checkpoint")
@@ -80,16 +76,9 @@ def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | o
     if loaded.model_id != li.model_id:
         raise ModelError(f"checkpoint {ckpt} is model {loaded.model_id}, the index holds embeddings of {li.model_id}; "
                          "give the checkpoint that tagged the library")
-    cfg = get_config().analysis
-    y = audio.load(path, sr=cfg.sample_rate)
-    mel, desc = describe_with_logmel(y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-                                     n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
-    out = predict_logmels(prepare_model(loaded.model), [mel], chunk_frames=loaded.config.chunk_frames,
-                          context=context_of(desc) if loaded.model.track_head is not None else None)
-    probs = out["tag_probs"][0]
-    on = np.flatnonzero(decide_tags(probs[None, :], np.asarray(loaded.thresholds))[0])
-    return Seed(os.fspath(path), out["embedding"][0], None, [loaded.tags[j] for j in on[np.argsort(-probs[on])]],
-                float(desc["tempo"]) or None, desc["key"], desc["mode"])
+    a = analyse_file(loaded, path)
+    desc = a.descriptors
+    return Seed(os.fspath(path), a.embedding, None, a.tags, float(desc["tempo"]) or None, desc["key"], desc["mode"])
 
 
 def soft_min(sims: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray:

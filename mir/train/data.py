@@ -172,6 +172,27 @@ def resolve_labels(
 
     labels_path = Path(labels_path)
     frame = load_labels(labels_path)
+    rows, unknown, dupes = _match_tracks(lib, labels_path, frame)
+    _check_matches(lib, labels_path, len(frame), rows, unknown, dupes)
+    tag_counts, genre_counts = _label_counts(rows)
+    tag_vocab = _vocabulary(tag_counts, tags, "tag(s)", source=labels_path, min_count=min_count)
+    genre_vocab = _vocabulary(genre_counts, genres, "genre(s)", source=labels_path, min_count=min_count)
+    if tags is None and not tag_vocab:
+        raise LabelError(f"{labels_path}: no tag occurs on {min_count} or more tracks; nothing to learn "
+                         "for the tag head (give every track its tags, separated by '|')")
+    if genres is None and not genre_vocab:
+        raise LabelError(f"{labels_path}: no genre occurs on {min_count} or more tracks; the genre column "
+                         "must name one genre per track")
+    y_tags, y_genre = _label_matrices(rows, tag_vocab, genre_vocab)
+    return LabelSet(
+        hashes=tuple(r[0] for r in rows), refs=tuple(r[1] for r in rows), tags=tuple(tag_vocab),
+        genres=tuple(genre_vocab), y_tags=y_tags, y_genre=y_genre, source=str(labels_path),
+    )
+
+
+def _match_tracks(lib, labels_path: Path, frame) -> tuple[list[tuple], list[str], list[tuple[str, str]]]:
+    """``(rows, unknown, dupes)``: rows ``(hash, ref, genre, tags)`` of the first reference to each
+    library track, the references not in the library, and ``(ref, first ref)`` of repeated tracks."""
     resolver = TrackResolver(lib)
     base = labels_path.resolve().parent
     rows, unknown, dupes, seen = [], [], [], {}
@@ -184,38 +205,32 @@ def resolve_labels(
         else:
             seen[h] = ref
             rows.append((h, ref, genre, row_tags))
+    return rows, unknown, dupes
+
+
+def _check_matches(lib, labels_path: Path, n_rows: int, rows: list, unknown: list, dupes: list) -> None:
+    """Raise when no row names a library track; warn (at the caller of :func:`resolve_labels`) about
+    unknown and repeated tracks."""
     if not rows:
         raise LabelError(
-            f"{labels_path}: none of its {len(frame)} tracks is in library {str(lib.root)!r} "
+            f"{labels_path}: none of its {n_rows} tracks is in library {str(lib.root)!r} "
             f"(e.g. {_examples(unknown, 3)}); scan the audio first (`mir scan LIB PATH…`), and give tracks "
             "as track ids or as paths relative to the labels file's folder"
         )
     if unknown:
         warnings.warn(
-            f"{labels_path}: {len(unknown)} of {len(frame)} labelled tracks are not in the library and are "
-            f"skipped: {_examples(unknown)}", LabelWarning, stacklevel=2,
+            f"{labels_path}: {len(unknown)} of {n_rows} labelled tracks are not in the library and are "
+            f"skipped: {_examples(unknown)}", LabelWarning, stacklevel=3,
         )
     if dupes:
         warnings.warn(
             f"{labels_path}: {len(dupes)} rows name a track already labelled (same audio content); the first "
-            f"row wins: {_examples([f'{a} = {b}' for a, b in dupes])}", LabelWarning, stacklevel=2,
+            f"row wins: {_examples([f'{a} = {b}' for a, b in dupes])}", LabelWarning, stacklevel=3,
         )
 
-    def vocabulary(counts: dict[str, int], fixed: Sequence[str] | None, what: str) -> list[str]:
-        if fixed is not None:
-            outside = sorted(set(counts) - set(fixed))
-            if outside:
-                warnings.warn(f"{labels_path}: {len(outside)} {what} unknown to the model are ignored: "
-                              f"{_examples(outside)}", LabelWarning, stacklevel=3)
-            return list(fixed)
-        rare = sorted(k for k, c in counts.items() if c < min_count)
-        if rare:
-            warnings.warn(
-                f"{labels_path}: {len(rare)} {what} occur on fewer than {min_count} tracks and are dropped "
-                f"from the vocabulary: {_examples(rare)}", LabelWarning, stacklevel=3,
-            )
-        return sorted(k for k, c in counts.items() if c >= min_count)
 
+def _label_counts(rows: Sequence[tuple]) -> tuple[dict[str, int], dict[str, int]]:
+    """How many tracks carry each tag, and each genre."""
     tag_counts: dict[str, int] = {}
     genre_counts: dict[str, int] = {}
     for _, _, g, ts in rows:
@@ -223,14 +238,31 @@ def resolve_labels(
             tag_counts[t] = tag_counts.get(t, 0) + 1
         if g:
             genre_counts[g] = genre_counts.get(g, 0) + 1
-    tag_vocab = vocabulary(tag_counts, tags, "tag(s)")
-    genre_vocab = vocabulary(genre_counts, genres, "genre(s)")
-    if tags is None and not tag_vocab:
-        raise LabelError(f"{labels_path}: no tag occurs on {min_count} or more tracks; nothing to learn "
-                         "for the tag head (give every track its tags, separated by '|')")
-    if genres is None and not genre_vocab:
-        raise LabelError(f"{labels_path}: no genre occurs on {min_count} or more tracks; the genre column "
-                         "must name one genre per track")
+    return tag_counts, genre_counts
+
+
+def _vocabulary(counts: dict[str, int], fixed: Sequence[str] | None, what: str, *, source: Path,
+                min_count: int) -> list[str]:
+    """``fixed`` (warning about labels outside it), or the labels seen on ``min_count`` tracks or more
+    (warning about the rarer ones), sorted. Warnings point at the caller of :func:`resolve_labels`."""
+    if fixed is not None:
+        outside = sorted(set(counts) - set(fixed))
+        if outside:
+            warnings.warn(f"{source}: {len(outside)} {what} unknown to the model are ignored: "
+                          f"{_examples(outside)}", LabelWarning, stacklevel=3)
+        return list(fixed)
+    rare = sorted(k for k, c in counts.items() if c < min_count)
+    if rare:
+        warnings.warn(
+            f"{source}: {len(rare)} {what} occur on fewer than {min_count} tracks and are dropped "
+            f"from the vocabulary: {_examples(rare)}", LabelWarning, stacklevel=3,
+        )
+    return sorted(k for k, c in counts.items() if c >= min_count)
+
+
+def _label_matrices(rows: Sequence[tuple], tag_vocab: Sequence[str],
+                    genre_vocab: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``y_tags`` [n, n_tags] in {0, 1} and ``y_genre`` [n] (-1: no genre, or one outside ``genre_vocab``)."""
     t_index = {t: j for j, t in enumerate(tag_vocab)}
     g_index = {g: j for j, g in enumerate(genre_vocab)}
     y_tags = np.zeros((len(rows), len(tag_vocab)), dtype=np.float32)
@@ -240,10 +272,7 @@ def resolve_labels(
             if t in t_index:
                 y_tags[i, t_index[t]] = 1.0
         y_genre[i] = g_index.get(g, -1)
-    return LabelSet(
-        hashes=tuple(r[0] for r in rows), refs=tuple(r[1] for r in rows), tags=tuple(tag_vocab),
-        genres=tuple(genre_vocab), y_tags=y_tags, y_genre=y_genre, source=str(labels_path),
-    )
+    return y_tags, y_genre
 
 
 # --- splits ------------------------------------------------------------------------------------

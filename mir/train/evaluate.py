@@ -49,6 +49,19 @@ def score_predictions(labels: LabelSet, index: np.ndarray, preds: Mapping[str, n
     return scores
 
 
+def score_final(labels: LabelSet, calib_idx: np.ndarray, calib: Mapping[str, np.ndarray], test_idx: np.ndarray,
+                predict, *, thresholds, calib_name: str) -> dict[str, dict[str, Any]]:
+    """A finished run's scores: ``{calib_name: scores of the rows the thresholds were calibrated on,
+    "test": scores of the test rows}`` (no ``test`` when it has none; ``predict(index)`` gives their
+    predictions). Degenerate tags are not warned about again (their thresholds were)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        out = {calib_name: score_predictions(labels, calib_idx, calib, thresholds=thresholds)}
+        if len(test_idx):
+            out["test"] = score_predictions(labels, test_idx, predict(test_idx), thresholds=thresholds)
+    return out
+
+
 def evaluate(
     lib,
     model: str | os.PathLike,

@@ -49,7 +49,7 @@ from ..models import ModelConfig, build_model, preset, save_checkpoint
 from ..models.builders import PRESETS
 from ..models.inference import predict_logmels, resolve_precision
 from .data import Augment, LabelSet, LabelWarning, LogmelBank, hash_splits, load_splits, require_analysed, resolve_labels
-from .evaluate import score_predictions
+from .evaluate import score_final
 from .metrics import MetricWarning, calibrate_thresholds
 
 STATE_FORMAT = "mir.train-state"
@@ -653,11 +653,8 @@ def _finish(run: _Run, data: TrainingData, config: TrainConfig, valid_idx: np.nd
     metrics: dict[str, Any] = {"best_epoch": run.best["epoch"], "epochs_run": run.epoch, "stopped_early": run.stopped,
                                "history": run.history}
     test_idx = data.index("test")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MetricWarning)
-        metrics["valid" if len(valid_idx) else "train"] = score_predictions(labels, calib_idx, calib, thresholds=thresholds)
-        if len(test_idx):
-            metrics["test"] = score_predictions(labels, test_idx, predict(test_idx), thresholds=thresholds)
+    metrics.update(score_final(labels, calib_idx, calib, test_idx, predict, thresholds=thresholds,
+                               calib_name="valid" if len(valid_idx) else "train"))
     return thresholds, metrics
 
 

@@ -31,12 +31,14 @@ __all__ = [
     "confusion_matrix",
     "evaluate_tagging",
     "f1",
+    "genre_scores",
     "macro_pr_auc",
     "macro_roc_auc",
     "pr_auc",
     "pr_auc_per_tag",
     "roc_auc",
     "roc_auc_per_tag",
+    "tag_scores",
 ]
 
 
@@ -359,21 +361,23 @@ def evaluate_tagging(
     if (genre_true is None) != (genre_prob is None):
         raise ParameterError("pass both genre_true and genre_prob, or neither")
     t, s = validate_binary(y_true, y_prob, probabilities=True, ndim=(2,))
-    n_tags = t.shape[1]
-    tag_names = _names(tag_names, n_tags, "tag_names")
-    if thresholds is None:
-        thr = np.full(n_tags, 0.5)
-    else:
-        thr = np.asarray(thresholds, dtype=np.float64)
-        if thr.shape != (n_tags,):
-            raise ParameterError(f"thresholds must have shape ({n_tags},), got {thr.shape}")
+    scores = tag_scores(t, s, _names(tag_names, t.shape[1], "tag_names"), _thresholds(thresholds, t.shape[1]))
+    if genre_true is not None:
+        gt, gp = _genre_arrays(genre_true, genre_prob, t.shape[0])
+        scores.update(genre_scores(gt, gp, _names(genre_names, gp.shape[1], "genre_names")))
+    return scores
+
+
+def tag_scores(t: np.ndarray, s: np.ndarray, tag_names: Sequence[str], thresholds: np.ndarray) -> dict[str, Any]:
+    """The ``tags/…`` entries of :func:`evaluate_tagging` for validated labels ``t`` and probabilities
+    ``s`` [n, n_tags], one name and one decision threshold per tag."""
     roc = roc_auc_per_tag(t, s)
     ap = pr_auc_per_tag(t, s)
-    pred = (s >= thr).astype(np.int8)
+    pred = (s >= thresholds).astype(np.int8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetricWarning)  # already warned by pr_auc_per_tag
         f1_tags = f1(t, pred, average=None)
-    scores: dict[str, Any] = {
+    return {
         "tags/roc_auc_macro": _nanmean(roc),
         "tags/pr_auc_macro": _nanmean(ap),
         "tags/f1_macro": _nanmean(f1_tags),
@@ -383,33 +387,49 @@ def evaluate_tagging(
         "tags/pr_auc": dict(zip(tag_names, map(float, ap))),
         "tags/f1": dict(zip(tag_names, map(float, f1_tags))),
     }
-    if genre_true is not None:
-        gp = _as_scores(genre_prob, "genre_prob", probabilities=True)
-        if gp.ndim != 2:
-            raise ParameterError(f"genre_prob must be [n, n_genres], got shape {gp.shape}")
-        n_genres = gp.shape[1]
-        gt = _as_classes(genre_true, "genre_true", n_genres)
-        if gt.shape[0] != gp.shape[0]:
-            raise ParameterError(f"genre_true has {gt.shape[0]} labels but genre_prob has {gp.shape[0]} rows")
-        if gt.shape[0] != t.shape[0]:
-            raise ParameterError(f"tag arrays have {t.shape[0]} rows but genre arrays have {gt.shape[0]}")
-        genre_names = _names(genre_names, n_genres, "genre_names")
-        gpred = np.argmax(gp, axis=1)
-        cm = confusion_matrix(gt, gpred, n_genres)
-        onehot_t = np.eye(n_genres, dtype=np.int8)[gt]
-        onehot_p = np.eye(n_genres, dtype=np.int8)[gpred]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MetricWarning)  # absent genres: skipped, as in balanced accuracy
-            f1_genre = f1(onehot_t, onehot_p, average=None)
-        scores.update({
-            "genre/accuracy": accuracy(gt, gpred),
-            "genre/balanced_accuracy": balanced_accuracy(gt, gpred, n_genres),
-            "genre/f1_macro": _nanmean(f1_genre),
-            "genre/f1": dict(zip(genre_names, map(float, f1_genre))),
-            "genre/confusion_matrix": cm.tolist(),
-            "genre/names": list(genre_names),
-        })
-    return scores
+
+
+def genre_scores(gt: np.ndarray, gp: np.ndarray, genre_names: Sequence[str]) -> dict[str, Any]:
+    """The ``genre/…`` entries of :func:`evaluate_tagging` for validated classes ``gt`` [n] and
+    probabilities ``gp`` [n, n_genres], one name per genre."""
+    n_genres = gp.shape[1]
+    gpred = np.argmax(gp, axis=1)
+    cm = confusion_matrix(gt, gpred, n_genres)
+    onehot_t = np.eye(n_genres, dtype=np.int8)[gt]
+    onehot_p = np.eye(n_genres, dtype=np.int8)[gpred]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)  # absent genres: skipped, as in balanced accuracy
+        f1_genre = f1(onehot_t, onehot_p, average=None)
+    return {
+        "genre/accuracy": accuracy(gt, gpred),
+        "genre/balanced_accuracy": balanced_accuracy(gt, gpred, n_genres),
+        "genre/f1_macro": _nanmean(f1_genre),
+        "genre/f1": dict(zip(genre_names, map(float, f1_genre))),
+        "genre/confusion_matrix": cm.tolist(),
+        "genre/names": list(genre_names),
+    }
+
+
+def _thresholds(thresholds, n_tags: int) -> np.ndarray:
+    if thresholds is None:
+        return np.full(n_tags, 0.5)
+    thr = np.asarray(thresholds, dtype=np.float64)
+    if thr.shape != (n_tags,):
+        raise ParameterError(f"thresholds must have shape ({n_tags},), got {thr.shape}")
+    return thr
+
+
+def _genre_arrays(genre_true, genre_prob, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(classes [n], probabilities [n, n_genres])``, as many rows as the tag arrays' ``n_rows``."""
+    gp = _as_scores(genre_prob, "genre_prob", probabilities=True)
+    if gp.ndim != 2:
+        raise ParameterError(f"genre_prob must be [n, n_genres], got shape {gp.shape}")
+    gt = _as_classes(genre_true, "genre_true", gp.shape[1])
+    if gt.shape[0] != gp.shape[0]:
+        raise ParameterError(f"genre_true has {gt.shape[0]} labels but genre_prob has {gp.shape[0]} rows")
+    if gt.shape[0] != n_rows:
+        raise ParameterError(f"tag arrays have {n_rows} rows but genre arrays have {gt.shape[0]}")
+    return gt, gp
 
 
 def _names(names, n: int, what: str) -> list[str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -31,9 +30,8 @@ from ..errors import LabelError, ParameterError
 from ..models import build_model, load_checkpoint, save_checkpoint
 from ..models.inference import predict_chunk_outputs
 from ..models.track_head import pool_chunks
-from .evaluate import score_predictions
+from .evaluate import score_final
 from .loop import ANALYSIS_KEYS, TrainingData, class_weights, robust_thresholds, tagging_loss, validation_scores
-from .metrics import MetricWarning
 
 
 @dataclass(frozen=True)
@@ -256,9 +254,6 @@ def _head_metrics(data: TrainingData, predict: Callable, best: dict, history: li
     calib = predict(calib_idx)
     thresholds = robust_thresholds(labels.y_tags[calib_idx], calib["tag_probs"])
     metrics: dict[str, Any] = {"best_epoch": best["epoch"], "epochs_run": len(history), "history": history}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MetricWarning)
-        metrics["valid" if len(valid_idx) else "train"] = score_predictions(labels, calib_idx, calib, thresholds=thresholds)
-        if len(test_idx):
-            metrics["test"] = score_predictions(labels, test_idx, predict(test_idx), thresholds=thresholds)
+    metrics.update(score_final(labels, calib_idx, calib, test_idx, predict, thresholds=thresholds,
+                               calib_name="valid" if len(valid_idx) else "train"))
     return thresholds, metrics

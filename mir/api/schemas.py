@@ -1,0 +1,150 @@
+"""Response and request shapes of the HTTP API (they make the OpenAPI schema at ``/openapi.json``)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TRACK_ID = r"^[0-9a-fA-F]{4,64}$"  # a track id, content hash, or a unique prefix of either (as in the CLI)
+TRACK_ID_DOC = "track id, content hash, or a unique prefix of either (4-64 hex characters)"
+
+
+class Error(BaseModel):
+    detail: str | list
+    request_id: str | None = None
+
+
+class TrackSummary(BaseModel):
+    track_id: str
+    title: str | None = None
+    artist: str | None = None
+    album: str | None = None
+    genre: str | None = Field(None, description="the file's genre tag")
+    genre_pred: str | None = Field(None, description="the model's predicted genre")
+    year: float | None = None
+    bpm: float | None = None
+    key: str | None = None
+    mode: str | None = None
+    tags: list[str] = Field(default_factory=list, description="decided tags of the model")
+
+
+class TrackPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    model_id: str | None
+    tracks: list[TrackSummary]
+
+
+class TrackDetail(BaseModel):
+    track_id: str
+    hash: str
+    path: str | None
+    status: str
+    format: str | None = None
+    duration: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    title: str | None = None
+    artist: str | None = None
+    album: str | None = None
+    genre: str | None = None
+    year: str | None = None
+    descriptors: dict = Field(default_factory=dict, description="tempo, key, mode, key_confidence, loudness, …")
+    model_id: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    tag_probs: dict[str, float] = Field(default_factory=dict)
+    genre_pred: str | None = None
+    genre_probs: dict[str, float] = Field(default_factory=dict)
+
+
+class SimilarResult(BaseModel):
+    rank: int
+    track_id: str
+    path: str | None = None
+    artist: str | None = None
+    title: str | None = None
+    score: float
+    explanation: str
+    why: dict
+
+
+class SimilarResponse(BaseModel):
+    model_id: str
+    seeds: dict
+    results: list[SimilarResult]
+
+
+class Analysis(BaseModel):
+    file: str
+    size: int
+    model_id: str
+    duration: float
+    tags: list[str]
+    tag_probs: dict[str, float]
+    genre: str
+    genre_probs: dict[str, float]
+    bpm: float | None
+    key: str | None
+    mode: str | None
+    embedding: list[float]
+    added: str | None = Field(None, description="track id, when ?add=true catalogued the file")
+    similar: list[SimilarResult] | None = None
+
+
+class Recommendation(BaseModel):
+    rank: int
+    track_id: str
+    score: float
+    title: str | None = None
+    artist: str | None = None
+
+
+class Recommendations(BaseModel):
+    user: str
+    known_user: bool = Field(description="the user has events; unknown users get the most popular tracks")
+    method: str
+    recommendations: list[Recommendation]
+
+
+class PlaylistRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seeds: list[str] = Field(min_length=1, max_length=100, description="seed track ids (played in this order)")
+    length: int = Field(30, ge=1, le=1000)
+    to: str | None = Field(None, description="path mode: walk from the one seed to this track")
+    flow: float = Field(0.5, ge=0, le=1)
+    format: Literal["json", "m3u"] = "json"
+
+
+class PlaylistEntry(BaseModel):
+    track_id: str
+    path: str | None = None
+    artist: str | None = None
+    title: str | None = None
+    genre: str | None = None
+    tempo: float | None = None
+    key: str | None = None
+    duration: float | None = None
+    score: float | None = None
+
+
+class Playlist(BaseModel):
+    mode: str
+    seeds: list[str]
+    relaxed: int
+    settings: dict
+    tracks: list[PlaylistEntry]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+class Stats(BaseModel):
+    library: dict
+    model_id: str | None
+    tagged_models: list[str]
+    index: dict | None
+    read_only: bool
+    recommender: dict

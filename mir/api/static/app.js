@@ -1,0 +1,219 @@
+// mir's page: hash routes over the JSON API (#/, #/track/ID, #/upload, #/user/NAME).
+// Text from the library is always set with textContent, never parsed as HTML.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const PAGE = 50;
+let offset = 0;
+let playlistSeeds = [];
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, props);
+  for (const c of children) node.append(c);
+  return node;
+}
+
+class NeedToken extends Error {}
+
+async function api(path, options = {}) {
+  const r = await fetch(path, { credentials: "same-origin", ...options });
+  if (r.status === 401) throw new NeedToken();
+  const type = r.headers.get("content-type") || "";
+  const body = type.includes("json") ? await r.json() : await r.text();
+  if (!r.ok) {
+    const detail = body && body.detail !== undefined ? body.detail : body;
+    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  return body;
+}
+
+function show(id) {
+  for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== id;
+}
+
+function fail(where, err) {
+  if (err instanceof NeedToken) { show("token-view"); return; }
+  where.textContent = String(err.message || err);
+  where.classList.add("error");
+}
+
+function fmt(x, digits = 0) { return x === null || x === undefined ? "–" : Number(x).toFixed(digits); }
+function keyText(key, mode) { return key ? `${key}${mode ? " " + mode : ""}` : "–"; }
+function name(t) { return [t.artist, t.title].filter(Boolean).join(" – ") || t.track_id; }
+
+function tagBars(target, probs, decided) {
+  target.replaceChildren();
+  const on = new Set(decided || []);
+  const entries = Object.entries(probs || {}).sort((a, b) => b[1] - a[1]);
+  for (const [tag, p] of entries) {
+    const fill = el("div", { className: "fill" });
+    fill.style.width = `${Math.round(100 * p)}%`;
+    target.append(el("div", { className: on.has(tag) ? "tagbar on" : "tagbar" },
+      el("span", { textContent: tag }), el("div", { className: "track" }, fill),
+      el("span", { className: "p", textContent: p.toFixed(2) })));
+  }
+}
+
+function resultList(target, results) {
+  target.replaceChildren();
+  for (const r of results) {
+    const link = el("a", { href: `#/track/${r.track_id}`, textContent: name(r) });
+    const player = el("audio", { controls: true, preload: "none", src: `/tracks/${r.track_id}/audio` });
+    const li = el("li", { className: "result" }, link, ` (${fmt(r.score, 3)})`, player);
+    if (r.explanation) li.append(el("span", { className: "why", textContent: r.explanation }));
+    target.append(li);
+  }
+}
+
+// --- library ----------------------------------------------------------------------------------
+async function library() {
+  show("library-view");
+  const params = new URLSearchParams({ limit: PAGE, offset });
+  for (const f of ["q", "genre", "tag", "bpm", "key"]) {
+    const v = $("#" + f).value.trim();
+    if (v) params.set(f, v);
+  }
+  try {
+    const page = await api(`/tracks?${params}`);
+    const body = $("#tracks tbody");
+    body.replaceChildren();
+    for (const t of page.tracks) {
+      body.append(el("tr", {},
+        el("td", {}, el("a", { className: "track-link", href: `#/track/${t.track_id}`, textContent: t.title || t.track_id })),
+        el("td", { textContent: t.artist || "" }), el("td", { textContent: t.genre || t.genre_pred || "" }),
+        el("td", { textContent: fmt(t.bpm) }), el("td", { textContent: keyText(t.key, t.mode) }),
+        el("td", { className: "tags", textContent: (t.tags || []).join(", ") })));
+    }
+    const last = Math.min(page.offset + page.tracks.length, page.total);
+    $("#count").textContent = page.total ? `${page.offset + 1}–${last} of ${page.total} tracks` : "no track matches";
+    $("#count").classList.remove("error");
+    $("#prev").disabled = page.offset === 0;
+    $("#next").disabled = last >= page.total;
+  } catch (err) { fail($("#count"), err); }
+}
+
+// --- one track ----------------------------------------------------------------------------------
+async function track(id) {
+  show("track-view");
+  $("#similar").replaceChildren();
+  $("#tags").replaceChildren();
+  try {
+    const t = await api(`/tracks/${encodeURIComponent(id)}`);
+    $("#track-title").textContent = name(t);
+    $("#track-meta").textContent = [t.album, t.year, t.format, t.duration ? `${fmt(t.duration, 1)} s` : null, t.track_id]
+      .filter(Boolean).join(" · ");
+    $("#player").src = `/tracks/${t.track_id}/audio`;
+    $("#spectrogram").src = `/tracks/${t.track_id}/spectrogram.png`;
+    $("#track-genre").textContent = [t.genre, t.genre_pred ? `predicted ${t.genre_pred}` : null].filter(Boolean).join(", ") || "–";
+    $("#track-bpm").textContent = fmt(t.descriptors.tempo, 1);
+    $("#track-key").textContent = keyText(t.descriptors.key, t.descriptors.mode);
+    $("#track-model").textContent = t.model_id || "not tagged";
+    tagBars($("#tags"), t.tag_probs, t.tags);
+    const sim = await api(`/similar?track=${t.track_id}&k=10`);
+    resultList($("#similar"), sim.results);
+  } catch (err) { fail($("#track-meta"), err); }
+}
+
+// --- upload -------------------------------------------------------------------------------------
+async function analyse(file) {
+  const status = $("#upload-status");
+  status.classList.remove("error");
+  status.textContent = `analysing ${file.name} …`;
+  $("#upload-result").hidden = true;
+  const form = new FormData();
+  form.append("file", file, file.name);
+  try {
+    const a = await api("/analyze?similar=10", { method: "POST", body: form });
+    status.textContent = `${a.file}: ${fmt(a.duration, 1)} s, model ${a.model_id}`;
+    $("#upload-genre").textContent = a.genre;
+    $("#upload-bpm").textContent = fmt(a.bpm, 1);
+    $("#upload-key").textContent = keyText(a.key, a.mode);
+    tagBars($("#upload-tags"), a.tag_probs, a.tags);
+    resultList($("#upload-similar"), a.similar || []);
+    $("#upload-result").hidden = false;
+  } catch (err) { fail(status, err); }
+}
+
+// --- a user -------------------------------------------------------------------------------------
+async function user(name) {
+  show("user-view");
+  $("#user").value = name || "";
+  $("#recs").replaceChildren();
+  $("#playlist").replaceChildren();
+  $("#m3u").hidden = true;
+  $("#make-playlist").disabled = true;
+  if (!name) return;
+  const status = $("#user-status");
+  status.classList.remove("error");
+  status.textContent = "…";
+  try {
+    const r = await api(`/users/${encodeURIComponent(name)}/recommendations?k=20`);
+    status.textContent = `${r.method}${r.known_user ? "" : " (no history: most popular tracks)"}`;
+    resultList($("#recs"), r.recommendations);
+    playlistSeeds = r.recommendations.slice(0, 1).map((x) => x.track_id);
+    $("#make-playlist").disabled = playlistSeeds.length === 0;
+  } catch (err) { fail(status, err); }
+}
+
+async function makePlaylist() {
+  const status = $("#user-status");
+  const request = (format) => api("/playlists", {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ seeds: playlistSeeds, length: 20, format }),
+  });
+  try {
+    const pl = await request("json");
+    resultList($("#playlist"), pl.tracks);
+    const m3u = await request("m3u");
+    const link = $("#m3u");
+    link.href = URL.createObjectURL(new Blob([m3u], { type: "audio/x-mpegurl" }));
+    link.hidden = false;
+  } catch (err) { fail(status, err); }
+}
+
+// --- wiring -------------------------------------------------------------------------------------
+async function stats() {
+  try {
+    const s = await api("/stats");
+    $("#stats").textContent = `${s.library.tracks} tracks · model ${s.model_id || "none"}` +
+      (s.index ? ` · index ${s.index.stale ? "stale" : "ok"}` : "");
+  } catch (err) { if (err instanceof NeedToken) show("token-view"); }
+}
+
+function route() {
+  const [, view, arg] = (location.hash || "#/").split("/");
+  if (view === "track" && arg) return track(decodeURIComponent(arg));
+  if (view === "upload") return show("upload-view");
+  if (view === "user") return user(arg ? decodeURIComponent(arg) : "");
+  return library();
+}
+
+window.addEventListener("DOMContentLoaded", () => {
+  $("#search").addEventListener("submit", (e) => { e.preventDefault(); offset = 0; library(); });
+  $("#prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); library(); });
+  $("#next").addEventListener("click", () => { offset += PAGE; library(); });
+  $("#token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    document.cookie = `mir_token=${encodeURIComponent($("#token").value)}; path=/; SameSite=Strict`;
+    stats();
+    route();
+  });
+  $("#user-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    location.hash = `#/user/${encodeURIComponent($("#user").value.trim())}`;
+  });
+  $("#make-playlist").addEventListener("click", makePlaylist);
+  const drop = $("#drop");
+  $("#file").addEventListener("change", (e) => { if (e.target.files.length) analyse(e.target.files[0]); });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    if (e.dataTransfer.files.length) analyse(e.dataTransfer.files[0]);
+  });
+  window.addEventListener("hashchange", route);
+  stats();
+  route();
+});
