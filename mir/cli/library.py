@@ -45,7 +45,8 @@ def cmd_scan(args) -> int:
 
 def cmd_analyze(args) -> int:
     lib = Library(args.library)
-    report = analyze(lib, workers=args.workers, progress=_progress(args), retry_failed=args.retry_failed)
+    report = analyze(lib, workers=args.workers, progress=_progress(args), retry_failed=args.retry_failed,
+                     scheduler=args.scheduler)
     print(f"analyze: {report.summary()}")
     for f in report.failures[:20]:
         print(f"  failed: {f['message']}", file=sys.stderr)
@@ -276,7 +277,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("analyze", help="compute descriptors and log-mels for every track not yet done")
     p.add_argument("library", metavar="LIB")
-    p.add_argument("--workers", type=positive_workers, default=None, help="worker processes (default: all cores)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=positive_workers, default=None, help="worker processes (default: all cores)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on a Dask cluster (tcp://host:8786); audio and library on a filesystem all workers see")
     p.add_argument("--retry-failed", action="store_true", help="retry tracks that failed before")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_analyze)

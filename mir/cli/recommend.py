@@ -111,6 +111,8 @@ def cmd_recommend(args) -> int:
                                                    "genres": rerank.genres, "tags": rerank.tags, "bpm": rerank.bpm,
                                                    "music_only": rerank.music_only},
             "shard_size": args.shard_size, **inputs.digest()}
+    if args.scheduler and hasattr(model, "scheduler"):  # where the taste fit runs is not part of the job
+        model.scheduler = args.scheduler
     job = BatchJob(args.out, spec, restart=args.restart)
     saved = job.saved_model()
     if saved is None:
@@ -249,7 +251,7 @@ def register(sub) -> None:
     p.add_argument("--music-only", action="store_true",
                    help="only tracks the model's music gate calls music (a model gated by `mir train-gate`)")
     p.add_argument("--shard-size", type=int, default=2000, metavar="N", help="users per shard (default 2000)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run shards on a Dask cluster (tcp://host:8786)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the shards and the taste fit's blocks of users on a Dask cluster (tcp://host:8786)")
     p.add_argument("--restart", action="store_true", help="discard an unfinished run of another job at --out")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_recommend)
