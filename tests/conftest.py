@@ -68,3 +68,12 @@ def mirdemo_tiny(tmp_path_factory, score_cache):
     out = tmp_path_factory.mktemp("tiny") / "mirdemo"
     return build("mirdemo", "tiny", out, seed=0, workers=1, progress=False, cache_dir=score_cache)
 
+
+
+def pytest_configure(config):
+    """Compile librosa's numba beat tracker once, before any test process starts: test processes
+    that compile it at the same moment corrupt numba's on-disk cache (a segmentation fault)."""
+    if not hasattr(config, "workerinput"):  # the controller of a parallel run, or a plain run
+        from mir.features.beats import warm_up
+
+        warm_up()

@@ -365,7 +365,8 @@ def test_each_copy_of_content_that_failed_or_warned_is_listed(tmp_path, capsys):
     main(["failures", str(lib), "--json"])
     rows = json.loads(capsys.readouterr().out)
     listed = sorted((Path(r["path"]).relative_to(music).as_posix(), r["stage"], r["level"]) for r in rows)
-    assert listed == [("a/dc.wav", "descriptors", "warning"), ("a/silence.wav", "descriptors", "error"),
-                      ("a/silence.wav", "logmel", "error"), ("b/dc.wav", "descriptors", "warning"),
+    assert listed == [("a/dc.wav", "descriptors", "warning"), ("a/silence.wav", "beats", "error"),
+                      ("a/silence.wav", "descriptors", "error"), ("a/silence.wav", "logmel", "error"),
+                      ("b/dc.wav", "descriptors", "warning"), ("b/silence.wav", "beats", "error"),
                       ("b/silence.wav", "descriptors", "error"), ("b/silence.wav", "logmel", "error")]
     assert all(r["message"].startswith(r["path"] + ": ") for r in rows)

@@ -232,6 +232,10 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
                         for item in todo:
                             collect(item, analyze_file(item[2], item[1], item[3], str(lib.root), cfg), bar)
                 else:
+                    if any("beats" in item[3] for item in todo):
+                        from ..features.beats import warm_up
+
+                        warm_up()  # numba compiles once here; workers compiling at once corrupt its cache
                     with process_pool(min(workers, len(todo)), preload=PRELOAD) as pool:
                         queue = iter(todo)
                         running = {}

@@ -86,6 +86,18 @@ def track_beats(env: np.ndarray, *, sr: int, hop_length: int, tempo: float) -> n
     return np.asarray(beats, dtype=np.int64)
 
 
+def warm_up() -> None:
+    """Compile librosa's numba beat tracker in this process, which writes numba's on-disk cache.
+
+    Processes that compile it for the first time at the same moment (worker pools, parallel test
+    runs) can corrupt that cache and then crash with a segmentation fault; mir compiles it once
+    before it starts workers, and they load the cache.
+    """
+    t = np.arange(2048)
+    env = (np.sin(2 * np.pi * t / 43.0) > 0.95).astype(np.float64) + 0.01
+    track_beats(env, sr=22050, hop_length=512, tempo=60.0)
+
+
 def meter_from_strength(strength: np.ndarray) -> int:
     """Beats per bar from the beats' accents [shape=(n,)]: 3 or 4 (see module doc)."""
     s = np.asarray(strength, dtype=np.float64)
