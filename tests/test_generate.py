@@ -256,3 +256,23 @@ def test_batch_is_resumable(lib, tmp_path, capsys):
     assert cli(args) == 1
     assert "1 pieces made, 1 already done, 1 failed" in capsys.readouterr().out
     assert (tmp_path / "p0.wav").read_bytes() == first
+
+
+def test_demo_generation_step_writes_the_piece_its_picture_and_measures(lib, tmp_path, capsys):
+    from mir.cli.demo import generation
+
+    tagger = load_generator(lib.root / "generator.pt").tagger_id
+    lines = generation(lib, tagger, tmp_path, progress=False)
+    assert "reused" in capsys.readouterr().out  # the fixture's debug generator fits the library
+    p = find_provenance(tmp_path / "piece.wav")
+    assert p is not None and abs(p["duration"] - 30) < 1 and (tmp_path / "piece.png").read_bytes()[:4] == b"\x89PNG"
+    text = "\n".join(lines)
+    for part in ("generated piece:", "longest run of source beats in source order: ", "largest share of one source",
+                 f"tempo: target {p['tempo']:.1f} BPM, estimated", f"key: target {p['key']}, estimated", "dBFS; loudness",
+                 "seams marked"):
+        assert part in text, part
+    assert f"longest run of source beats in source order: {p['checks']['longest_run']} (limit 4)" in text
+    for name in ("generator.pt", "generator.pt.last.pt"):  # none: the demo trains one
+        (lib.root / name).unlink()
+    generation(lib, tagger, tmp_path, progress=False)
+    assert "trained (small" in capsys.readouterr().out and (lib.root / "generator.pt").is_file()
