@@ -1,6 +1,7 @@
 """Analysis throughput: mir (scan + decode + log-mel + descriptors) against a plain librosa loop.
 
     python benchmarks/analysis.py [--audio DIR] [--clips 200] [--seconds 30] [--out results.json]
+                                  [--dask-workers 2 | --scheduler ADDRESS]
 
 Without --audio, generates --clips synthetic music clips of --seconds each in mixed formats
 (wav, flac, ogg, mp3) under benchmarks/results/audio (reused on later runs). Prints a table of
@@ -9,6 +10,10 @@ realtime factors (audio seconds per wall second) per stage and worker count, and
 The baseline is the loop a user would write per file: librosa.load → melspectrogram →
 power_to_db → beat_track (tempo) → chroma_stft (key), run in 1 and in 2 processes. Both
 sides run one BLAS thread per process (as mir's workers do), so rows compare per-core work.
+
+``--dask-workers N`` also runs ``mir analyze --scheduler`` on a local Dask cluster (N worker processes,
+one thread each; ``--scheduler ADDRESS``: an existing cluster whose workers see these paths) and checks
+that its tables and log-mel arrays equal the in-process run's.
 """
 from __future__ import annotations
 
@@ -147,27 +152,56 @@ def _mir_stages(paths: list[Path]) -> dict:
     return {"audio_seconds": audio_s, "stage_cpu_seconds": stage}
 
 
-def run_mir(paths: list[Path], workers: int, root: Path) -> dict:
+def run_mir(paths: list[Path], workers: int, root: Path, scheduler: str | None = None) -> dict:
     from mir.catalog import Library, analyze
 
     folder = paths[0].parent
-    lib_dir = root / f"lib-{workers}"
+    lib_dir = root / (f"lib-{workers}" if scheduler is None else "lib-dask")
     shutil.rmtree(lib_dir, ignore_errors=True)
     lib = Library.open_or_create(lib_dir)
     t0 = time.perf_counter()
     lib.scan([folder])
     t1 = time.perf_counter()
-    report = analyze(lib, workers=workers)
+    report = analyze(lib, workers=workers, scheduler=scheduler)
     t2 = time.perf_counter()
     t3 = time.perf_counter()
     lib.scan([folder])  # unchanged rescan
-    again = analyze(lib, workers=workers)
+    again = analyze(lib, workers=workers, scheduler=scheduler)
     t4 = time.perf_counter()
     if report.failed:
         raise SystemExit(f"mir failed on {report.failed} files: {report.failures[:3]}")
     audio_s = float(lib.tracks()["duration"].sum())
     return {"audio_seconds": audio_s, "scan_seconds": t1 - t0, "analyze_seconds": t2 - t1,
             "wall_seconds": t2 - t0, "rescan_seconds": t4 - t3, "rescan_analyzed": again.done}
+
+
+def same_analysis(a: Path, b: Path) -> bool:
+    """Whether two libraries of the same files hold equal stage tables and log-mel arrays."""
+    from mir.catalog import Library, stage_versions
+
+    la, lb = Library(a), Library(b)
+    for stage, version in stage_versions().items():
+        ta = la.stage_table(stage, version).sort_values("hash").reset_index(drop=True)
+        tb = lb.stage_table(stage, version).sort_values("hash").reset_index(drop=True)
+        if not ta.equals(tb):
+            return False
+    return all(np.array_equal(la.logmel(t), lb.logmel(t)) for t in la.tracks()["track_id"])
+
+
+def run_dask(paths: list[Path], root: Path, args) -> dict:
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        address = args.scheduler
+        if not address:
+            from distributed import LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(n_workers=args.dask_workers, threads_per_worker=1,
+                                                       processes=True, dashboard_address=":0", silence_logs=40))
+            address = cluster.scheduler_address
+        m = run_mir(paths, 1, root, scheduler=address)
+    m["same_as_in_process"] = same_analysis(root / "lib-dask", root / f"lib-{args.workers[0]}")
+    return m
 
 
 def main(argv=None) -> int:
@@ -178,6 +212,9 @@ def main(argv=None) -> int:
     ap.add_argument("--stage-clips", type=int, default=20, help="clips used for the per-stage breakdown")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--out", type=Path, default=HERE / "results" / "analysis.json")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--dask-workers", type=int, default=0, help="also run on a local Dask cluster of N workers")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="also run on this Dask cluster")
     args = ap.parse_args(argv)
 
     if args.audio:
@@ -203,6 +240,12 @@ def main(argv=None) -> int:
                          b["audio_seconds"] / b["wall_seconds"]))
             rows.append((f"  of which scan (hash + probe + tags), {w}w", m["audio_seconds"] / m["scan_seconds"], float("nan")))
             rows.append((f"  unchanged rescan + analyze, {w}w", m["audio_seconds"] / m["rescan_seconds"], float("nan")))
+        if args.dask_workers or args.scheduler:
+            where = f"{args.dask_workers} local workers" if args.dask_workers else args.scheduler
+            print(f"mir on Dask ({where}) …", file=sys.stderr)
+            m = results["mir_dask"] = run_dask(paths, Path(tmp), args)
+            rows.append((f"end-to-end, Dask ({where}), same output: {m['same_as_in_process']}",
+                         m["audio_seconds"] / m["wall_seconds"], float("nan")))
     sub = paths[: args.stage_clips]
     ms = mir_stages(sub)
     bs = run_baseline(sub, 1)

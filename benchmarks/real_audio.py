@@ -308,7 +308,7 @@ def main(argv=None) -> int:
 
     from mir.models import load_checkpoint
     from mir.models.inference import prepare_model
-    from mir.tagging import resolve_model_path
+    from mir.models.checkpoint import default_checkpoint
 
     torch.set_num_threads(args.threads)
     if not args.shared_audio.is_dir():
@@ -328,7 +328,7 @@ def main(argv=None) -> int:
         t = time.time()
         mfcc = {k: mfcc_features(v) if v else np.zeros((0, 40)) for k, v in sets.items()}
         timings["mfcc_s"] = round(time.time() - t, 1)
-        models = [("default", resolve_model_path(None))] + [(p.stem, p) for p in args.model]
+        models = [("default", default_checkpoint())] + [(p.stem, p) for p in args.model]
         for label, path in models:
             loaded = load_checkpoint(path)
             model = prepare_model(loaded.model)

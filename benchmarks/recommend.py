@@ -1,6 +1,7 @@
 """Recommendation speed and quality: mir's methods against `implicit`'s own ALS batch recommend.
 
     python benchmarks/recommend.py [--scale 1.0] [--methods popularity,content,als,als-auto,hybrid] [--out FILE]
+                                   [--threads 1] [--dask-workers 2 | --scheduler ADDRESS]
 
 Synthetic data at scale 1: 50,000 users x 100,000 tracks, about 5 M interactions. Tracks belong
 to 100 clusters (their 32-d embeddings are the cluster centre plus noise) and have power-law
@@ -23,6 +24,13 @@ content part. Peers kept here, not in mir (benchmarks/recommend_peers.py; not in
 choice; "bpr" implicit's Bayesian personalised ranking (64 factors). Method "content-hnsw" (not in the
 default list) is content-based with candidates from a mir.index HNSW index instead of the exact scan. --scale s
 multiplies users, tracks and events by s. Writes JSON to benchmarks/results/recommend[-sSCALE].json.
+
+Every row reports the peak resident memory of the process while that method ran (sampled every 0.1 s).
+``--threads`` is the number of blocks of users the taste fits of "hybrid" and "content-taste" run at
+once (their BLAS stays on one thread; implicit's ALS uses its own threads on every core).
+``--dask-workers N`` starts a local Dask cluster (N worker processes, one thread each) and runs
+"hybrid" a second time with its taste fits' per-user work sent there (``--scheduler ADDRESS``: an
+existing cluster instead); the row reports whether its lists equal the in-process run's.
 """
 from __future__ import annotations
 
@@ -31,6 +39,7 @@ import json
 import os
 import platform
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -87,24 +96,56 @@ def synth(scale: float, seed: int = 0):
     return tracks, X
 
 
+class PeakMemory:
+    """Peak resident set size (GiB) of this process while the block runs, sampled every ``interval`` s."""
+
+    def __init__(self, interval: float = 0.1):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _watch(self):
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self.rss())
+
+    def __enter__(self):
+        self.peak = self.rss()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+    @property
+    def gib(self) -> float:
+        return self.peak / 2 ** 30
+
+
 def recall(lists: np.ndarray, relevant: dict) -> float:
     vals = [np.isin(rel, lists[u]).sum() / len(rel) for u, rel in relevant.items()]
     return float(np.mean(vals))
 
 
 def run_mir(name, model, train, tracks, relevant, batch=1024):
-    t0 = time.perf_counter()
-    model.fit(train, tracks)
-    fit_s = time.perf_counter() - t0
-    users = np.arange(train.n_users)
-    lists = np.full((train.n_users, K), -1, np.int64)
-    t0 = time.perf_counter()
-    for s in range(0, len(users), batch):
-        items, _ = model.recommend_index(users[s:s + batch], K)
-        lists[s:s + batch] = items
-    rec_s = time.perf_counter() - t0
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        model.fit(train, tracks)
+        fit_s = time.perf_counter() - t0
+        users = np.arange(train.n_users)
+        lists = np.full((train.n_users, K), -1, np.int64)
+        t0 = time.perf_counter()
+        for s in range(0, len(users), batch):
+            items, _ = model.recommend_index(users[s:s + batch], K)
+            lists[s:s + batch] = items
+        rec_s = time.perf_counter() - t0
     return {"method": name, "fit_s": fit_s, "recommend_s": rec_s, "users_per_s": train.n_users / rec_s,
-            "recall@50": recall(lists, relevant)}, lists
+            "recall@50": recall(lists, relevant), "peak_gib": mem.gib}, lists
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -118,18 +159,39 @@ def run_implicit(train, relevant, batch=1024):
 
     m = Collaborative(**ALS)
     C = m.confidence(train.matrix())
-    with threadpool_limits(1, "blas"):
-        model = AlternatingLeastSquares(factors=ALS["factors"], regularization=ALS["regularization"],
-                                        iterations=ALS["iterations"], random_state=0, calculate_training_loss=False)
+    with PeakMemory() as mem:
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(factors=ALS["factors"], regularization=ALS["regularization"],
+                                            iterations=ALS["iterations"], random_state=0, calculate_training_loss=False)
+            t0 = time.perf_counter()
+            model.fit(C, show_progress=False)
+            fit_s = time.perf_counter() - t0
+        users = np.arange(train.n_users)
         t0 = time.perf_counter()
-        model.fit(C, show_progress=False)
-        fit_s = time.perf_counter() - t0
-    users = np.arange(train.n_users)
-    t0 = time.perf_counter()
-    ids, _ = model.recommend(users, C, N=K, filter_already_liked_items=True)
-    rec_s = time.perf_counter() - t0
+        ids, _ = model.recommend(users, C, N=K, filter_already_liked_items=True)
+        rec_s = time.perf_counter() - t0
     return {"method": "implicit ALS (own batch recommend)", "fit_s": fit_s, "recommend_s": rec_s,
-            "users_per_s": train.n_users / rec_s, "recall@50": recall(np.asarray(ids), relevant)}, np.asarray(ids)
+            "users_per_s": train.n_users / rec_s, "recall@50": recall(np.asarray(ids), relevant),
+            "peak_gib": mem.gib}, np.asarray(ids)
+
+
+def run_dask_hybrid(args, train, tracks, relevant, lists):
+    """The default hybrid again, its taste fits' blocks on a Dask cluster; the row says if the lists are the same."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        address = args.scheduler
+        if not address:
+            from distributed import LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(n_workers=args.dask_workers, threads_per_worker=1,
+                                                       processes=True, dashboard_address=":0", silence_logs=40))
+            address = cluster.scheduler_address
+        model = Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000, scheduler=address)
+        workers = f"{args.dask_workers} local workers" if args.dask_workers else address
+        row, other = run_mir(f"mir hybrid, taste fits on Dask ({workers})", model, train, tracks, relevant)
+    row["same_lists_as_in_process"] = float(np.mean(np.all(other == lists, axis=1)))
+    return row
 
 
 def main(argv=None) -> int:
@@ -137,6 +199,10 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--methods", default="popularity,content,als,als-auto,hybrid")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--threads", type=int, default=1, help="blocks of users the taste fits run at once")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--dask-workers", type=int, default=0, help="also run hybrid on a local Dask cluster")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="also run hybrid on this Dask cluster")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     tracks, X = synth(args.scale)
@@ -145,9 +211,9 @@ def main(argv=None) -> int:
           f"{len(relevant)} users with held-out new tracks; built in {time.perf_counter() - t0:.1f} s", flush=True)
     makers = {"popularity": Popularity, "content": ContentBased, "als": lambda: Collaborative(**ALS),
               "content-hnsw": lambda: ContentBased(index="HNSW32,Flat"), "als-auto": Collaborative,
-              "hybrid-auto": lambda: Hybrid(max_tune_users=5000),
-              "hybrid": lambda: Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000),
-              "content-taste": ContentTaste, "ease": EASE, "bpr": BPR}
+              "hybrid-auto": lambda: Hybrid(max_tune_users=5000, threads=args.threads),
+              "hybrid": lambda: Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000, threads=args.threads),
+              "content-taste": lambda: ContentTaste(threads=args.threads), "ease": EASE, "bpr": BPR}
     row, peer = run_implicit(train, relevant)
     rows = [row]
     print(rows[-1], flush=True)
@@ -163,9 +229,12 @@ def main(argv=None) -> int:
             row["chosen"] = f"l2 {model.regularization_:g} ({len(model.tuning_)} values)"
         rows.append(row)
         print(rows[-1], flush=True)
+        if name == "hybrid" and (args.dask_workers or args.scheduler):
+            rows.append(run_dask_hybrid(args, train, tracks, relevant, lists))
+            print(rows[-1], flush=True)
     table = pd.DataFrame(rows).set_index("method")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
-    doc = {"scale": args.scale, "users": X.n_users, "tracks": X.n_items, "events": len(X), "train_events": len(train),
+    doc = {"scale": args.scale, "threads": args.threads, "dask_workers": args.dask_workers, "users": X.n_users, "tracks": X.n_items, "events": len(X), "train_events": len(train),
            "k": K, "als": ALS, "cpus": os.cpu_count(), "python": platform.python_version(),
            "rows": json.loads(table.reset_index().to_json(orient="records"))}
     out = Path(args.out) if args.out else HERE / "results" / ("recommend.json" if args.scale == 1.0 else f"recommend-s{args.scale:g}.json")

@@ -64,7 +64,8 @@ from mir import atomic  # noqa: E402
 from mir.catalog import Library  # noqa: E402
 from mir.catalog.labels import TAG_SEPARATOR  # noqa: E402
 from mir.recommend import affinity, make, metrics  # noqa: E402
-from mir.recommend.arrays import mask_unwanted, topk  # noqa: E402
+from mir.recommend.arrays import mask_unwanted  # noqa: E402
+from mir.topk import top_k  # noqa: E402
 from mir.datasets.truth import demo_affinity, read_demo_truth  # noqa: E402
 from mir.recommend.evaluate import evaluate_method  # noqa: E402
 from mir.recommend.inputs import load_inputs  # noqa: E402
@@ -166,7 +167,7 @@ def lists_of(S: np.ndarray, seen, users: np.ndarray, k: int) -> dict[int, list]:
     """Top ``k`` of dense scores ``S`` [len(users), N] per user, training plays excluded, as mir lists them."""
     S = np.where(np.isfinite(S), S, -1e30).astype(np.float32)
     mask_unwanted(S, seen, users, None, True)
-    items, _ = topk(S, k)
+    _, items = top_k(S, k)
     return {int(u): items[r][items[r] >= 0].tolist() for r, u in enumerate(users)}
 
 

@@ -160,7 +160,7 @@ async def run_clients(base: str, n_clients: int, mix: dict, tracks: list[dict], 
 def in_process_similar(lib_path: str, ids: list[str], n: int, seed: int) -> list[float]:
     """The peer: the same query through the Python API, sequentially, in this process."""
     from mir.catalog import Library
-    from mir.index import open_library_index
+    from mir.similar import open_library_index
     from mir.similar import similar
 
     li = open_library_index(Library(lib_path))

@@ -109,3 +109,16 @@ def batch_world():
     model = Hybrid(collaborative=Collaborative(factors=4, iterations=5, num_threads=1), weight=0.6,
                    cold_offset=-0.5).fit(X, tracks)
     return tracks, X, model
+
+
+def clicks(bpm: float, seconds: float, *, meter: int = 4, pitch: float = 220.0, first: float = 0.25,
+           seed: int = 0) -> np.ndarray:
+    """A tone with noise clicks on every beat from ``first`` s, the first beat of each bar louder."""
+    g = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    y = 0.1 * np.sin(2 * np.pi * pitch * t) + 0.05 * np.sin(2 * np.pi * pitch * 1.5 * t)
+    n = int(0.03 * SR)
+    for i, b in enumerate(np.arange(first, seconds - 0.1, 60.0 / bpm)):
+        s = int(b * SR)
+        y[s:s + n] += (1.0 if i % meter == 0 else 0.35) * g.standard_normal(n)[: len(y[s:s + n])] * np.exp(-np.arange(n) / (0.005 * SR))[: len(y[s:s + n])]
+    return (0.8 * y / np.abs(y).max()).astype(np.float32)

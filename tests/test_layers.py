@@ -9,16 +9,17 @@ the base modules may also import each other)::
     3  models      taggers, track head, checkpoints, inference
     4  catalog     the library, its analysis cache, what models wrote (predictions), the labels format
     5  index       vector indexes and their storage
-    6  services    similar, tagging, datasets, train: each uses the layers below, none uses another
+    6  services    similar, tagging, datasets: each uses the layers below, none uses another
     7  recommend   builds on similar, tagging, datasets
+    7  train       fits models on catalogues and on corpora that datasets build
     8  generate    builds on recommend (a listener's taste as seeds) and similar
     9  api         the HTTP API (a front end over the services)
    10  cli         the command line (launches the API with `mir serve`)
    11  __main__    ``python -m mir``: calls the cli
 
 ``datasets`` builds collections (audio files, labels, listening histories) from the layers below and
-is read by recommenders and front ends, so it is a service; ``train`` fits models on a catalogue and
-only front ends call it, so it is a service too.
+is read by recommenders and front ends, so it is a service; ``train`` fits models on catalogues and on
+the corpora ``datasets`` builds, and only front ends call it.
 
 A module named ``_something`` is private to its package: no other package imports it.
 
@@ -39,8 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent / "mir"
 BASE = {"mir", "mir.errors", "mir.config", "mir.atomic", "mir.parallel", "mir.topk"}
 LAYERS = {
     "audio": 1, "features": 2, "models": 3, "catalog": 4, "index": 5,
-    "similar": 6, "tagging": 6, "datasets": 6, "train": 6,
-    "recommend": 7, "generate": 8,
+    "similar": 6, "tagging": 6, "datasets": 6,
+    "recommend": 7, "train": 7, "generate": 8,
     "api": 9, "cli": 10, "__main__": 11,
 }
 

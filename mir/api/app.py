@@ -11,8 +11,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from . import deps, queries, tracks
+from . import deps, generation, queries, tracks
 from .guard import Guard
+from .jobs import Jobs
 from .service import Service
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -31,17 +32,19 @@ def create_app(lib_path, *, token: str | None = None, read_only: bool = False, m
     """An app serving library ``lib_path``.
 
     token : when set, every endpoint but ``/health`` (and the page's static files) needs it
-    read_only : never change the library (``POST /analyze?add=true`` answers 403)
+    read_only : never change the library (``POST /analyze?add=true`` and ``POST /generate`` answer 403)
     max_upload_mb : request bodies over this size answer 413 (checked while they stream in)
     events : listening events (CSV or Parquet, as ``mir recommend`` reads) for the recommendations
     rec_method : the recommender fitted on ``events`` (a ``mir recommend --method``)
     model : which tagging model's outputs to serve (model id or checkpoint; default: the latest)
     """
     service = Service(lib_path, model=model, events=events, rec_method=rec_method, read_only=read_only)
+    service.jobs = Jobs(service.lib.root / "serve" / "jobs", generation.run_job(service), writable=not read_only)
 
     @asynccontextmanager
     async def lifespan(app):
         shutil.rmtree(service.tmp, ignore_errors=True)  # uploads left by a killed server
+        service.jobs.recover()  # jobs a stopped server left running are failed
         service.start_recommender()
         yield
 
@@ -50,6 +53,7 @@ def create_app(lib_path, *, token: str | None = None, read_only: bool = False, m
     app.state.service = service
     app.include_router(tracks.router)
     app.include_router(queries.router)
+    app.include_router(generation.router)
 
     @app.exception_handler(deps.MirError)
     async def mir_error(request: Request, exc: deps.MirError):

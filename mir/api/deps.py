@@ -28,6 +28,10 @@ from ..recommend import from_library, load_model, make, save_model
 from ..recommend.inputs import load_inputs
 from ..recommend.playlist import continue_from, m3u_text, path_between, playlist_doc
 from ..tagging import tag
+from ..generate import generate
+from ..generate.segments import load_segments
+from ..generate.train import default_path as generator_path
+from ..similar.filters import parse_key
 
 __all__ = [
     "AudioError", "CatalogError", "MirError", "ModelError", "ParameterError", "TrackNotFoundError",
@@ -35,6 +39,7 @@ __all__ = [
     "update_library_index", "LibraryIndex", "resolve_model_id", "track_metadata", "similar", "from_library",
     "load_model", "make", "save_model", "load_inputs", "continue_from", "path_between", "m3u_text", "playlist_doc",
     "load_tags", "model_info", "tag", "tagged_models", "analyze_file", "add_file", "AUDIO_EXTENSIONS", "get_config",
+    "generate", "load_segments", "generator_path", "parse_key",
 ]
 
 AUDIO_EXTENSIONS = frozenset(e.lstrip(".").lower() for e in audio.SUPPORTED_EXTENSIONS)

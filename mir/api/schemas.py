@@ -151,3 +151,51 @@ class Stats(BaseModel):
     index: dict | None
     read_only: bool
     recommender: dict
+
+
+class GenerateFilters(BaseModel):
+    """The filters of ``mir similar`` on the neighbours (as ``GET /similar`` takes them)."""
+    model_config = ConfigDict(extra="forbid")
+    genre: list[str] = Field(default_factory=list, max_length=50, description="any of these predicted genres")
+    file_genre: list[str] = Field(default_factory=list, max_length=50, description="any of these file genres")
+    with_tags: list[str] = Field(default_factory=list, max_length=50, description="all of these decided tags")
+    bpm: str | None = Field(None, max_length=40, description="tempo range, e.g. 90-120")
+    key: list[str] = Field(default_factory=list, max_length=24, description="keys, e.g. 'A minor', Am, F#")
+    year: str | None = Field(None, max_length=40, description="year range, e.g. 1990-1999")
+    exclude_track: list[str] = Field(default_factory=list, max_length=100)
+    exclude_artist: list[str] = Field(default_factory=list, max_length=100)
+    max_per_artist: int | None = Field(None, ge=1, le=1000)
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tracks: list[str] = Field(default_factory=list, max_length=100, description="seed track ids")
+    tags: list[str] = Field(default_factory=list, max_length=50, description="seed tags, e.g. ['piano', 'slow']")
+    user: str | None = Field(None, min_length=1, max_length=200,
+                             description="a listener of the server's --events whose taste seeds the piece")
+    duration: float = Field(60.0, ge=10, le=600, description="seconds")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed: the same request gives the same piece")
+    temperature: float = Field(1.0, gt=0, le=5)
+    top_p: float = Field(0.95, gt=0, le=1)
+    tempo: float | None = Field(None, ge=30, le=300, description="BPM (default: the neighbours' median)")
+    key: str | None = Field(None, max_length=20, description="e.g. 'A minor' (default: the neighbours' commonest)")
+    neighbours: int = Field(20, ge=4, le=500, description="how many similar tracks the piece is made from")
+    filters: GenerateFilters = Field(default_factory=GenerateFilters)
+
+
+class JobResult(BaseModel):
+    audio: str = Field(description="URL of the generated audio (WAV; range requests)")
+    provenance: dict = Field(description="seeds, neighbours, generator, settings and per-beat sources")
+
+
+class Job(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: float = Field(ge=0, le=1)
+    stage: str
+    params: dict
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    result: JobResult | None = None
+    error: str | None = None

@@ -65,6 +65,7 @@ class Service:
         self._recommender = None
         self.analyses = max(1, (os.cpu_count() or 2) // 2)  # uploads analysed at once
         self._limiter = None
+        self.jobs = None  # the generation jobs (mir.api.jobs.Jobs), set by create_app
 
     # --- cache that follows the library --------------------------------------------------------
     def _disk_version(self) -> tuple:

@@ -162,8 +162,9 @@ def plan(lib: Library, versions: dict[str, str], *, retry_failed: bool = False) 
 
 def analyze(lib: Library, *, workers: int | None = None, progress: bool = False, retry_failed: bool = False,
             cfg: AnalysisConfig | None = None, flush_every: int | None = None,
-            flush_seconds: float | None = None) -> AnalyzeReport:
-    """Compute every missing stage for every present track of ``lib``."""
+            flush_seconds: float | None = None, scheduler: str | None = None) -> AnalyzeReport:
+    """Compute every missing stage for every present track of ``lib``; ``scheduler``: on that Dask cluster
+    (:mod:`mir.catalog.remote`: audio and library on a filesystem every worker sees) instead of ``workers``."""
     from tqdm import tqdm
 
     conf = get_config()
@@ -221,7 +222,12 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
 
         with tqdm(total=len(todo), desc="analyze", unit="track", disable=not progress) as bar:
             try:
-                if workers <= 1 or len(todo) <= 1:
+                if scheduler:
+                    from .remote import run_dask
+
+                    for item, result in run_dask(scheduler, todo, analyze_file, str(lib.root), cfg):
+                        collect(item, result, bar)
+                elif workers <= 1 or len(todo) <= 1:
                     with limit_threads(1):  # one core, as in a worker process
                         for item in todo:
                             collect(item, analyze_file(item[2], item[1], item[3], str(lib.root), cfg), bar)

@@ -13,6 +13,8 @@ content hash::
         embedding    list<float32> [embed_dim]   L2-normalised mean of the chunks' unit embeddings
         n_chunks     int64                       chunks the track was cut into
         precision    str                         "fp32" or "bf16"
+        music        float32                     probability that the track is music (only models with a
+                                                 music gate, :mod:`mir.models.gate`; absent otherwise)
     LIB/stages/tags/<model_id>/model.json        tags, genres, thresholds, config, analysis, checkpoint path
 
 Embeddings live in the same rows as list columns (not in the per-track array store): one Parquet
@@ -133,6 +135,16 @@ def resolve_model_id(lib: Library, model: str | os.PathLike | None = None) -> st
     return resolve_model(lib, model).model_id
 
 
+def music_probs(lib: Library, model_id: str, *, include_missing: bool = False) -> pd.Series | None:
+    """``{track_id: p(music)}`` of ``model_id``, or None when the model has no music gate."""
+    table = lib.stages.table(STAGE, model_id).read()
+    if "music" not in table or table["music"].isna().all():
+        return None
+    tracks = lib.tracks(include_missing=include_missing)[["track_id", "hash"]]
+    frame = tracks.merge(table[["hash", "music"]], on="hash", how="inner")
+    return pd.Series(frame["music"].to_numpy(np.float64), index=frame["track_id"].to_numpy(str), name="music")
+
+
 def _tagged_ref(lib: Library, model_id: str) -> ModelRef:
     path = model_info(lib, model_id).get("checkpoint")
     return ModelRef(Path(path) if path and os.path.isfile(path) else None, model_id)
@@ -151,7 +163,7 @@ def load_tags(lib: Library, model_id: str, *, embedding: bool = False, include_m
     """Tags of ``model_id`` joined with their tracks, sorted by track id.
 
     Columns: ``track_id``, ``hash``, ``path``, then the stored columns (see the module docstring;
-    ``embedding`` only when asked). ``frame.attrs`` holds the ``tags`` and ``genres`` vocabularies
+    ``embedding`` only when asked); ``music`` always (NaN for a model without a music gate). ``frame.attrs`` holds the ``tags`` and ``genres`` vocabularies
     (the order of ``tag_probs`` and ``genre_probs``) and the ``thresholds``.
     """
     info = model_info(lib, model_id)
@@ -160,6 +172,8 @@ def load_tags(lib: Library, model_id: str, *, embedding: bool = False, include_m
         table = table.drop(columns="embedding")
     tracks = lib.tracks(include_missing=include_missing)[["track_id", "hash", "path"]]
     frame = tracks.merge(table, on="hash", how="inner").sort_values("track_id").reset_index(drop=True)
+    if "music" not in frame:
+        frame["music"] = np.nan
     frame.attrs.update(tags=info["tags"], genres=info["genres"], thresholds=info["thresholds"], model_id=model_id)
     return frame
 
@@ -208,5 +222,6 @@ def track_tags(lib: Library, content_hash: str, model_id: str) -> dict | None:
     row["tag_probs"] = dict(zip(info["tags"], map(float, row["tag_probs"])))
     row["genre_probs"] = dict(zip(info["genres"], map(float, row["genre_probs"])))
     row["tags"] = list(row["tags"])
+    row["music"] = None if pd.isna(row.get("music", np.nan)) else float(row["music"])
     row["model_id"] = model_id
     return row

@@ -92,6 +92,8 @@ def register(sub) -> None:
     f = p.add_argument_group("filters on the neighbours (as in mir similar)")
     f.add_argument("--genre", metavar="LIST", help="any of these genres as the model predicts them")
     f.add_argument("--file-genre", metavar="LIST", help="any of these genres in the files' own metadata")
+    f.add_argument("--music-only", action="store_true",
+                   help="leave out neighbours the model's music gate calls non-music (needs a gated model)")
     f.add_argument("--with-tags", metavar="LIST")
     f.add_argument("--bpm", metavar="LO-HI")
     f.add_argument("--filter-key", action="append", metavar="KEY", help="only neighbours in this key; repeatable")

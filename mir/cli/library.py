@@ -45,7 +45,8 @@ def cmd_scan(args) -> int:
 
 def cmd_analyze(args) -> int:
     lib = Library(args.library)
-    report = analyze(lib, workers=args.workers, progress=_progress(args), retry_failed=args.retry_failed)
+    report = analyze(lib, workers=args.workers, progress=_progress(args), retry_failed=args.retry_failed,
+                     scheduler=args.scheduler)
     print(f"analyze: {report.summary()}")
     for f in report.failures[:20]:
         print(f"  failed: {f['message']}", file=sys.stderr)
@@ -166,7 +167,8 @@ def cmd_show(args) -> int:
         out["tempo_confidence"] = _tempo_confidence(row)
         out["warnings"] = warnings
         if tagged is not None:
-            out["model"] = {k: tagged[k] for k in ("model_id", "genre", "tags", "genre_probs", "tag_probs", "n_chunks")}
+            out["model"] = {k: tagged[k] for k in ("model_id", "genre", "tags", "genre_probs", "tag_probs", "n_chunks",
+                                                   "music") if k in tagged}
         if prov is not None:
             out["provenance"] = prov
         print(json.dumps(out, indent=1, ensure_ascii=False))
@@ -251,6 +253,8 @@ def _show_tags(tagged: dict, row, info: dict, *, all_tags: bool) -> None:
     print(f"pred genre {tagged['genre']} (" + ", ".join(f"{g} {p:.2f}" for g, p in top) + ")")
     decided = ", ".join(f"{name} {tagged['tag_probs'][name]:.2f}" for name in tagged["tags"])
     print(f"pred tags  {decided or '-'}")
+    if tagged.get("music") is not None:
+        print(f"music      {tagged['music']:.2f}" + ("" if tagged["music"] >= 0.5 else " (not music)"))
     if not all_tags:
         return
     threshold = dict(zip(info["tags"], info["thresholds"]))
@@ -273,7 +277,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("analyze", help="compute descriptors and log-mels for every track not yet done")
     p.add_argument("library", metavar="LIB")
-    p.add_argument("--workers", type=positive_workers, default=None, help="worker processes (default: all cores)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=positive_workers, default=None, help="worker processes (default: all cores)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on a Dask cluster (tcp://host:8786); audio and library on a filesystem all workers see")
     p.add_argument("--retry-failed", action="store_true", help="retry tracks that failed before")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_analyze)

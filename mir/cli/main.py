@@ -34,8 +34,8 @@ _OS_FIXES = {
 }
 
 # modules under mir.cli that register sub-commands, in help order
-COMMAND_MODULES = ["library", "dataset", "train", "adapt", "tag", "index", "similar", "recommend", "generate", "demo",
-                   "serve"]
+COMMAND_MODULES = ["library", "dataset", "train", "gate", "adapt", "tag", "index", "similar", "recommend", "generate",
+                   "demo", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

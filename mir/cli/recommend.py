@@ -90,10 +90,10 @@ def _method_params(method: str, args) -> dict:
 def _reranker(args, tracks):
     from ..recommend import Reranker
 
-    if not (args.diversity or args.max_per_artist or args.genre or args.tag or args.bpm):
+    if not (args.diversity or args.max_per_artist or args.genre or args.tag or args.bpm or args.music_only):
         return None
     return Reranker(tracks, diversity=args.diversity, max_per_artist=args.max_per_artist, genres=args.genre,
-                    tags=args.tag, bpm=_bpm(args.bpm))
+                    tags=args.tag, bpm=_bpm(args.bpm), music_only=args.music_only)
 
 
 def cmd_recommend(args) -> int:
@@ -108,8 +108,11 @@ def cmd_recommend(args) -> int:
     model = make(args.method, **_method_params(args.method, args))
     spec = {"method": args.method, "params": repr(model), "k": args.k, "exclude_seen": not args.keep_played,
             "rerank": None if rerank is None else {"diversity": rerank.diversity, "max_per_artist": rerank.max_per_artist,
-                                                   "genres": rerank.genres, "tags": rerank.tags, "bpm": rerank.bpm},
+                                                   "genres": rerank.genres, "tags": rerank.tags, "bpm": rerank.bpm,
+                                                   "music_only": rerank.music_only},
             "shard_size": args.shard_size, **inputs.digest()}
+    if args.scheduler and hasattr(model, "scheduler"):  # where the taste fit runs is not part of the job
+        model.scheduler = args.scheduler
     job = BatchJob(args.out, spec, restart=args.restart)
     saved = job.saved_model()
     if saved is None:
@@ -184,7 +187,8 @@ def cmd_playlist(args) -> int:
     lib = Library(args.library)
     tracks = from_library(lib, args.model)
     seeds = [str(lib.track(s)["track_id"]) for s in args.seed]
-    opts = dict(tempo_weight=args.tempo_weight, key_weight=args.key_weight, artist_gap=args.artist_gap)
+    opts = dict(tempo_weight=args.tempo_weight, key_weight=args.key_weight, artist_gap=args.artist_gap,
+                music_only=args.music_only)
     if args.to:
         if len(seeds) != 1:
             raise ParameterError("--to walks from one --seed track to another; give exactly one --seed")
@@ -244,8 +248,10 @@ def register(sub) -> None:
     p.add_argument("--genre", action="append", default=None, help="only tracks of this genre (repeatable: any of)")
     p.add_argument("--tag", action="append", default=None, help="only tracks with this tag (repeatable: all of)")
     p.add_argument("--bpm", default=None, metavar="LO-HI", help="only tracks with a tempo in this range, e.g. 90-120, 90- or -120")
+    p.add_argument("--music-only", action="store_true",
+                   help="only tracks the model's music gate calls music (a model gated by `mir train-gate`)")
     p.add_argument("--shard-size", type=int, default=2000, metavar="N", help="users per shard (default 2000)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run shards on a Dask cluster (tcp://host:8786)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the shards and the taste fit's blocks of users on a Dask cluster (tcp://host:8786)")
     p.add_argument("--restart", action="store_true", help="discard an unfinished run of another job at --out")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_recommend)
@@ -273,6 +279,9 @@ def register(sub) -> None:
     p.add_argument("--tempo-weight", type=float, default=0.5, help="penalty on tempo jumps (default 0.5)")
     p.add_argument("--key-weight", type=float, default=0.1, help="penalty on key jumps (default 0.1)")
     p.add_argument("--artist-gap", type=int, default=3, help="no artist again within N tracks (default 3)")
+    p.add_argument("--music-only", action=argparse.BooleanOptionalAction, default=None,
+                   help="leave out tracks the model's music gate calls non-music (default: on when the model "
+                        "has a music gate, see `mir train-gate`)")
     p.add_argument("--m3u", default=None, metavar="FILE", help="write an extended M3U playlist")
     p.add_argument("--json", default=None, metavar="FILE", help="write the playlist as JSON")
     p.set_defaults(func=cmd_playlist)

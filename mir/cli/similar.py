@@ -12,7 +12,8 @@ def _filters(args):
     split = lambda v: tuple(x.strip() for x in v.split(",") if x.strip()) if v else ()  # noqa: E731
     return Filters(genres=split(args.genre), file_genres=split(args.file_genre), tags=split(args.with_tags), bpm=args.bpm, keys=tuple(args.key or ()),
                    year=args.year, exclude_tracks=tuple(args.exclude_track or ()),
-                   exclude_artists=tuple(args.exclude_artist or ()), max_per_artist=args.max_per_artist)
+                   exclude_artists=tuple(args.exclude_artist or ()), max_per_artist=args.max_per_artist,
+                   music_only=args.music_only)
 
 
 def cmd_similar(args) -> int:
@@ -74,6 +75,8 @@ def register(sub) -> None:
     f.add_argument("--exclude-track", action="append", metavar="ID", help="never return this track; repeatable")
     f.add_argument("--exclude-artist", action="append", metavar="NAME", help="never return this artist; repeatable")
     f.add_argument("--max-per-artist", type=int, metavar="N", help="at most N results per artist")
+    f.add_argument("--music-only", action="store_true",
+                   help="only tracks the model's music gate calls music (a model gated by `mir train-gate`)")
     f.add_argument("--include-seeds", action="store_true", help="let seed tracks appear in the results")
     s = p.add_argument_group("search knobs")
     s.add_argument("--ef-search", type=int, metavar="N", help="HNSW search breadth")

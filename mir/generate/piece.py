@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -99,6 +99,18 @@ def _bigram_step(gen: LoadedGenerator, seg):
     return lambda tokens, bars: logp[tokens[-1] if tokens else k]
 
 
+def _reporting(step, n: int, report):
+    """``step`` that also reports the fraction of the ``n`` beats sampled (about 50 times in all)."""
+    every = max(1, n // 50)
+
+    def counted(tokens, bars):
+        if len(tokens) % every == 0:
+            report(len(tokens) / max(n, 1))
+        return step(tokens, bars)
+
+    return counted
+
+
 def _parse_target_key(key: str | None, default: tuple[str, str]) -> tuple[str, str]:
     if key is None:
         return default
@@ -112,14 +124,17 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
              out: str | os.PathLike = "piece.wav", seed: int = 0, temperature: float = 1.0, top_p: float = 0.95,
              tempo: float | None = None, key: str | None = None, structure: str | None = None,
              generator: str | os.PathLike | None = None, stretch: str = "auto", xfade: float = 0.03,
-             constraints: Constraints = Constraints(), method: str = "model") -> GenerateResult:
+             constraints: Constraints = Constraints(), method: str = "model",
+             progress: Callable[[float, str], None] | None = None) -> GenerateResult:
     """Generate a piece in the style of the seeds' neighbours and write it (WAV/FLAC, mono at the analysis rate).
 
     Seeds: ``tracks`` (ids, prefixes or paths), ``audio_file``, ``tags``, or ``user`` + ``events``.
     ``tempo`` (BPM) and ``key`` ("A minor") default to the neighbours' median tempo and commonest key.
     ``method``: ``"model"`` (the generator), or the baselines ``"bigram"`` (a bigram over the library's tokens,
     same constraints) and ``"shuffle"`` (the neighbours' segments in a random order, no constraints).
+    ``progress(fraction, stage)``, when given, is called as the work advances (fraction in 0-1).
     """
+    report = progress or (lambda fraction, stage: None)
     if method not in ("model", "bigram", "shuffle"):
         raise ParameterError(f"unknown method {method!r}; use model, bigram or shuffle")
     t_start = time.monotonic()
@@ -138,11 +153,13 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
     gen_path = Path(generator) if generator else default_path(lib)
     if not gen_path.is_file():
         raise ModelError(f"no generator at {gen_path}; run `mir train-generator {lib.root}` first")
+    report(0.02, "loading the generator")
     gen = load_generator(gen_path)
     seg = load_segments(lib)  # raises "run mir analyze" without a beats stage
     if gen.analysis != seg_version(lib):
         raise ModelError(f"generator {gen.model_id} was trained on beats analysis {gen.analysis}, the library has "
                          f"{seg_version(lib)}; run `mir train-generator {lib.root}` again")
+    report(0.05, "retrieving neighbours")
     li = open_library_index(lib, gen.tagger_id)
     found = retrieve(li, tracks=tracks, audio=audio_file, tags=tags, user=user, events=events, k=neighbours,
                      filters=filters)
@@ -184,6 +201,7 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
             picks = np.resize(rng.permutation(len(pool)), n)
         else:
             step = _model_step(gen, cond) if method == "model" else _bigram_step(gen, seg)
+            step = _reporting(step, n, lambda f: report(0.1 + 0.5 * f, "sampling"))
             picks = sample_piece(step, pool, n, meter=meter, rng=rng, temperature=temperature,
                                  top_p=top_p, constraints=constraints, structure=structure)
     finally:
@@ -191,6 +209,7 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
     srows = rows[picks]
 
     # render
+    report(0.6, "rendering")
     sr = get_config().analysis.sample_rate
     target_lufs = float(np.median(info["loudness"].astype(float)))
     cache: dict[str, np.ndarray] = {}
@@ -222,6 +241,7 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
     length = int(round((n * period + xfade) * sr))
     y = overlap_add(chunks, starts, int(round(xfade * sr)), length)
     y = level(y, sr, target_lufs)
+    report(0.95, "writing")
     audio.save(out, y, sr)
     from ..features import loudness
 
@@ -248,6 +268,7 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
     }
     ppath = provenance_path(out)
     atomic.write_text(ppath, json.dumps(prov, indent=1))
+    report(1.0, "done")
     return GenerateResult(out, ppath, prov)
 
 

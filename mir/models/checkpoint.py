@@ -15,7 +15,8 @@ unpickler of ``torch.load(..., weights_only=True)`` reads it and nothing else ca
     analysis        feature parameters the model was trained on (sample_rate, hop_length, …)
     extra           anything else the trainer wants to keep (plain containers)
 
-``model_id`` covers exactly what determines the model's outputs (weights and config), not the
+``model_id`` covers exactly what determines the model's outputs (weights, config and the music gate
+``extra["music_gate"]`` when there is one), not the
 vocabulary names or thresholds, so it is a sound cache key for embeddings and logits.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ from torch import nn
 from ..atomic import atomic_path
 from ..errors import LabelError, ModelError, ParameterError
 from .builders import ModelConfig, build_model
+from .gate import GATE_KEY, MusicGate, gate_of
 from .tagger import ShortChunkCNN
 
 FORMAT = "mir.tagger"
@@ -60,6 +62,11 @@ class LoadedModel:
     model_id: str
     mir_version: str
     path: Path | None = field(default=None, compare=False)
+
+    @property
+    def music_gate(self) -> MusicGate | None:
+        """The model's music gate (:mod:`mir.models.gate`), or None when it has none."""
+        return gate_of(self.extra)
 
     def check_analysis(self, current: Mapping[str, Any] | Any) -> None:
         """Raise :class:`ModelError` if ``current`` feature parameters differ from training's.
@@ -99,10 +106,13 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in _unwrap(model).state_dict().items()}
 
 
-def model_id(state_dict: Mapping[str, torch.Tensor], config: ModelConfig | Mapping[str, Any]) -> str:
-    """12-hex-digit content hash of ``state_dict`` (names, dtypes, shapes, bytes) and ``config``.
+def model_id(state_dict: Mapping[str, torch.Tensor], config: ModelConfig | Mapping[str, Any],
+             music_gate: Mapping[str, Any] | None = None) -> str:
+    """12-hex-digit content hash of ``state_dict`` (names, dtypes, shapes, bytes), ``config`` and the
+    music gate (``extra["music_gate"]``, :mod:`mir.models.gate`) when there is one.
 
-    Independent of device and memory format (channels_last gives the same id).
+    Independent of device and memory format (channels_last gives the same id). A model without a
+    gate keeps the id it had before gates existed.
     """
     cfg = config.to_dict() if isinstance(config, ModelConfig) else dict(config)
     h = hashlib.blake2b(digest_size=6)
@@ -111,6 +121,8 @@ def model_id(state_dict: Mapping[str, torch.Tensor], config: ModelConfig | Mappi
         t = state_dict[name].detach().to("cpu").contiguous()
         h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    if music_gate is not None:
+        h.update(b"\0music_gate\0" + json.dumps(music_gate, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -217,7 +229,7 @@ def save_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "mir_version": __version__,
-        "model_id": model_id(state, config),
+        "model_id": "",
         "config": config.to_dict(),
         "state_dict": state,
         "tags": tags,
@@ -227,9 +239,15 @@ def save_checkpoint(
         "analysis": analysis,
         "extra": _plain(dict(extra or {}), "extra"),
     }
+    payload["model_id"] = model_id(state, config, _gate_plain(payload["extra"]))
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return payload["model_id"]
+
+
+def _gate_plain(extra: Mapping[str, Any]) -> Any:
+    """The music gate as stored (hashed into the model id), or None."""
+    return extra.get(GATE_KEY)
 
 
 def default_checkpoint() -> Path:
@@ -337,7 +355,10 @@ def _restore(payload: dict, config: ModelConfig, state: dict) -> nn.Module:
     except RuntimeError as exc:
         raise _Invalid(f"weights do not match the stored config: {str(exc).splitlines()[0]}") from None
     stored_id = payload["model_id"]
-    if model_id(state, config) != stored_id:
+    extra = payload["extra"]
+    if not isinstance(extra, dict):
+        raise _Invalid("extra is not a mapping")
+    if model_id(state, config, _gate_plain(extra)) != stored_id:
         raise _Invalid(f"contents do not match the stored model_id {stored_id!r} (file edited or damaged)")
     return model
 
@@ -350,4 +371,8 @@ def _check_rest(payload: dict, config: ModelConfig) -> np.ndarray:
     for key in ("metrics", "analysis", "extra"):
         if not isinstance(payload[key], dict):
             raise _Invalid(f"{key} is not a mapping")
+    try:
+        gate_of(payload["extra"])
+    except ModelError as exc:
+        raise _Invalid(str(exc)) from None
     return thresholds

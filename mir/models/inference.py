@@ -211,6 +211,7 @@ def predict_logmels(
     channels_last: bool | None = None,
     fixed_batch: bool = True,
     context: np.ndarray | None = None,
+    music_gate=None,
 ) -> dict[str, np.ndarray]:
     """Per-track predictions of ``model`` for the log-mels ``mels`` (chunk, batch, aggregate).
 
@@ -229,11 +230,13 @@ def predict_logmels(
         module docstring); ``False`` saves the padding's compute when only a few chunks are run
     context : ``[n, CONTEXT_DIM]`` descriptors of the tracks (:func:`mir.models.track_head.track_context`);
         required when the model has a track head, whose outputs then replace the chunk means
+    music_gate : the checkpoint's :class:`~mir.models.gate.MusicGate` (``LoadedModel.music_gate``), or None
 
     Returns
     -------
     dict with ``tag_probs [n, n_tags]``, ``genre_probs [n, n_genres]``, ``embedding [n, d]`` (float32,
-    rows L2-normalised) and ``n_chunks [n]`` (int64), where ``n = len(mels)``.
+    rows L2-normalised) and ``n_chunks [n]`` (int64), where ``n = len(mels)``; with a gate also
+    ``music [n]`` (float32, probability that the track is music).
     """
     inner = getattr(model, "_orig_mod", model)
     head = getattr(inner, "track_head", None)
@@ -247,6 +250,10 @@ def predict_logmels(
         from .track_head import pool_chunks
 
         result.update(head.predict(pool_chunks(per_chunk, counts), context))
+    if music_gate is not None:
+        from .gate import gate_features
+
+        result["music"] = music_gate.probability(gate_features(per_chunk, counts))
     return result
 
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..topk import top_k
-from . import affinity
+from . import affinity, taste_cells
 from ._base import Recommender
 from .arrays import NEG, gather_rows, mask_unwanted
+
+
+def fit_settings(model) -> dict:
+    """A taste model's choice of fit (exact or cells) and where its blocks run (:func:`~mir.recommend.taste_cells.fit_taste`)."""
+    return {"fit": model.taste_fit, "cells": model.cells, "threads": model.threads, "scheduler": model.scheduler}
 
 
 def dense_topk(model, u, n, allowed, exclude_seen):
@@ -27,20 +32,26 @@ def dense_topk(model, u, n, allowed, exclude_seen):
 class ContentTaste(Recommender):
     """Content-based: ``theta_u · phi_t`` with ``theta_u`` a MAP per-user multinomial logit over the
     track features (:func:`mir.recommend.affinity.fit_tastes` without item bias; prior learned by EM).
-    ``iterations`` (at most), ``ridge``, ``tol``: see :func:`~mir.recommend.affinity.fit_taste_model`."""
+    ``iterations`` (at most), ``ridge``, ``tol``: see :func:`~mir.recommend.affinity.fit_taste_model`; ``taste_fit``,
+    ``cells``, ``threads``, ``scheduler``: exact or over cells of tracks (:func:`~mir.recommend.taste_cells.fit_taste`)."""
 
     name = "content-taste"
     needs_tracks = True
 
-    def __init__(self, iterations: int = 20, ridge: float = 1e-2, tol: float = 1e-4):
+    def __init__(self, iterations: int = 20, ridge: float = 1e-2, tol: float = 1e-4, taste_fit: str = "auto",
+                 cells: int | str = "auto", threads: int = 1, scheduler: str | None = None):
         self.iterations = iterations
         self.ridge = ridge
         self.tol = tol
+        self.taste_fit = taste_fit
+        self.cells = cells
+        self.threads = threads
+        self.scheduler = scheduler
 
     def _fit(self, X, tracks) -> None:
         self.features_ = affinity.track_features(tracks).astype(np.float32)
-        fit = affinity.fit_taste_model(self.seen_, self.features_, item_bias=False, iterations=self.iterations,
-                                       ridge=self.ridge, tol=self.tol)
+        fit = taste_cells.fit_taste(self.seen_, self.features_, item_bias=False, iterations=self.iterations,
+                                    ridge=self.ridge, tol=self.tol, **fit_settings(self))
         self.theta_, self.prior_mean_, self.rounds_ = fit.theta, fit.mu, fit.rounds
 
     def _dense(self, u):

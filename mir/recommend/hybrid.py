@@ -16,10 +16,10 @@ import scipy.sparse as sp
 
 from ..errors import ParameterError
 from ..topk import top_k
-from . import affinity
+from . import affinity, taste_cells
 from ._base import Recommender, clone
 from .arrays import NEG, mask_unwanted, zscore_rows
-from .content_taste import ContentTaste, dense_topk
+from .content_taste import ContentTaste, dense_topk, fit_settings
 from .methods import Collaborative
 from .tune import relevance_credit, validation_split
 
@@ -65,7 +65,9 @@ class Hybrid(Recommender):
     without replacement in first-play order (:func:`first_plays`), ``"independent"`` as independent
     draws; ``bias_l2``: the item biases' L2. On the demo's validation split (inside the training events)
     sequential with ``bias_l2=0.1`` gained +0.016 and +0.011 recall@50 over independent with 1.0 (holdouts
-    0.2 / 0.3, paired SE 0.008); on the demo's test split 0.437 against 0.425.
+    0.2 / 0.3, paired SE 0.008); on the demo's test split 0.437 against 0.425. ``taste_fit``, ``cells``, ``threads``,
+    ``scheduler``: both taste fits exact or over cells of tracks (:func:`~mir.recommend.taste_cells.fit_taste`;
+    ``"auto"``: exact up to 2,000 tracks), their blocks of users on threads or a Dask cluster.
     """
 
     name = "hybrid"
@@ -76,7 +78,8 @@ class Hybrid(Recommender):
                  iterations: int = 20, ridge: float = 1e-2, validation: float = 0.2, tune_k: int = 50,
                  grid: tuple = ALS_WEIGHTS, cold_grid: tuple = OFFSETS, max_tune_users: int = 5000,
                  random_state: int = 0, tol: float = 1e-4, refit_iterations: int | None = None,
-                 picks: str = "sequential", bias_l2: float = 0.1):
+                 picks: str = "sequential", bias_l2: float = 0.1, taste_fit: str = "auto", cells: int | str = "auto",
+                 threads: int = 1, scheduler: str | None = None):
         self.collaborative = collaborative
         self.weight = weight
         self.cold_offset = cold_offset
@@ -94,6 +97,10 @@ class Hybrid(Recommender):
         self.refit_iterations = refit_iterations
         self.picks = picks
         self.bias_l2 = bias_l2
+        self.taste_fit = taste_fit
+        self.cells = cells
+        self.threads = threads
+        self.scheduler = scheduler
 
     # --- fitting ---------------------------------------------------------------------------------------
     def _check(self) -> None:
@@ -114,9 +121,10 @@ class Hybrid(Recommender):
         Phi = affinity.track_features(tracks).astype(np.float32)
         seen = X.matrix()
         rounds = self.iterations if init is None or self.refit_iterations is None else self.refit_iterations
-        fit = affinity.fit_taste_model(seen, Phi, item_bias=True, iterations=rounds, ridge=self.ridge,
-                                       bias_l2=self.bias_l2, tol=self.tol, init=init,
-                                       first_play=first_plays(X) if self.picks == "sequential" else None)
+        fit = taste_cells.fit_taste(seen, Phi, item_bias=True, iterations=rounds, ridge=self.ridge,
+                                    bias_l2=self.bias_l2, tol=self.tol, init=init,
+                                    first_play=first_plays(X) if self.picks == "sequential" else None,
+                                    **fit_settings(self))
         theta, b = fit.theta, fit.b.copy()
         never = np.asarray(seen.sum(axis=0)).ravel() == 0
         if never.any() and (~never).any():
@@ -126,7 +134,8 @@ class Hybrid(Recommender):
         if self.weight == "auto" or float(self.weight) > 0:
             state["collaborative_"] = cf.fit(X, tracks) if cf is not None else Collaborative().fit(X, tracks)
         if content and self.cold_users == "content":
-            state["content_"] = ContentTaste(self.iterations, self.ridge, self.tol).fit(X, tracks)
+            state["content_"] = ContentTaste(self.iterations, self.ridge, self.tol, self.taste_fit, self.cells, self.threads,
+                                             self.scheduler).fit(X, tracks)
         return state, fit
 
     def _fit(self, X, tracks) -> None:

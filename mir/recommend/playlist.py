@@ -29,7 +29,7 @@ import numpy as np
 from .. import atomic
 from ..errors import ParameterError
 from ..features.keys import PITCH_CLASSES
-from ..similar.filters import parse_key
+from ..similar.filters import music_mask, parse_key
 
 
 
@@ -132,9 +132,20 @@ def _check(length: int, artist_gap: int, tempo_weight: float, key_weight: float)
         raise ParameterError("artist_gap, tempo_weight and key_weight must be >= 0")
 
 
+def _not_music(tracks, music_only: bool | None) -> set[int]:
+    """Tracks a music-only playlist leaves out. ``None``: music-only when the tracks carry music
+    probabilities (a model with a music gate), else nothing left out."""
+    if music_only is None:
+        music_only = not np.isnan(tracks.music).all()
+    return set(np.flatnonzero(~music_mask(tracks.music, tracks.model_id)).tolist()) if music_only else set()
+
+
 def continue_from(tracks, seeds: Sequence[str], length: int = 30, *, flow: float = 0.5, tempo_weight: float = 0.5,
-                  key_weight: float = 0.1, artist_gap: int = 3) -> Playlist:
-    """``length`` tracks continuing the ``seeds`` (track ids or unique prefixes; played in this order)."""
+                  key_weight: float = 0.1, artist_gap: int = 3, music_only: bool | None = None) -> Playlist:
+    """``length`` tracks continuing the ``seeds`` (track ids or unique prefixes; played in this order).
+
+    ``music_only``: leave out tracks the music gate calls non-music (seeds may be any track);
+    ``None`` = when the model has a music gate."""
     _check(length, artist_gap, tempo_weight, key_weight)
     if not seeds:
         raise ParameterError("give at least one seed track")
@@ -152,15 +163,17 @@ def continue_from(tracks, seeds: Sequence[str], length: int = 30, *, flow: float
         return (1.0 - flow) * to_centre + flow * (E @ E[prev])
 
     picked, scores, relaxed = _greedy(tracks, closeness, idx[-1], idx, length, tempo_weight=tempo_weight,
-                                      key_weight=key_weight, artist_gap=artist_gap, exclude=set(idx))
+                                      key_weight=key_weight, artist_gap=artist_gap,
+                                      exclude=set(idx) | _not_music(tracks, music_only))
     return Playlist([str(tracks.track_ids[i]) for i in picked], scores, [str(tracks.track_ids[i]) for i in idx],
                     "continue", relaxed, {"length": length, "flow": flow, "tempo_weight": tempo_weight,
                                           "key_weight": key_weight, "artist_gap": artist_gap})
 
 
 def path_between(tracks, start: str, end: str, length: int = 30, *, tempo_weight: float = 0.5, key_weight: float = 0.1,
-                 artist_gap: int = 3) -> Playlist:
-    """``length`` tracks from ``start`` to ``end`` (both included) drifting through embedding space."""
+                 artist_gap: int = 3, music_only: bool | None = None) -> Playlist:
+    """``length`` tracks from ``start`` to ``end`` (both included) drifting through embedding space;
+    ``music_only`` as in :func:`continue_from`."""
     _check(length, artist_gap, tempo_weight, key_weight)
     a, b = tracks.index_of(start), tracks.index_of(end)
     if a == b:
@@ -177,7 +190,7 @@ def path_between(tracks, start: str, end: str, length: int = 30, *, tempo_weight
         return E @ targets[step]
 
     mid, scores, relaxed = _greedy(tracks, closeness, a, [a], inner, tempo_weight=tempo_weight, key_weight=key_weight,
-                                   artist_gap=artist_gap, exclude={a, b})
+                                   artist_gap=artist_gap, exclude={a, b} | _not_music(tracks, music_only))
     order = [a, *mid, b]
     return Playlist([str(tracks.track_ids[i]) for i in order], [float("nan"), *scores, float("nan")],
                     [str(tracks.track_ids[a]), str(tracks.track_ids[b])], "path", relaxed,

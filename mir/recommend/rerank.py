@@ -58,13 +58,14 @@ class Reranker:
     """Filters + per-artist cap + MMR over a :class:`~mir.recommend.trackset.TrackSet` (same track order).
 
     ``genres``: keep tracks of any of these genres; ``tags``: keep tracks carrying all of these
-    tags; ``bpm``: ``(low, high)`` inclusive (tracks without a tempo are dropped); ``pool``:
+    tags; ``bpm``: ``(low, high)`` inclusive (tracks without a tempo are dropped); ``music_only``: keep
+    tracks the model's music gate calls music (:func:`mir.similar.filters.music_mask`); ``pool``:
     candidates per list = ``pool * k`` when the cap or diversity is on.
     """
 
     def __init__(self, tracks, *, diversity: float = 0.0, max_per_artist: int | None = None,
                  genres: Sequence[str] | None = None, tags: Sequence[str] | None = None,
-                 bpm: tuple[float, float] | None = None, pool: int = 4):
+                 bpm: tuple[float, float] | None = None, music_only: bool = False, pool: int = 4):
         if not 0.0 <= diversity <= 1.0:
             raise ParameterError(f"diversity must be in [0, 1], got {diversity!r}")
         if max_per_artist is not None and max_per_artist < 1:
@@ -77,6 +78,7 @@ class Reranker:
         self.genres = list(genres) if genres else None
         self.tags = list(tags) if tags else None
         self.bpm = bpm
+        self.music_only = bool(music_only)
         self.pool = pool
         self._allowed = self._mask()
 
@@ -92,10 +94,15 @@ class Reranker:
         if self.bpm is not None:
             with np.errstate(invalid="ignore"):
                 mask &= (t.tempo >= self.bpm[0]) & (t.tempo <= self.bpm[1])
+        if self.music_only:
+            from ..similar.filters import music_mask
+
+            mask &= music_mask(t.music, t.model_id)
         if mask.all():
             return None
         if not mask.any():
-            raise ParameterError(f"no track passes the filters (genres={self.genres}, tags={self.tags}, bpm={self.bpm})")
+            raise ParameterError(f"no track passes the filters (genres={self.genres}, tags={self.tags}, bpm={self.bpm}, "
+                                 f"music_only={self.music_only})")
         return mask
 
     @property

@@ -30,6 +30,7 @@ class TrackSet:
     path: np.ndarray | None = None
     duration: np.ndarray | None = None
     model_id: str = ""
+    music: np.ndarray | None = None  # [n] float probability of music (nan = the model has no music gate)
     features: np.ndarray | None = None  # [n, F] predicted genre probabilities + normalised tag probabilities
     feature_names: tuple[str, ...] = ()
     _pos: dict = field(default_factory=dict, repr=False)
@@ -49,6 +50,7 @@ class TrackSet:
             setattr(self, name, np.full(n, None, dtype=object) if value is None else np.asarray(value, dtype=object))
         self.tempo = np.full(n, np.nan) if self.tempo is None else np.asarray(self.tempo, dtype=np.float64)
         self.duration = np.full(n, np.nan) if self.duration is None else np.asarray(self.duration, dtype=np.float64)
+        self.music = np.full(n, np.nan) if self.music is None else np.asarray(self.music, dtype=np.float64)
         self.tags = [()] * n if self.tags is None else [tuple(t) for t in self.tags]
         if self.features is not None:
             feats = np.asarray(self.features, dtype=np.float32)
@@ -56,7 +58,7 @@ class TrackSet:
                 raise ParameterError(f"features must be a finite [n_tracks={n}, F] array, got shape {feats.shape}")
             self.features = feats
             self.feature_names = tuple(self.feature_names)
-        for name in ("artist", "genre", "key", "title", "path", "tempo", "duration", "tags"):
+        for name in ("artist", "genre", "key", "title", "path", "tempo", "duration", "music", "tags"):
             if len(getattr(self, name)) != n:
                 raise ParameterError(f"{name} has {len(getattr(self, name))} entries for {n} tracks")
         self._pos = {t: i for i, t in enumerate(self.track_ids)}
@@ -99,6 +101,7 @@ def from_library(lib, model_id: str | None = None) -> TrackSet:
         tempo=pd.to_numeric(frame["tempo"], errors="coerce").to_numpy(float), key=np.asarray(key, dtype=object),
         title=_clean(frame["title"]), path=_clean(frame["path"]),
         duration=pd.to_numeric(frame["duration"], errors="coerce").to_numpy(float), model_id=model_id,
+        music=frame["music"].to_numpy(float),
         features=content_features(frame), feature_names=tuple(f"genre:{g}" for g in tags.attrs.get("genres", ()))
         + tuple(f"tag:{t}" for t in tags.attrs.get("tags", ())),
     )

@@ -11,7 +11,8 @@ so nothing needs widening there.
 
 Metadata frame (``meta``): one row per track, index = track id, columns used when present:
 ``artist``, ``genre`` (the file's own metadata), ``genre_pred`` (the model's prediction), ``tags`` (list of decided tags),
-``tempo`` (BPM), ``key`` (tonic, e.g. "A"), ``mode`` ("major"/"minor"), ``year`` (int or NaN).
+``tempo`` (BPM), ``key`` (tonic, e.g. "A"), ``mode`` ("major"/"minor"), ``year`` (int or NaN),
+``music`` (probability that the track is music, from a model's music gate; NaN without one).
 """
 from __future__ import annotations
 
@@ -28,6 +29,20 @@ from ..index.base import PAD_ID, PAD_SCORE, VectorIndex, check_k
 
 _FLATS = {"DB": "C#", "EB": "D#", "GB": "F#", "AB": "G#", "BB": "A#", "CB": "B", "FB": "E", "E#": "F", "B#": "C"}
 MAX_ROUNDS = 40
+MUSIC_THRESHOLD = 0.5  # music-only keeps tracks whose music probability is at least this
+
+
+def music_mask(music, model_id: str = "") -> np.ndarray:
+    """Boolean ``[n]``: music probability ``>= MUSIC_THRESHOLD``; :class:`ParameterError` when the
+    model has no music gate (``music`` None or all NaN). The one music-only rule of similar,
+    recommend and playlists."""
+    values = None if music is None else pd.to_numeric(pd.Series(np.asarray(music, dtype=object)),
+                                                         errors="coerce").to_numpy(float)
+    if values is None or (len(values) and np.isnan(values).all()):
+        raise ParameterError(f"music-only needs music probabilities, but model {model_id or '(unknown)'} has no music "
+                             "gate; tag with a model that has a music gate: mir train-gate --music DIR --nonmusic DIR "
+                             "--model M --out M2, then mir tag LIB --model M2")
+    return np.nan_to_num(values, nan=0.0) >= MUSIC_THRESHOLD
 
 
 def parse_key(text: str) -> tuple[str, str | None]:
@@ -75,6 +90,7 @@ class Filters:
     keys : any of these keys (``"A minor"``, ``"Am"``; a bare tonic ``"A"`` matches both modes)
     exclude_tracks, exclude_artists : never return these (artists case-insensitive)
     max_per_artist : at most this many results by one artist (tracks without an artist are not capped)
+    music_only : only tracks the model's music gate calls music (:func:`music_mask`)
     """
 
     genres: tuple[str, ...] = ()
@@ -86,6 +102,7 @@ class Filters:
     exclude_tracks: tuple[str, ...] = ()
     exclude_artists: tuple[str, ...] = ()
     max_per_artist: int | None = None
+    music_only: bool = False
 
     def __post_init__(self):
         for name in ("genres", "file_genres", "tags", "keys", "exclude_tracks", "exclude_artists"):
@@ -105,7 +122,7 @@ class Filters:
     def per_track(self) -> bool:
         """Whether any per-track condition is set (so an ``allowed`` set is needed)."""
         return bool(self.genres or self.file_genres or self.tags or self.bpm or self.keys or self.year
-                    or self.exclude_tracks or self.exclude_artists)
+                    or self.exclude_tracks or self.exclude_artists or self.music_only)
 
     def describe(self) -> str:
         """The conditions set, as the command line writes them (``--genre reel --bpm 90-120``)."""
@@ -118,12 +135,15 @@ class Filters:
                  (" ".join(f"--key {k!r}" for k in self.keys), self.keys), (f"--year {rng(self.year or ())}", self.year),
                  (f"{len(self.exclude_tracks)} excluded tracks", self.exclude_tracks),
                  (f"--exclude-artist {','.join(self.exclude_artists)}", self.exclude_artists),
-                 (f"--max-per-artist {self.max_per_artist}", self.max_per_artist)]
+                 (f"--max-per-artist {self.max_per_artist}", self.max_per_artist),
+                 ("--music-only", self.music_only)]
         return " ".join(text for text, value in parts if value)
 
     def mask(self, meta: pd.DataFrame) -> np.ndarray:
         """Boolean [len(meta)]: rows of ``meta`` that pass every per-track condition."""
         ok = np.ones(len(meta), dtype=bool)
+        if self.music_only:
+            ok &= music_mask(meta["music"] if "music" in meta else None, meta.attrs.get("model_id", ""))
         for wanted, column in ((self.genres, "genre_pred"), (self.file_genres, "genre")):
             if wanted:
                 names = {g.casefold() for g in wanted}

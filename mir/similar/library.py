@@ -101,7 +101,7 @@ def track_metadata(lib: Library, model_id: str) -> pd.DataFrame:
     tags = load_tags(lib, model_id)
     tracks = lib.tracks(include_missing=False)
     cols = [c for c in ("hash", "title", "artist", "album", "genre", "year") if c in tracks]
-    frame = tags[["track_id", "hash", "path", "tags", "genre", "tag_probs"]].rename(columns={"genre": "genre_pred"})
+    frame = tags[["track_id", "hash", "path", "tags", "genre", "tag_probs", "music"]].rename(columns={"genre": "genre_pred"})
     frame = frame.merge(tracks[cols], on="hash", how="left")
     desc = lib.stages.table("descriptors", stage_versions()["descriptors"]).read()
     desc = desc.reindex(columns=["hash", "tempo", "key", "mode"])

@@ -14,11 +14,12 @@ from .job import GROUP_CHUNKS
 
 def predict_files(model, paths: Sequence[str | os.PathLike], *, chunk_frames: int, n_chunks: int | None = None,
                   batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32", prefetch: int = 1,
-                  cfg: AnalysisConfig | None = None) -> dict[str, np.ndarray]:
+                  cfg: AnalysisConfig | None = None, music_gate=None) -> dict[str, np.ndarray]:
     """Decode → log-mel → model → per-track aggregation for audio files (no library needed).
 
     Decoding and log-mels of the next file run in a background thread (``prefetch`` files ahead;
-    0 = serially) while the model runs. Returns what :func:`~mir.models.inference.predict_logmels`
+    0 = serially) while the model runs. ``music_gate`` (``LoadedModel.music_gate``): also return ``music``.
+    Returns what :func:`~mir.models.inference.predict_logmels`
     returns, one row per path. Raises the :class:`~mir.errors.AudioError` of an unreadable file.
     """
     from .. import audio
@@ -40,14 +41,15 @@ def predict_files(model, paths: Sequence[str | os.PathLike], *, chunk_frames: in
     paths = list(paths)
     if not paths:
         return predict_logmels(model, [], chunk_frames=chunk_frames, batch_size=batch_size, precision=precision,
-                               context=np.zeros((0, CONTEXT_DIM)) if with_context else None)
+                               context=np.zeros((0, CONTEXT_DIM)) if with_context else None, music_gate=music_gate)
     group: list[tuple] = []
     results = []
 
     def run(items):
         results.append(predict_logmels(model, [m for m, _ in items], chunk_frames=chunk_frames, n_chunks=n_chunks,
                                        batch_size=batch_size, precision=precision,
-                                       context=np.stack([c for _, c in items]) if with_context else None))
+                                       context=np.stack([c for _, c in items]) if with_context else None,
+                                       music_gate=music_gate))
 
     # group files so batches stay full: about GROUP_CHUNKS chunks per forward group
     target = max(batch_size, GROUP_CHUNKS // 2)

@@ -44,6 +44,7 @@ class TagReport:
     todo: int = 0
     done: int = 0
     failed: int = 0
+    non_music: int | None = None  # tracks of this run with music probability < 0.5 (None: the model has no gate)
     already: int = 0
     skipped_failed: int = 0
     skipped_unanalysed: int = 0
@@ -56,6 +57,8 @@ class TagReport:
     def summary(self) -> str:
         s = (f"model {self.model_id}: {self.done} tracks tagged, {self.failed} failed, "
              f"{self.already} already tagged")
+        if self.non_music is not None:
+            s += f", {self.non_music} of them not music (music gate p < 0.5)"
         if self.analysed:
             s += f", {self.analysed} analysed first"
         if self.skipped_failed:
@@ -170,7 +173,7 @@ def tag(
     workers = 1 if workers is None else workers
     _check_options(n_chunks=n_chunks, batch_size=batch_size, precision=precision, workers=workers, threads=threads)
     path, loaded = _load_model(lib, model, cfg)
-    report = TagReport(model_id=loaded.model_id)
+    report = TagReport(model_id=loaded.model_id, non_music=None if loaded.music_gate is None else 0)
     start = time.monotonic()
     versions = stage_versions(cfg)
     settings = TagSettings(
@@ -286,6 +289,8 @@ class _Writer:
             self.rows.append(row)
             self.report.done += 1
             self.report.chunks += row["n_chunks"]
+            if "music" in row:
+                self.report.non_music += int(row["music"] < 0.5)
             self.report.audio_seconds += self.duration.get(row["hash"], 0.0)
         for f in result["failures"]:
             self.failures.append(f)

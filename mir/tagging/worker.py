@@ -88,7 +88,8 @@ def infer_group(items: Sequence[tuple], mels: Sequence[np.ndarray], settings: Ta
         torch.set_num_threads(settings.threads)
     try:
         out = predict_logmels(model, mels, chunk_frames=loaded.config.chunk_frames, n_chunks=settings.n_chunks,
-                              batch_size=settings.batch_size, precision=settings.precision, context=contexts)
+                              batch_size=settings.batch_size, precision=settings.precision, context=contexts,
+                              music_gate=loaded.music_gate)
     finally:
         torch.set_num_threads(old_threads)
     return make_rows([item[1] for item in items], out, loaded.tags, loaded.genres, loaded.thresholds,
@@ -113,7 +114,7 @@ def make_rows(hashes: Sequence[str], out: dict[str, np.ndarray], tags: Sequence[
             "embedding": out["embedding"][i].copy(),
             "n_chunks": int(out["n_chunks"][i]),
             "precision": precision,
-        })
+        } | ({"music": float(out["music"][i])} if "music" in out else {}))
     return rows
 
 

@@ -104,6 +104,7 @@ async function track(id) {
     $("#track-meta").textContent = [t.album, t.year, t.format, t.duration ? `${fmt(t.duration, 1)} s` : null, t.track_id]
       .filter(Boolean).join(" · ");
     $("#player").src = `/tracks/${t.track_id}/audio`;
+    $("#generate-from").href = `#/generate/${t.track_id}`;
     $("#spectrogram").src = `/tracks/${t.track_id}/spectrogram.png`;
     $("#track-genre").textContent = [t.genre, t.genre_pred ? `predicted ${t.genre_pred}` : null].filter(Boolean).join(", ") || "–";
     $("#track-bpm").textContent = fmt(t.descriptors.tempo, 1);
@@ -172,6 +173,54 @@ async function makePlaylist() {
   } catch (err) { fail(status, err); }
 }
 
+// --- generate -----------------------------------------------------------------------------------
+let generating = 0;  // the poll loop of the newest job; older loops stop when it changes
+
+function generateView(seed) {
+  show("generate-view");
+  if (seed) $("#gen-tracks").value = seed;
+}
+
+const list = (v) => v.split(",").map((x) => x.trim()).filter(Boolean);
+
+async function startGenerate() {
+  const status = $("#gen-status");
+  const bar = $("#gen-progress");
+  status.classList.remove("error");
+  $("#gen-result").hidden = true;
+  const body = {
+    tracks: list($("#gen-tracks").value), tags: list($("#gen-tags").value),
+    duration: Number($("#gen-duration").value), seed: Number($("#gen-seed").value),
+  };
+  const mine = ++generating;
+  try {
+    let job = await api("/generate", {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+    });
+    bar.hidden = false;
+    while (job.status === "queued" || job.status === "running") {
+      bar.value = job.progress;
+      status.textContent = `${job.status}: ${job.stage} (${Math.round(100 * job.progress)} %)`;
+      await new Promise((ok) => setTimeout(ok, 500));
+      if (mine !== generating) return;
+      job = await api(`/jobs/${job.id}`);
+    }
+    bar.value = job.progress;
+    if (job.status === "failed") throw new Error(job.error);
+    const p = job.result.provenance;
+    status.textContent = `done: job ${job.id}`;
+    $("#gen-player").src = job.result.audio;
+    $("#gen-summary").textContent = `${fmt(p.duration, 1)} s, ${fmt(p.tempo, 1)} BPM, ${p.key}, seed ${p.seed}, ` +
+      `generator ${p.generator_id}, ${p.n_beats} beats from ${Object.keys(p.sources).length} tracks`;
+    const sources = $("#gen-sources");
+    sources.replaceChildren();
+    for (const [id, beats] of Object.entries(p.sources).sort((a, b) => b[1] - a[1])) {
+      sources.append(el("li", {}, el("a", { href: `#/track/${id}`, textContent: id.slice(0, 12) }), ` ${beats} beats`));
+    }
+    $("#gen-result").hidden = false;
+  } catch (err) { bar.hidden = true; fail(status, err); }
+}
+
 // --- wiring -------------------------------------------------------------------------------------
 async function stats() {
   try {
@@ -185,6 +234,7 @@ function route() {
   const [, view, arg] = (location.hash || "#/").split("/");
   if (view === "track" && arg) return track(decodeURIComponent(arg));
   if (view === "upload") return show("upload-view");
+  if (view === "generate") return generateView(arg ? decodeURIComponent(arg) : "");
   if (view === "user") return user(arg ? decodeURIComponent(arg) : "");
   return library();
 }
@@ -204,6 +254,7 @@ window.addEventListener("DOMContentLoaded", () => {
     location.hash = `#/user/${encodeURIComponent($("#user").value.trim())}`;
   });
   $("#make-playlist").addEventListener("click", makePlaylist);
+  $("#generate-form").addEventListener("submit", (e) => { e.preventDefault(); startGenerate(); });
   const drop = $("#drop");
   $("#file").addEventListener("change", (e) => { if (e.target.files.length) analyse(e.target.files[0]); });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });

@@ -1,0 +1,98 @@
+"""``POST /generate`` starts a generation job; ``GET /jobs/{id}`` follows it; ``GET /jobs/{id}/audio`` plays the piece."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi.responses import FileResponse, JSONResponse
+
+from . import deps
+from .jobs import MAX_WAITING
+from .queries import _track_ids
+from .schemas import Error, GenerateFilters, GenerateRequest, Job
+
+router = APIRouter(tags=["generate"], responses={422: {"model": Error, "description": "a parameter is malformed"}})
+JOB_ID = r"^[0-9a-f]{32}$"
+JobId = Annotated[str, Path(pattern=JOB_ID, description="job id (32 hex characters), as POST /generate returned it")]
+NO_JOB = {404: {"model": Error, "description": "no such job"}}
+
+
+def _filters(f) -> "deps.Filters":
+    return deps.Filters(genres=f.genre, file_genres=f.file_genre, tags=f.with_tags, bpm=f.bpm or None, keys=tuple(f.key),
+                        year=f.year or None, exclude_tracks=tuple(f.exclude_track),
+                        exclude_artists=tuple(f.exclude_artist), max_per_artist=f.max_per_artist)
+
+
+def run_job(svc):
+    """What a job does: :func:`mir.generate.generate` with the request's settings, writing ``out``."""
+    def run(params: dict, out, progress) -> dict:
+        p = dict(params)
+        filters = _filters(GenerateFilters(**p.pop("filters")))
+        p["tracks"] = p.pop("track_ids")
+        return deps.generate(svc.lib, **p, filters=filters, events=svc.events if p.get("user") else None,
+                             out=out, progress=progress).provenance
+    return run
+
+
+def _check_ready(svc) -> None:
+    """Refuse what would fail at once in the job: no generator, no beats stage."""
+    if not deps.generator_path(svc.lib).is_file():
+        raise HTTPException(409, f"library {svc.lib.root.name!r} has no generator; run `mir train-generator {svc.lib.root}`")
+    deps.load_segments(svc.lib)  # CatalogError (409) naming `mir analyze`
+
+
+@router.post("/generate", status_code=202, response_model=Job, responses={
+    403: {"model": Error, "description": "a read-only server"},
+    404: {"model": Error, "description": "an unknown seed track, or no --events for a user seed"},
+    409: {"model": Error, "description": "no generator, or no beats analysis: the fix is named"},
+    503: {"model": Error, "description": "too many jobs waiting"}})
+def start_generate(request: Request, body: GenerateRequest):
+    """Start generating a piece from the seeds (tracks, tags and/or a user); follow it at ``GET /jobs/{id}``."""
+    svc = request.app.state.service
+    if svc.read_only:
+        raise HTTPException(403, "this server is read-only (--read-only): it does not generate")
+    if not body.tracks and not [t for t in body.tags if t.strip()] and body.user is None:
+        raise HTTPException(422, "give at least one seed: tracks, tags or user")
+    if body.user is not None and svc.events is None:
+        raise HTTPException(404, "a user seed needs listening events; start the server with `mir serve LIB --events FILE`")
+    if body.key is not None:
+        deps.parse_key(body.key)  # ParameterError (422) naming the bad key
+    _filters(body.filters)  # bad ranges or keys: 422 now, not a failed job later
+    ids = _track_ids(svc, body.tracks)
+    _check_ready(svc)
+    if svc.jobs.waiting() >= MAX_WAITING:
+        raise HTTPException(503, f"{MAX_WAITING} jobs are already waiting; try again later", headers={"Retry-After": "30"})
+    params = body.model_dump()
+    params["track_ids"] = ids
+    del params["tracks"]
+    job = svc.jobs.submit(params)
+    return JSONResponse(Job(**job).model_dump(), status_code=202, headers={"Location": f"/jobs/{job['id']}"})
+
+
+def _job(request: Request, job_id: str) -> dict:
+    job = request.app.state.service.jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id}")
+    return job
+
+
+@router.get("/jobs/{job_id}", response_model=Job, responses=NO_JOB)
+def get_job(request: Request, job_id: JobId):
+    """A job's status (queued, running, done, failed), progress (0-1) and stage; when done, the audio URL
+    and the provenance; when failed, the error."""
+    return _job(request, job_id)
+
+
+@router.get("/jobs/{job_id}/audio", response_class=FileResponse, responses={
+    **NO_JOB, 206: {"description": "the requested byte range"}, 409: {"model": Error, "description": "not done"},
+    416: {"description": "the range lies outside the file"}})
+def get_job_audio(request: Request, job_id: JobId):
+    """The generated piece (WAV), with HTTP range requests."""
+    job = _job(request, job_id)
+    if job["status"] != "done":
+        raise HTTPException(409, f"job {job_id} is {job['status']}; its audio exists once it is done")
+    path = request.app.state.service.jobs.audio_path(job_id)
+    if not path.is_file():
+        raise HTTPException(404, f"the audio of job {job_id} is gone from the server's job area")
+    return FileResponse(path, media_type="audio/wav", filename=f"mir-{job_id[:8]}.wav",
+                        content_disposition_type="inline")
