@@ -61,7 +61,7 @@ def test_no_command_prints_help(capsys):
     assert "scan" in capsys.readouterr().out
 
 
-@pytest.mark.slow  # ~150 s: the whole demo, twice
+@pytest.mark.slow  # ~170 s: the whole demo, twice, then without generation
 def test_demo_tiny_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--size", "tiny", "--dir", str(tmp_path / "demo"), "--workers", "1"]) == 0
     out = capsys.readouterr().out
@@ -78,7 +78,15 @@ def test_demo_tiny_runs_end_to_end(tmp_path, capsys):
     assert [line.split(".")[0].strip() for line in top5] == ["1", "2", "3", "4", "5"]
     playlist = out[out.index("playlist continuing"):].splitlines()[1:11]
     assert len(playlist) == 10 and playlist[0].split()[0] == "1*" and playlist[1].split()[0] == "2*"
-    # a second run reuses everything
+    # [7/7] a 30 s piece from a small generator trained on the library, with its measures and picture
+    assert "trained (small" in out and "generated piece:" in out and "(limit 4)" in out and "dBFS; loudness" in out
+    for name in ("piece.wav", "piece.provenance.json", "piece.png"):
+        assert (tmp_path / "demo" / name).is_file(), name
+    piece = (tmp_path / "demo" / "piece.wav").read_bytes()
+    # a second run reuses everything and makes the same piece
     assert main(["demo", "--size", "tiny", "--dir", str(tmp_path / "demo"), "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "0 tracks analysed" in out and "(0 added, 0 removed)" in out
+    assert "reused" in out and (tmp_path / "demo" / "piece.wav").read_bytes() == piece
+    assert main(["demo", "--size", "tiny", "--dir", str(tmp_path / "demo"), "--workers", "1", "--no-generate"]) == 0
+    assert "[7/7] generation skipped: --no-generate" in capsys.readouterr().out

@@ -184,6 +184,12 @@ def test_generate_with_rubber_band_is_deterministic(lib, tmp_path):
     generate(lib, out=tmp_path / "b.flac", **kw)
     assert r.provenance["stretcher"] == "rubberband"
     assert (tmp_path / "a.flac").read_bytes() == (tmp_path / "b.flac").read_bytes()
+    # every source sounds throughout, so silence means a run landed off its place: one Rubber Band call
+    # for all runs of a track left 238 of these 1022 frames of 10 ms silent; one call per run leaves 10
+    # (three gaps of 20-40 ms, the phase vocoder none)
+    y = audio.load(tmp_path / "a.flac", sr=SR)
+    frames = np.sqrt(np.mean(y[: len(y) // 220 * 220].reshape(-1, 220) ** 2, axis=1))
+    assert (frames < 1e-3).sum() <= 12
 
 
 def test_generate_errors_name_what_to_do(lib, tmp_path):
@@ -242,3 +248,23 @@ def test_batch_is_resumable(lib, tmp_path, capsys):
     assert cli(args) == 1
     assert "1 pieces made, 1 already done, 1 failed" in capsys.readouterr().out
     assert (tmp_path / "p0.wav").read_bytes() == first
+
+
+def test_demo_generation_step_writes_the_piece_its_picture_and_measures(lib, tmp_path, capsys):
+    from mir.cli.demo import generation
+
+    tagger = load_generator(lib.root / "generator.pt").tagger_id
+    lines = generation(lib, tagger, tmp_path, progress=False)
+    assert "reused" in capsys.readouterr().out  # the fixture's debug generator fits the library
+    p = find_provenance(tmp_path / "piece.wav")
+    assert p is not None and abs(p["duration"] - 30) < 1 and (tmp_path / "piece.png").read_bytes()[:4] == b"\x89PNG"
+    text = "\n".join(lines)
+    for part in ("generated piece:", "longest run of source beats in source order: ", "largest share of one source",
+                 f"tempo: target {p['tempo']:.1f} BPM, estimated", f"key: target {p['key']}, estimated", "dBFS; loudness",
+                 "seams marked"):
+        assert part in text, part
+    assert f"longest run of source beats in source order: {p['checks']['longest_run']} (limit 4)" in text
+    for name in ("generator.pt", "generator.pt.last.pt"):  # none: the demo trains one
+        (lib.root / name).unlink()
+    generation(lib, tagger, tmp_path, progress=False)
+    assert "trained (small" in capsys.readouterr().out and (lib.root / "generator.pt").is_file()

@@ -2,8 +2,9 @@
 
 Builds (or reuses) the demo collection, scans and analyses it into a library, tags it with the
 default model, indexes the embeddings and answers a similarity query, evaluates recommenders
-on the collection's listening histories (with one user's list and a playlist), and prints a
-summary, including how well the descriptors recover what the renderer actually played.
+on the collection's listening histories (with one user's list and a playlist), generates a 30 s
+piece from a track's neighbours (training the generator the first time), and prints a summary,
+including how well the descriptors recover what the renderer actually played.
 """
 from __future__ import annotations
 
@@ -46,9 +47,9 @@ def _tag_with_default_model(lib, args, progress: bool) -> str | None:
     from ..tagging import tag
 
     if not DEFAULT_CHECKPOINT.is_file():
-        print(f"[4/6] tagging skipped: no default model at {DEFAULT_CHECKPOINT} (train one with `mir train`)")
+        print(f"[4/7] tagging skipped: no default model at {DEFAULT_CHECKPOINT} (train one with `mir train`)")
         return None
-    print("[4/6] tag with the default model (log-mel → CNN → tags, genre, embedding)")
+    print("[4/7] tag with the default model (log-mel → CNN → tags, genre, embedding)")
     report = tag(lib, workers=args.workers, progress=progress)
     print(f"      {report.summary()}")
     return report.model_id
@@ -73,7 +74,7 @@ def _similarity(lib, model_id: str, k: int = 10) -> list[str]:
     from ..similar import similar, update_library_index
     from ..similar.query import neighbour_agreement
 
-    print("[5/6] index the embeddings (FAISS) and query by track")
+    print("[5/7] index the embeddings (FAISS) and query by track")
     li, report = update_library_index(lib, model_id)
     print(f"      {len(li)} tracks in a {li.manifest.get('index_type', li.manifest.get('kind'))} index "
           f"({report['added']} added, {report['removed']} removed)")
@@ -106,9 +107,9 @@ def recommendations(lib, model_id: str, data: Path, k: int = 50) -> list[str]:
 
     events = data / "events.parquet"
     if not events.is_file():
-        print("[6/6] recommendations skipped: the collection has no events.parquet")
+        print("[6/7] recommendations skipped: the collection has no events.parquet")
         return []
-    print("[6/6] recommend from the listening histories (popularity, content, ALS, hybrid; temporal split)")
+    print("[6/7] recommend from the listening histories (popularity, content, ALS, hybrid; temporal split)")
     inputs = load_inputs(lib, events, model_id=model_id)
     X, tracks = inputs.interactions, inputs.tracks
     k = min(k, max(5, X.n_items // 5))  # a list that is a small part of the catalogue (tiny: 44 tracks)
@@ -146,6 +147,58 @@ def recommendations(lib, model_id: str, data: Path, k: int = 50) -> list[str]:
     return lines
 
 
+PIECE_SECONDS = 30.0
+DEMO_GENERATOR = {"preset": "small", "epochs": 12}  # early stopping ends the default 60 near epoch 20 anyway
+
+
+def _ensure_generator(lib, model_id: str, progress: bool) -> str:
+    """Reuse LIB/generator.pt when it fits the library's beats analysis and tagger, else train one."""
+    from ..generate import train_generator
+    from ..generate.model import load_generator
+    from ..generate.piece import seg_version
+    from ..generate.train import default_path
+
+    path = default_path(lib)
+    if path.is_file():
+        gen = load_generator(path)
+        if gen.analysis == seg_version(lib) and gen.tagger_id == model_id:
+            return f"      generator {gen.model_id} reused"
+        for stale in (path, path.with_name(path.name + ".last.pt")):  # made for another analysis or tagger
+            stale.unlink(missing_ok=True)
+    r = train_generator(lib, model=model_id, progress=progress, **DEMO_GENERATOR)
+    b = r["baselines"]
+    return (f"      generator {r['model_id']} trained ({r['preset']}, {r['codebook_size']} tokens, best epoch "
+            f"{r['best_epoch']} of {r['epochs_run']}, {r['train_seconds']:.0f} s); held-out perplexity "
+            f"{r['test_perplexity']:.1f} (bigram {b['bigram']['perplexity']:.1f}, "
+            f"neighbours' unigram {b['neighbour_unigram']['perplexity']:.1f})")
+
+
+def _piece_picture(res, png: Path) -> list[str]:
+    """Cheap measures of the piece and a spectrogram PNG with its seams marked."""
+    from .. import audio
+    from ..generate.report import measure_lines, piece_figure, piece_measures
+
+    p = res.provenance
+    y = audio.load(res.path, sr=p["sample_rate"])
+    piece_figure(y, p["sample_rate"], p).savefig(png, dpi=80)
+    return ["measures of the piece:"] + measure_lines(piece_measures(y, p["sample_rate"], p)) + [
+        f"  spectrogram with the seams marked: {png}"]
+
+
+def generation(lib, model_id: str, root: Path, progress: bool) -> list[str]:
+    """Train (or reuse) the generator, make one 30 s piece from the first track's neighbours,
+    and say what it is made of and how it measures."""
+    from ..generate import describe_provenance, generate
+
+    print(f"[7/7] generate a {PIECE_SECONDS:.0f} s piece from a track's neighbours (training the generator if needed)")
+    print(_ensure_generator(lib, model_id, progress))
+    seed = sorted(lib.tracks()["track_id"])[0]
+    res = generate(lib, tracks=[seed], duration=PIECE_SECONDS, out=root / "piece.wav", seed=0)
+    lines = [f"generated piece: {res.summary()}", f"  provenance: {res.provenance_path}"]
+    lines += ["  " + line for line in describe_provenance(res.provenance).splitlines()]
+    return lines + _piece_picture(res, root / "piece.png")
+
+
 def cmd_demo(args) -> int:
     from ..catalog import Library, analyze
     from ..datasets import build_demo
@@ -153,13 +206,13 @@ def cmd_demo(args) -> int:
     root = Path(args.dir).expanduser().resolve()
     data, lib_dir = root / "collection", root / "library"
     progress = sys.stderr.isatty()
-    print(f"[1/6] demo collection ({args.size}) in {data}")
+    print(f"[1/7] demo collection ({args.size}) in {data}")
     ds = build_demo(data, size=args.size, workers=args.workers, progress=progress)
     print(f"      {ds.n_clips} clips, {ds.duration_s / 3600:.2f} h, {len(ds.genres)} genres, {len(ds.tags)} tags")
-    print(f"[2/6] scan into library {lib_dir}")
+    print(f"[2/7] scan into library {lib_dir}")
     lib = Library.open_or_create(lib_dir)
     print(f"      {lib.scan([data / 'audio'], progress=progress).summary()}")
-    print("[3/6] analyse (decode → log-mel → descriptors)")
+    print("[3/7] analyse (decode → log-mel → descriptors)")
     print(f"      {analyze(lib, workers=args.workers, progress=progress).summary()}")
     model_id = _tag_with_default_model(lib, args, progress)
     similarity = _similarity(lib, model_id) if model_id else []
@@ -167,7 +220,12 @@ def cmd_demo(args) -> int:
         recs = recommendations(lib, model_id, data)
     else:
         recs = []
-        print("[6/6] recommendations skipped: they need the embeddings of a tagging model")
+        print("[6/7] recommendations skipped: they need the embeddings of a tagging model")
+    if model_id and args.generate:
+        piece = generation(lib, model_id, root, progress)
+    else:
+        piece = []
+        print("[7/7] generation skipped: " + ("--no-generate" if model_id else "it needs a tagging model's embeddings"))
 
     info = lib.info()
     desc = lib.descriptors()
@@ -182,7 +240,7 @@ def cmd_demo(args) -> int:
     print(by_genre.to_string(float_format=lambda v: f"{v:.1f}"))
     for line in _truth_check(lib, data):
         print(line)
-    for line in similarity + (_tag_summary(lib, model_id) if model_id else []) + recs:
+    for line in similarity + (_tag_summary(lib, model_id) if model_id else []) + recs + piece:
         print(line)
     print(f"\nnext: `mir info {lib_dir}`, `mir show {lib_dir} TRACK`, `mir similar {lib_dir} --track TRACK`, "
           f"`mir export {lib_dir} --format csv`, `mir recommend-eval {lib_dir} --events {data / 'events.parquet'}`")
@@ -191,8 +249,10 @@ def cmd_demo(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="build the demo collection; scan, analyse, tag and index it; query, recommend; print a summary")
+    p = sub.add_parser("demo", help="build the demo collection; scan, analyse, tag and index it; query, recommend, generate; print a summary")
     p.add_argument("--dir", default="mir-demo", help="folder for the collection and its library (default: ./mir-demo)")
     p.add_argument("--size", choices=["tiny", "demo", "full"], default="demo")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--no-generate", dest="generate", action="store_false",
+                   help="skip the generation step (training the generator, one 30 s piece)")
     p.set_defaults(func=cmd_demo)

@@ -21,7 +21,7 @@ from ..catalog import Library
 from ..config import get_config
 from ..errors import ModelError, ParameterError
 from .model import LoadedGenerator, condition_vector, load_generator
-from .render import Run, level, overlap_add, render_run, render_runs_rubberband, semitone_shift, stretcher_name
+from .render import Run, level, overlap_add, render_run, semitone_shift, stretcher_name
 from .retrieve import Filters, embeddings, load_tags, open_library_index, parse_key, retrieve
 from .sample import Constraints, Pool, longest_source_run, max_share, sample_piece
 from .segments import load_segments
@@ -235,14 +235,8 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
                               "stretch": round(period / float(seg.end[rr] - seg.start[rr]), 6),
                               "semitones": shift, "gain_db": round(gain, 3), "token": int(pool.token[picks[i + q]])})
         i = j
-    if stretcher == "rubberband":  # one Rubber Band process per source track
-        rendered = {}
-        for tid in dict.fromkeys(r.track_id for r in runs):
-            mine = [k for k, r in enumerate(runs) if r.track_id == tid]
-            rendered.update(zip(mine, render_runs_rubberband(cache[tid], sr, [runs[k] for k in mine], period, xfade)))
-        chunks = [rendered[k] for k in range(len(runs))]
-    else:
-        chunks = [render_run(cache[r.track_id], sr, r, period, xfade, stretcher) for r in runs]
+    # one Rubber Band process per run: one call for all runs of a track misplaced every run after the first
+    chunks = [render_run(cache[r.track_id], sr, r, period, xfade, stretcher) for r in runs]
     chunks = [c * np.float32(10 ** (r.gain_db / 20)) for c, r in zip(chunks, runs)]
     length = int(round((n * period + xfade) * sr))
     y = overlap_add(chunks, starts, int(round(xfade * sr)), length)

@@ -3,8 +3,8 @@
 - A *run* is a stretch of output beats whose sources are consecutive beats of one track; it is cut as one
   piece of audio, so only real seams (run boundaries) are crossfaded.
 - Time: each source beat is mapped onto the target beat grid (period ``60 / tempo``). With Rubber Band
-  (``pyrubberband`` + the ``rubberband`` command line tool) all runs of one track are stretched by one
-  time map, pitch shift in the same call (:func:`render_runs_rubberband`); without it, each beat by librosa's phase vocoder
+  (``pyrubberband`` + the ``rubberband`` command line tool) each run is stretched by one time map, pitch
+  shift in the same call (one process per run); without it, each beat by librosa's phase vocoder
   (``librosa.effects.time_stretch``, by the pitch factor more, then resampled by it to shift the pitch).
 - Seams: every chunk carries ``xfade / 2`` seconds of extra audio on each side, so neighbouring chunks
   overlap by ``xfade`` centred on the beat; equal-power (sine/cosine) fades.
@@ -98,45 +98,6 @@ def render_run(y: np.ndarray, sr: int, run: Run, period: float, xfade: float, st
             seg = librosa.resample(seg, orig_sr=sr * factor, target_sr=sr, res_type="soxr_hq")
         pieces.append(librosa.util.fix_length(seg.astype(np.float32), size=want))
     return overlap_add(pieces, [int(round(i * period * sr)) for i in range(m)], int(round(xfade * sr)), n_out)
-
-
-def render_runs_rubberband(y: np.ndarray, sr: int, runs: list[Run], period: float, xfade: float,
-                           gap: float = 0.5) -> list[np.ndarray]:
-    """Every run of one track (same pitch shift) fitted to the grid by ONE Rubber Band call.
-
-    The runs' padded source spans are joined with ``gap`` s of silence between them (kept at its length
-    by the time map, longer than Rubber Band's analysis window so spans do not mix), stretched with one
-    time map, and cut apart again: the same per-beat mapping as :func:`render_run`, a process per track
-    instead of per run.
-    """
-    import pyrubberband
-
-    if len({r.semitones for r in runs}) > 1:
-        raise ParameterError("runs rendered in one Rubber Band call must share their pitch shift")
-    pad_t, g = xfade / 2, int(round(gap * sr))
-    parts, tmap, offsets, lengths = [], [], [], []
-    pos_in = pos_out = 0
-    for run in runs:
-        b = run.beats
-        m = len(b) - 1
-        pad0, pad1 = pad_t * (b[1] - b[0]) / period, pad_t * (b[-1] - b[-2]) / period
-        src = _cut(y, sr, b[0] - pad0, b[-1] + pad1)
-        n_out = int(round((2 * pad_t + m * period) * sr))
-        src_pts = np.r_[pad0 + (b - b[0])] * sr
-        out_pts = (pad_t + period * np.arange(m + 1)) * sr
-        tmap.append((pos_in, pos_out))
-        tmap += [(pos_in + int(round(a)), pos_out + int(round(c))) for a, c in zip(src_pts, out_pts)]
-        tmap.append((pos_in + len(src), pos_out + n_out))
-        offsets.append(pos_out)
-        lengths.append(n_out)
-        parts += [src, np.zeros(g, np.float32)]
-        pos_in += len(src) + g
-        pos_out += n_out + g
-    tmap.append((pos_in, pos_out))
-    args = {"--pitch": runs[0].semitones} if runs[0].semitones else {}
-    out = pyrubberband.timemap_stretch(np.concatenate(parts), sr, tmap, rbargs=args).astype(np.float32)
-    out = librosa.util.fix_length(out, size=pos_out)
-    return [out[o:o + n] for o, n in zip(offsets, lengths)]
 
 
 def equal_power(n: int) -> tuple[np.ndarray, np.ndarray]:
