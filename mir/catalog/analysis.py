@@ -160,6 +160,39 @@ def plan(lib: Library, versions: dict[str, str], *, retry_failed: bool = False) 
     return todo, skipped
 
 
+def _results(todo: list, lib_root: str, cfg, *, workers: int, scheduler: str | None):
+    """``(item, result)`` of :func:`analyze_file` for every planned item: on a Dask cluster, in this
+    process, or in a pool of worker processes with a bounded window of tasks in flight."""
+    if scheduler:
+        from .remote import run_dask
+
+        yield from run_dask(scheduler, todo, analyze_file, lib_root, cfg)
+        return
+    if workers <= 1 or len(todo) <= 1:
+        with limit_threads(1):  # one core, as in a worker process
+            for item in todo:
+                yield item, analyze_file(item[2], item[1], item[3], lib_root, cfg)
+        return
+    if any("beats" in item[3] for item in todo):
+        from ..features.beats import warm_up
+
+        warm_up()  # numba compiles once here; workers compiling at once corrupt its cache
+    with process_pool(min(workers, len(todo)), preload=PRELOAD) as pool:
+        queue = iter(todo)
+        running = {}
+        for item in queue:
+            running[pool.submit(analyze_file, item[2], item[1], item[3], lib_root, cfg)] = item
+            if len(running) >= 2 * workers:
+                break
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                yield running.pop(fut), fut.result()
+                nxt = next(queue, None)
+                if nxt is not None:
+                    running[pool.submit(analyze_file, nxt[2], nxt[1], nxt[3], lib_root, cfg)] = nxt
+
+
 def analyze(lib: Library, *, workers: int | None = None, progress: bool = False, retry_failed: bool = False,
             cfg: AnalysisConfig | None = None, flush_every: int | None = None,
             flush_seconds: float | None = None, scheduler: str | None = None) -> AnalyzeReport:
@@ -222,34 +255,9 @@ def analyze(lib: Library, *, workers: int | None = None, progress: bool = False,
 
         with tqdm(total=len(todo), desc="analyze", unit="track", disable=not progress) as bar:
             try:
-                if scheduler:
-                    from .remote import run_dask
-
-                    for item, result in run_dask(scheduler, todo, analyze_file, str(lib.root), cfg):
+                with contextlib.closing(_results(todo, str(lib.root), cfg, workers=workers, scheduler=scheduler)) as results:
+                    for item, result in results:
                         collect(item, result, bar)
-                elif workers <= 1 or len(todo) <= 1:
-                    with limit_threads(1):  # one core, as in a worker process
-                        for item in todo:
-                            collect(item, analyze_file(item[2], item[1], item[3], str(lib.root), cfg), bar)
-                else:
-                    if any("beats" in item[3] for item in todo):
-                        from ..features.beats import warm_up
-
-                        warm_up()  # numba compiles once here; workers compiling at once corrupt its cache
-                    with process_pool(min(workers, len(todo)), preload=PRELOAD) as pool:
-                        queue = iter(todo)
-                        running = {}
-                        for item in queue:  # keep a bounded window of tasks in flight
-                            running[pool.submit(analyze_file, item[2], item[1], item[3], str(lib.root), cfg)] = item
-                            if len(running) >= 2 * workers:
-                                break
-                        while running:
-                            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                            for fut in finished:
-                                collect(running.pop(fut), fut.result(), bar)
-                                nxt = next(queue, None)
-                                if nxt is not None:
-                                    running[pool.submit(analyze_file, nxt[2], nxt[1], nxt[3], str(lib.root), cfg)] = nxt
             finally:
                 flush()  # whatever finished is kept, also on Ctrl-C
                 bar.set_postfix_str(f"{report.done} done, {report.failed} failed")  # stays as a summary
