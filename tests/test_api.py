@@ -174,6 +174,7 @@ def test_track_detail(client, served):
     assert d["model_id"] == served["model_id"] and d["tags"] == stored["tags"] and d["genre_pred"] == stored["genre"]
     assert d["tag_probs"] == pytest.approx(stored["tag_probs"]) and list(d["tag_probs"]) == TAGS
     assert list(d["genre_probs"]) == GENRES and d["duration"] == pytest.approx(6.0)
+    assert d["music"] is None  # the debug model has no music gate
     assert {"tempo", "key", "mode", "loudness"} <= set(d["descriptors"]) and d["descriptors"]["tempo"] > 0
     # a unique prefix works as in the CLI
     assert client.get(f"/tracks/{t['track_id'][:8]}").json()["track_id"] == t["track_id"]

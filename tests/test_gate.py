@@ -166,6 +166,21 @@ def test_tagging_writes_music_for_gated_models_only(library, gated, clips, capsy
     assert "music      " in capsys.readouterr().out
 
 
+def test_api_track_detail_gives_the_music_probability(library, gated, clips):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette's note that its TestClient will move to httpx2
+        from fastapi.testclient import TestClient
+    from mir.api import create_app
+
+    report = tag(library, model=gated["path"])  # already tagged above: the newest model is the gated one
+    frame = load_tags(library, report.model_id)
+    with TestClient(create_app(library.root, read_only=True)) as client:
+        d = client.get(f"/tracks/{frame['track_id'][0]}").json()
+    assert d["model_id"] == report.model_id and d["music"] == pytest.approx(float(frame["music"][0]))
+
+
 def meta(music):
     m = pd.DataFrame({"artist": ["a", "b", "c", "d"], "music": music}, index=["t0", "t1", "t2", "t3"])
     m.attrs["model_id"] = "abc123"

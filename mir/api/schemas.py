@@ -56,6 +56,7 @@ class TrackDetail(BaseModel):
     tag_probs: dict[str, float] = Field(default_factory=dict)
     genre_pred: str | None = None
     genre_probs: dict[str, float] = Field(default_factory=dict)
+    music: float | None = Field(None, description="probability that the track is music (models with a music gate)")
 
 
 class SimilarResult(BaseModel):

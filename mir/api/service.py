@@ -135,9 +135,11 @@ class Service:
         if content_hash not in frame.index:
             return None
         row = frame.loc[content_hash]
+        music = row.get("music")
         return {"model_id": model_id, "tags": list(row["tags"]), "genre": row["genre"],
                 "tag_probs": dict(zip(frame.attrs["tags"], map(float, row["tag_probs"]))),
-                "genre_probs": dict(zip(frame.attrs["genres"], map(float, row["genre_probs"])))}
+                "genre_probs": dict(zip(frame.attrs["genres"], map(float, row["genre_probs"]))),
+                "music": None if music is None or music != music else float(music)}
 
     def trackset(self):
         return self.cached("trackset", lambda: deps.from_library(self.lib, self.model_id()))

@@ -83,7 +83,7 @@ def get_track(request: Request, track_id: TrackId):
     tags = svc.track_tags(row["hash"], model_id) if model_id else None
     if tags:
         out.update(model_id=model_id, tags=tags["tags"], tag_probs=tags["tag_probs"], genre_pred=tags["genre"],
-                   genre_probs=tags["genre_probs"])
+                   genre_probs=tags["genre_probs"], music=tags["music"])
     return out
 
 
