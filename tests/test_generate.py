@@ -250,6 +250,27 @@ def test_batch_is_resumable(lib, tmp_path, capsys):
     assert (tmp_path / "p0.wav").read_bytes() == first
 
 
+def test_batch_on_a_dask_cluster_makes_the_same_pieces(lib, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from mir.generate.batch import generate_batch
+
+    ids = sorted(lib.tracks()["track_id"])
+    rows = "out,track,seed,duration\n" + f"p0.wav,{ids[0]},1,10\n" + f"p1.wav,{ids[1]},2,10\n" + "bad.wav,,3,10\n"
+    for name in ("local", "dask"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "spec.csv").write_text(rows)
+    kw = dict(neighbours=8, stretch="librosa")
+    local = generate_batch(lib, tmp_path / "local" / "spec.csv", **kw)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster):
+        remote = generate_batch(lib, tmp_path / "dask" / "spec.csv", scheduler=cluster.scheduler_address, **kw)
+    assert (local["done"], local["failed"]) == (remote["done"], remote["failed"]) == (2, 1)
+    assert remote["failures"][0].startswith("bad.wav: ")
+    for name in ("p0.wav", "p1.wav"):
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+
+
 def test_demo_generation_step_writes_the_piece_its_picture_and_measures(lib, tmp_path, capsys):
     from mir.cli.demo import generation
 

@@ -36,7 +36,8 @@ def cmd_generate(args) -> int:
     if args.batch:
         from ..generate.batch import generate_batch
 
-        r = generate_batch(Library(args.library), args.batch, progress=sys.stderr.isatty(), **common)
+        r = generate_batch(Library(args.library), args.batch, progress=sys.stderr.isatty(), scheduler=args.scheduler,
+                           **common)
         print(f"generate: {r['done']} pieces made, {r['skipped']} already done, {r['failed']} failed")
         for f in r["failures"][:20]:
             print(f"  failed: {f}", file=sys.stderr)
@@ -74,6 +75,9 @@ def register(sub) -> None:
     seeds.add_argument("--events", metavar="F", help="listening history (CSV or Parquet) for --user")
     seeds.add_argument("--batch", metavar="SPEC.csv", help="many pieces, one per row (out, track, tags, seed, …); "
                        "resumable: pieces with provenance are skipped")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="with --batch: make the pieces on a Dask cluster (tcp://host:8786); workers must see LIB "
+                        "and the spec's folder")
     p.add_argument("--neighbours", type=int, default=20, help="tracks retrieved to draw segments from (default 20)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds, 10-600 (default 60)")
     p.add_argument("--out", "-o", default="piece.wav", help="output .wav or .flac (provenance beside it)")
