@@ -189,16 +189,9 @@ def same_analysis(a: Path, b: Path) -> bool:
 
 
 def run_dask(paths: list[Path], root: Path, args) -> dict:
-    import contextlib
+    from _dask import scheduler_address
 
-    with contextlib.ExitStack() as stack:
-        address = args.scheduler
-        if not address:
-            from distributed import LocalCluster
-
-            cluster = stack.enter_context(LocalCluster(n_workers=args.dask_workers, threads_per_worker=1,
-                                                       processes=True, dashboard_address=":0", silence_logs=40))
-            address = cluster.scheduler_address
+    with scheduler_address(args) as address:
         m = run_mir(paths, 1, root, scheduler=address)
     m["same_as_in_process"] = same_analysis(root / "lib-dask", root / f"lib-{args.workers[0]}")
     return m

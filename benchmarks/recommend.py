@@ -177,16 +177,9 @@ def run_implicit(train, relevant, batch=1024):
 
 def run_dask_hybrid(args, train, tracks, relevant, lists):
     """The default hybrid again, its taste fits' blocks on a Dask cluster; the row says if the lists are the same."""
-    import contextlib
+    from _dask import scheduler_address
 
-    with contextlib.ExitStack() as stack:
-        address = args.scheduler
-        if not address:
-            from distributed import LocalCluster
-
-            cluster = stack.enter_context(LocalCluster(n_workers=args.dask_workers, threads_per_worker=1,
-                                                       processes=True, dashboard_address=":0", silence_logs=40))
-            address = cluster.scheduler_address
+    with scheduler_address(args) as address:
         model = Hybrid(collaborative=Collaborative(**ALS), max_tune_users=5000, scheduler=address)
         workers = f"{args.dask_workers} local workers" if args.dask_workers else address
         row, other = run_mir(f"mir hybrid, taste fits on Dask ({workers})", model, train, tracks, relevant)

@@ -3,7 +3,7 @@
 The layers, lowest first (a module may import from a lower layer or from inside its own package;
 the base modules may also import each other)::
 
-    0  base        errors, config, atomic, parallel, mir/__init__   (no mir imports above them)
+    0  base        errors, config, atomic, parallel, topk, lazy, mir/__init__   (no mir imports above them)
     1  audio       the only package that opens audio files
     2  features    log-mel, descriptors (arrays in, arrays out)
     3  models      taggers, track head, checkpoints, inference
@@ -37,7 +37,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "mir"
 
-BASE = {"mir", "mir.errors", "mir.config", "mir.atomic", "mir.parallel", "mir.topk"}
+BASE = {"mir", "mir.errors", "mir.config", "mir.atomic", "mir.parallel", "mir.topk", "mir.lazy"}
 LAYERS = {
     "audio": 1, "features": 2, "models": 3, "catalog": 4, "index": 5,
     "similar": 6, "tagging": 6, "datasets": 6,

@@ -208,10 +208,7 @@ def _write_manifest(out: Path, rows: list[dict], *, seed: int, effects_from: str
 
 
 def load_manifest(root: str | os.PathLike) -> dict:
-    path = Path(root) / "manifest.json"
-    if not path.is_file():
-        raise DatasetError(f"{path} not found: build it with `mir dataset build {NAME} --out {root} --realmusic DIR`")
-    return json.loads(path.read_text())
+    return realmusic.read_manifest(root, build=f"mir dataset build {NAME} --out {root} --realmusic DIR")
 
 
 def clips(root: str | os.PathLike, *, split: str | None = None, kinds: tuple[str, ...] | None = None) -> list[dict]:

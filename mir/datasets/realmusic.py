@@ -372,11 +372,16 @@ def assemble(out: str | os.PathLike) -> dict:
     return manifest
 
 
-def load_manifest(root: str | os.PathLike) -> dict:
+def read_manifest(root: str | os.PathLike, *, build: str) -> dict:
+    """``root/manifest.json`` of a built corpus; a clear error naming the ``build`` command when it is missing."""
     path = Path(root) / "manifest.json"
     if not path.is_file():
-        raise DatasetError(f"{path} not found: build the corpus with `mir dataset build {NAME} --out {root}`")
+        raise DatasetError(f"{path} not found: build the corpus with `{build}`")
     return json.loads(path.read_text())
+
+
+def load_manifest(root: str | os.PathLike) -> dict:
+    return read_manifest(root, build=f"mir dataset build {NAME} --out {root}")
 
 
 def tracks(root: str | os.PathLike, *, split: str | None = None, kind: str = "music") -> list[dict]:

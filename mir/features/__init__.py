@@ -5,6 +5,8 @@ default means the value in ``get_config().analysis``.
 """
 from typing import TYPE_CHECKING
 
+from ..lazy import lazy_getattr
+
 # names load on first use (PEP 562): ``mir.features.confidence`` needs neither librosa nor torch
 _WHERE = {
     **dict.fromkeys(("TrackAnalyzer", "describe", "describe_with_logmel", "key", "key_templates", "loudness",
@@ -17,14 +19,7 @@ if TYPE_CHECKING:
     from .logmel import LogMel, LogMelStream, log_mel, mel_filterbank
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'mir.features' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE)
 
 
 __all__ = [

@@ -10,6 +10,8 @@ Build from a config, save and load checkpoints::
 """
 from typing import TYPE_CHECKING
 
+from ..lazy import lazy_getattr
+
 # names are imported on first use (PEP 562), so that ``mir.models.decisions`` and other torch-free
 # modules load without torch
 _WHERE = {
@@ -29,14 +31,7 @@ if TYPE_CHECKING:
     from .tagger import ShortChunkCNN
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'mir.models' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE)
 
 
 __all__ = [
