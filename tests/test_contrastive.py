@@ -125,3 +125,24 @@ def test_distillation_holds_the_outputs_where_plain_ssl_lets_them_drift(tmp_path
             before = load_checkpoint(base_model).model(x).tags
             drift[w] = float((load_checkpoint(out.path).model(x).tags - before).abs().mean())
     assert drift[10.0] < drift[0.0]
+
+
+def test_ssl_with_replayed_labels_trains_the_heads_too(tmp_path, base_model):
+    """The supervised replay path: labelled chunks of the train split add the tagging loss."""
+    from types import SimpleNamespace
+
+    from mir.train.data import LogmelBank
+
+    torch.set_num_threads(1)
+    g = np.random.default_rng(2)
+    labels = SimpleNamespace(tags=["c", "b", "a", "extra"], genres=["y", "x"],
+                             y_tags=g.integers(0, 2, size=(6, 4)).astype(np.float32),
+                             y_genre=np.array([0, 1, -1, 0, 1, 0]))
+    split = np.array(["train"] * 4 + ["valid"] * 2)
+    replay = SimpleNamespace(labels=labels, bank=LogmelBank([g.normal(-40, 10, (128, 200)).astype(np.float16)] * 6),
+                             index=lambda name: np.flatnonzero(split == name), fingerprint=lambda: "replay")
+    config = SSLConfig(steps=2, batch_size=3, supervised_batch=4, views=Views(codec=0.0))
+    with_replay = train_ssl(base_model, _bank(), tmp_path / "r.pt", config=config, replay=replay)
+    without = train_ssl(base_model, _bank(), tmp_path / "n.pt", config=config)
+    assert load_checkpoint(with_replay.path).extra["ssl"]["replay"] is True
+    assert with_replay.model_id != without.model_id and with_replay.losses != without.losses

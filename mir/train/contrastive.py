@@ -253,6 +253,7 @@ class _Run:
     n_samples: int  # samples per view: one chunk of log-mel frames
     replay: object | None
     maps: tuple | None  # replay label columns / genre map, when replaying
+    replay_train: np.ndarray | None  # the replayed tracks of the train split
     fingerprint: str
     logmel: nn.Module = field(default_factory=LogMel)
 
@@ -271,7 +272,7 @@ def _setup(base, bank: WaveBank, config: SSLConfig, replay, keep_head: bool) -> 
     maps = _vocab_maps(replay, loaded.tags, loaded.genres) if replay is not None and config.supervised_weight else None
     return _Run(model=model, proj=proj, opt=torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay),
                 loaded=loaded, teacher=_teacher(loaded, config), n_samples=(model_config.chunk_frames - 1) * p.hop_length,
-                replay=replay if maps else None, maps=maps,
+                replay=replay if maps else None, maps=maps, replay_train=replay.index("train") if maps else None,
                 fingerprint=_fingerprint(loaded.model_id, bank, config, replay), logmel=logmel)
 
 
@@ -310,7 +311,7 @@ def _step(run: _Run, bank: WaveBank, config: SSLConfig, step: int) -> float:
         loss = loss + config.distill_weight * distill_loss(run.model, h, run.teacher, mels)
     if run.maps is not None:
         chunk_frames = run.loaded.config.chunk_frames
-        x, y_tags, y_genre = _replay_batch(run.replay, run.replay.index("train"), *run.maps, config.supervised_batch,
+        x, y_tags, y_genre = _replay_batch(run.replay, run.replay_train, *run.maps, config.supervised_batch,
                                            chunk_frames, rng)
         loss = loss + config.supervised_weight * tagging_loss(run.model(x), y_tags, y_genre)
     run.opt.zero_grad(set_to_none=True)
