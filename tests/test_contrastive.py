@@ -146,3 +146,78 @@ def test_ssl_with_replayed_labels_trains_the_heads_too(tmp_path, base_model):
     without = train_ssl(base_model, _bank(), tmp_path / "n.pt", config=config)
     assert load_checkpoint(with_replay.path).extra["ssl"]["replay"] is True
     assert with_replay.model_id != without.model_id and with_replay.losses != without.losses
+
+
+def brute_sup_con(z, groups, t):
+    z = torch.nn.functional.normalize(z, dim=-1).double()
+    total, rows = 0.0, 0
+    for i in range(len(z)):
+        pos = [j for j in range(len(z)) if j != i and groups[j] == groups[i]]
+        if not pos:
+            continue
+        denom = np.log(np.sum([np.exp(float(z[i] @ z[j]) / t) for j in range(len(z)) if j != i]))
+        total += -np.mean([float(z[i] @ z[p]) / t - denom for p in pos])
+        rows += 1
+    return total / rows
+
+
+def test_sup_con_equals_its_definition_and_prefers_grouped_embeddings(rng):
+    from mir.train.contrastive import sup_con
+
+    z = torch.from_numpy(rng.standard_normal((7, 5)))
+    groups = torch.tensor([0, 0, 1, 1, 1, 2, 3])  # rows 5 and 6 have no partner and are left out
+    assert float(sup_con(z, groups, 0.2)) == pytest.approx(brute_sup_con(z, groups.tolist(), 0.2), rel=1e-5)
+    centres = torch.from_numpy(rng.standard_normal((2, 16))).float()
+    g = torch.tensor([0, 0, 0, 1, 1, 1])
+    grouped = centres[g] + 0.05 * torch.randn(6, 16)
+    assert float(sup_con(grouped, g)) < float(sup_con(grouped, g[torch.tensor([0, 3, 1, 4, 2, 5])])) - 1.0
+    with pytest.raises(ParameterError, match="share a group"):
+        sup_con(z[:3], torch.tensor([0, 1, 2]))
+
+
+def test_group_batches_hold_group_size_tracks_of_each_drawn_group():
+    bank = WaveBank([np.zeros(100, np.float32)] * 9, [f"t{i}" for i in range(9)], 22050,
+                    groups=["a", "a", "a", "b", "b", "b", "c", "c", "c"])
+    config = SSLConfig(batch_size=6, group_weight=1.0, group_size=3)
+    idx = bank.draw(config, np.random.default_rng(0))
+    codes = bank.group_codes()[idx]
+    assert len(idx) == 6 and len(set(codes[:3])) == 1 and len(set(codes[3:])) == 1 and codes[0] != codes[3]
+    with pytest.raises(ParameterError, match="carry no groups"):
+        WaveBank([np.zeros(100, np.float32)] * 2, ["x", "y"], 22050).draw(config, np.random.default_rng(0))
+    with pytest.raises(ParameterError, match="one group per track"):
+        WaveBank([np.zeros(100, np.float32)] * 2, ["x", "y"], 22050, groups=["a"])
+
+
+def test_group_run_resumes_to_the_same_weights_and_moves_the_backbone(tmp_path, base_model):
+    torch.set_num_threads(1)
+    bank = _bank()
+    grouped = WaveBank(bank.waves, bank.names, bank.sr, groups=["low", "low", "high", "high"])
+    config = SSLConfig(steps=3, batch_size=4, group_size=2, group_weight=1.0, save_every=1, views=Views(codec=0.0))
+    whole = train_ssl(base_model, grouped, tmp_path / "whole.pt", config=config)
+    train_ssl(base_model, grouped, tmp_path / "part.pt", config=config, stop_after=1)
+    rest = train_ssl(base_model, grouped, tmp_path / "part.pt", config=config)
+    assert rest.resumed_from == 1
+    a, b = load_checkpoint(whole.path).model.state_dict(), load_checkpoint(rest.path).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = train_ssl(base_model, grouped, tmp_path / "plain.pt",
+                      config=SSLConfig(steps=3, batch_size=4, save_every=1, views=Views(codec=0.0)))
+    c = load_checkpoint(plain.path).model.state_dict()
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # the group loss changes what is learned
+
+
+def test_audio_tracks_group_a_corpus_by_package_and_a_folder_by_subfolder(tmp_path):
+    import json
+
+    from mir.train.contrastive import audio_tracks
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "manifest.json").write_text(json.dumps({"tracks": [
+        {"path": "p/a.ogg", "package": "pkg-a", "split": "train", "kind": "music"},
+        {"path": "p/b.ogg", "package": "pkg-b", "split": "test", "kind": "music"},
+        {"path": "p/c.ogg", "package": "pkg-a", "split": "train", "kind": "effects"}]}))
+    assert [(p.name, g) for p, g in audio_tracks(tmp_path / "corpus")] == [("a.ogg", "pkg-a")]
+    for rel in ("album1/x.wav", "album1/y.wav", "album2/z.flac"):
+        (tmp_path / "music" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "music" / rel).write_bytes(b"")
+    assert [(p.name, g) for p, g in audio_tracks(tmp_path / "music")] == [
+        ("x.wav", "album1"), ("y.wav", "album1"), ("z.flac", "album2")]

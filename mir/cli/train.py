@@ -83,16 +83,16 @@ def _train_track_head(args, data) -> int:
 
 
 def _train_ssl(args, data) -> int:
-    from ..train.contrastive import SSLConfig, WaveBank, audio_paths, train_ssl
+    from ..train.contrastive import SSLConfig, WaveBank, audio_tracks, train_ssl
     from ..models.checkpoint import default_checkpoint
 
-    paths = audio_paths(args.ssl)
-    bank = WaveBank.load(paths, max_seconds=args.ssl_max_seconds, progress=_progress(args),
-                         log=lambda line: print(f"train: {line}", flush=True))
+    tracks = audio_tracks(args.ssl)
+    bank = WaveBank.load([p for p, _ in tracks], groups=[g for _, g in tracks], max_seconds=args.ssl_max_seconds,
+                         progress=_progress(args), log=lambda line: print(f"train: {line}", flush=True))
     print(f"train: contrastive on {len(bank)} tracks ({bank.seconds / 3600:.2f} h) from {args.ssl}, replaying "
           f"{len(data.index('train'))} labelled training tracks; {args.steps} steps", flush=True)
     config = SSLConfig(steps=args.steps, batch_size=args.ssl_batch, supervised_weight=args.supervised_weight,
-                       seed=args.seed, lr=args.ssl_lr)
+                       seed=args.seed, lr=args.ssl_lr, group_weight=args.group_weight)
     result = train_ssl(args.base or default_checkpoint(), bank, args.out, config=config, replay=data,
                        progress=_progress(args), log=lambda line: print(f"train: {line}", flush=True))
     print(f"train: wrote {result.path} (model {result.model_id}) in {result.seconds:.0f} s; train a track head "
@@ -159,6 +159,9 @@ def register(sub) -> None:
     s.add_argument("--ssl-lr", type=float, default=3e-4, help="AdamW learning rate (default 3e-4)")
     s.add_argument("--supervised-weight", type=float, default=1.0, metavar="W",
                    help="weight of the replayed supervised loss on LIB's labelled tracks (0: none; default 1)")
+    s.add_argument("--group-weight", type=float, default=0.0, metavar="W",
+                   help="weight of the same-group loss: tracks of one package (corpus) or folder (album) belong "
+                        "together, which keeps what a production or style shares (0: off; default 0)")
     s.add_argument("--ssl-max-seconds", type=float, default=None, metavar="S",
                    help="decode at most S seconds of each track (bounds memory; default: whole tracks)")
     p.add_argument("--track-hidden", type=int, default=128, metavar="N", help="width of the track head (default 128)")

@@ -7,6 +7,11 @@ embeddings to the space where NT-Xent (Chen et al. 2020) pulls the two views of 
 together and pushes the other tracks of the batch away. With replay, a batch of labelled
 chunks adds the supervised tagging loss, so the heads keep what they learned.
 
+With ``group_weight``, tracks also carry a group (a corpus's package, a library's album folder)
+and a second projection learns, by supervised contrastive loss (Khosla et al. 2020), that tracks
+of one group belong together: the production and style a package or album shares, which
+track-level invariance alone trains away.
+
 Every step draws its randomness from ``(seed, step)``, and the training state (weights,
 projection, optimiser, step) is saved atomically every ``save_every`` steps: a killed run
 resumes where it stopped and ends with the same weights as an uninterrupted one.
@@ -48,19 +53,22 @@ class SSLConfig:
     supervised_weight: float = 1.0  # weight of the replayed supervised loss; 0 = none
     supervised_batch: int = 32
     distill_weight: float = 0.0  # weight of keeping the base model's chunk tag/genre outputs (mir adapt); 0 = none
+    group_weight: float = 0.0  # weight of the same-group (package, album) loss; 0 = none
+    group_size: int = 4  # tracks drawn per group in a batch when group_weight > 0
     views: Views = field(default_factory=Views)
     seed: int = 0
     save_every: int = 25
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "proj_dim", "supervised_batch", "save_every"):
+        for name in ("steps", "batch_size", "proj_dim", "supervised_batch", "save_every", "group_size"):
             if int(getattr(self, name)) < 1:
                 raise ParameterError(f"{name} must be ≥ 1, got {getattr(self, name)!r}")
         if self.batch_size < 2:
             raise ParameterError(f"batch_size must be ≥ 2 (other tracks are the negatives), got {self.batch_size}")
-        if self.temperature <= 0 or self.lr <= 0 or self.supervised_weight < 0 or self.distill_weight < 0:
-            raise ParameterError(f"temperature and lr must be > 0 and supervised_weight ≥ 0, got "
-                                 f"{self.temperature!r}, {self.lr!r}, {self.supervised_weight!r}")
+        if self.temperature <= 0 or self.lr <= 0 or min(self.supervised_weight, self.distill_weight, self.group_weight) < 0:
+            raise ParameterError(f"temperature and lr must be > 0 and the loss weights ≥ 0, got temperature "
+                                 f"{self.temperature!r}, lr {self.lr!r}, supervised {self.supervised_weight!r}, "
+                                 f"distill {self.distill_weight!r}, group {self.group_weight!r}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -82,6 +90,24 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
     return F.cross_entropy(sim, target)
 
 
+def sup_con(z: torch.Tensor, groups: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, "L_out"): each row's positives are the other rows
+    of its group; the mean over rows that have one. ``z`` [n, d], ``groups`` [n] integer labels."""
+    if z.dim() != 2 or groups.shape != (z.shape[0],):
+        raise ParameterError(f"z must be [n, d] and groups [n], got {tuple(z.shape)} and {tuple(groups.shape)}")
+    z = F.normalize(z.float(), dim=-1)
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    sim = (z @ z.T / temperature).masked_fill(eye, float("-inf"))
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    pos = (groups[:, None] == groups[None, :]) & ~eye
+    n_pos = pos.sum(1)
+    has = n_pos > 0
+    if not bool(has.any()):
+        raise ParameterError("no two rows share a group: the same-group loss needs groups of ≥ 2 rows")
+    per_row = -(log_prob.masked_fill(~pos, 0.0)).sum(1)[has] / n_pos[has]
+    return per_row.mean()
+
+
 class Projection(nn.Module):
     """Two-layer MLP from the backbone embedding to the contrastive space (dropped after training)."""
 
@@ -97,12 +123,27 @@ class Projection(nn.Module):
 class WaveBank:
     """Decoded mono waveforms of unlabelled tracks held in RAM as float16 (9 h at 22,050 Hz ≈ 1.4 GB)."""
 
-    def __init__(self, waves: Sequence[np.ndarray], names: Sequence[str], sr: int):
+    def __init__(self, waves: Sequence[np.ndarray], names: Sequence[str], sr: int,
+                 groups: Sequence[str] | None = None):
         if len(waves) < 2:
             raise ParameterError(f"contrastive training needs at least 2 tracks, got {len(waves)}")
+        if groups is not None and len(groups) != len(waves):
+            raise ParameterError(f"{len(groups)} groups for {len(waves)} tracks; give one group per track")
         self.waves = [np.asarray(w, dtype=np.float16) for w in waves]
         self.names = list(names)
         self.sr = int(sr)
+        self.groups = None if groups is None else [str(g) for g in groups]
+        self._codes = None
+
+    def group_codes(self) -> np.ndarray:
+        """Integer group per track (sorted group names), for batching by group."""
+        if self.groups is None:
+            raise ParameterError("these tracks carry no groups; load them with groups (a corpus's packages, "
+                                 "a library's folders) to train the same-group loss")
+        if self._codes is None:
+            index = {g: i for i, g in enumerate(sorted(set(self.groups)))}
+            self._codes = np.array([index[g] for g in self.groups])
+        return self._codes
 
     def __len__(self) -> int:
         return len(self.waves)
@@ -113,28 +154,45 @@ class WaveBank:
 
     @classmethod
     def load(cls, paths: Sequence[str | os.PathLike], *, sr: int | None = None, max_seconds: float | None = None,
-             offsets: Sequence[float] | None = None, progress: bool = False,
+             offsets: Sequence[float] | None = None, groups: Sequence[str] | None = None, progress: bool = False,
              log: Callable[[str], None] | None = None) -> "WaveBank":
         """Decode ``paths`` (at most ``max_seconds`` from each, from ``offsets[i]`` seconds in); files that fail
-        to decode are skipped and counted."""
+        to decode are skipped and counted. ``groups[i]`` is track i's group (kept for the decoded ones)."""
         from tqdm import tqdm
 
         from .. import audio
         from ..config import get_config
 
         sr = sr or get_config().analysis.sample_rate
-        waves, names, failed = [], [], []
+        waves, names, kept, failed = [], [], [], []
         paths = list(paths)
         offsets = [0.0] * len(paths) if offsets is None else [float(o) for o in offsets]
-        for p, offset in tqdm(list(zip(paths, offsets)), desc="decode", unit="track", disable=not progress, leave=False):
+        for i, (p, offset) in enumerate(tqdm(list(zip(paths, offsets)), desc="decode", unit="track",
+                                             disable=not progress, leave=False)):
             try:
                 waves.append(audio.load(p, sr=sr, offset=offset, duration=max_seconds))
                 names.append(str(p))
+                kept.append(i)
             except AudioError as exc:
                 failed.append(f"{p}: {exc}")
         if failed and log:
             log(f"skipped {len(failed)} file(s) that did not decode, e.g. {failed[0]}")
-        return cls(waves, names, sr)
+        return cls(waves, names, sr, groups=None if groups is None else [groups[i] for i in kept])
+
+    def draw(self, config: "SSLConfig", rng: np.random.Generator) -> np.ndarray:
+        """The tracks of one batch: uniform, or with ``group_weight`` ``group_size`` tracks from each of
+        ``batch_size // group_size`` groups, so every track has same-group partners in the batch."""
+        if not config.group_weight:
+            return rng.choice(len(self), size=config.batch_size, replace=len(self) < config.batch_size)
+        codes = self.group_codes()
+        present = np.unique(codes)
+        n_groups = max(2, config.batch_size // config.group_size)
+        chosen = rng.choice(present, size=n_groups, replace=len(present) < n_groups)
+        out = []
+        for g in chosen:
+            members = np.flatnonzero(codes == g)
+            out.append(rng.choice(members, size=config.group_size, replace=len(members) < config.group_size))
+        return np.concatenate(out)
 
     def views(self, index: np.ndarray, n: int, views: Views, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Two independent views [len(index), n] of a random crop region of each track ``index[k]``."""
@@ -210,9 +268,10 @@ def distill_loss(model, h: torch.Tensor, teacher, mels: torch.Tensor) -> torch.T
 def _fingerprint(base_id: str, bank: WaveBank, config: SSLConfig, replay) -> str:
     """What a saved state must match to be resumed; ``steps`` is left out, so a run can be extended."""
     h = hashlib.blake2b(digest_size=8)
-    settings = {k: v for k, v in config.to_dict().items()
-                if k != "steps" and not (k == "distill_weight" and not v)}  # states from before distillation resume
-    h.update(json.dumps([base_id, settings, bank.names, bank.sr], sort_keys=True).encode())
+    optional = {"distill_weight": 0.0, "group_weight": 0.0, "group_size": 4}  # at these values, older states resume
+    settings = {k: v for k, v in config.to_dict().items() if k != "steps" and optional.get(k, object()) != v}
+    names = [bank.names, bank.groups] if config.group_weight else bank.names
+    h.update(json.dumps([base_id, settings, names, bank.sr], sort_keys=True).encode())
     if replay is not None:
         h.update(replay.fingerprint().encode())
     return h.hexdigest()
@@ -256,6 +315,7 @@ class _Run:
     replay_train: np.ndarray | None  # the replayed tracks of the train split
     fingerprint: str
     logmel: nn.Module = field(default_factory=LogMel)
+    proj_group: Projection | None = None  # the same-group loss's projection, when group_weight > 0
 
 
 def _setup(base, bank: WaveBank, config: SSLConfig, replay, keep_head: bool) -> _Run:
@@ -268,12 +328,16 @@ def _setup(base, bank: WaveBank, config: SSLConfig, replay, keep_head: bool) -> 
     logmel = LogMel()
     torch.manual_seed(config.seed)
     proj = Projection(model_config.embed_dim, config.proj_dim)
+    proj_group = Projection(model_config.embed_dim, config.proj_dim) if config.group_weight else None
+    if proj_group is not None:
+        bank.group_codes()  # fails early, naming the fix, when the tracks carry no groups
     params = [p for n, p in model.named_parameters() if not n.startswith("track_head.")] + list(proj.parameters())
+    params += list(proj_group.parameters()) if proj_group is not None else []
     maps = _vocab_maps(replay, loaded.tags, loaded.genres) if replay is not None and config.supervised_weight else None
     return _Run(model=model, proj=proj, opt=torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay),
                 loaded=loaded, teacher=_teacher(loaded, config), n_samples=(model_config.chunk_frames - 1) * p.hop_length,
                 replay=replay if maps else None, maps=maps, replay_train=replay.index("train") if maps else None,
-                fingerprint=_fingerprint(loaded.model_id, bank, config, replay), logmel=logmel)
+                fingerprint=_fingerprint(loaded.model_id, bank, config, replay), logmel=logmel, proj_group=proj_group)
 
 
 def _resume(run: _Run, state_file: Path, config: SSLConfig, say) -> tuple[int, list[float]]:
@@ -286,6 +350,8 @@ def _resume(run: _Run, state_file: Path, config: SSLConfig, say) -> tuple[int, l
         return 0, []
     run.model.load_state_dict(state["model"])
     run.proj.load_state_dict(state["proj"])
+    if run.proj_group is not None:
+        run.proj_group.load_state_dict(state["proj_group"])
     run.opt.load_state_dict(state["opt"])
     start = int(state["step"])
     if start > config.steps:
@@ -301,12 +367,15 @@ def _step(run: _Run, bank: WaveBank, config: SSLConfig, step: int) -> float:
 
     rng = np.random.default_rng([config.seed, step])
     torch.manual_seed(config.seed * 1_000_003 + step)
-    idx = rng.choice(len(bank), size=config.batch_size, replace=len(bank) < config.batch_size)
+    idx = bank.draw(config, rng)
     v1, v2 = bank.views(idx, run.n_samples, config.views, rng)
     with torch.no_grad():
         mels = run.logmel(torch.from_numpy(np.concatenate([v1, v2])))
     h = run.model.features(mels)
     loss = nt_xent(*run.proj(h).split(len(idx)), config.temperature)
+    if run.proj_group is not None:
+        groups = torch.from_numpy(np.concatenate([bank.group_codes()[idx]] * 2))
+        loss = loss + config.group_weight * sup_con(run.proj_group(h), groups, config.temperature)
     if run.teacher is not None:
         loss = loss + config.distill_weight * distill_loss(run.model, h, run.teacher, mels)
     if run.maps is not None:
@@ -362,7 +431,7 @@ def train_ssl(base: str | os.PathLike, bank: WaveBank, out: str | os.PathLike, *
         losses.append(_step(run, bank, config, step))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if (step + 1) % config.save_every == 0 or step + 1 == last:
-            _save_state(state_file, run.model, run.proj, run.opt, step + 1, losses, run.fingerprint)
+            _save_state(state_file, run, step + 1, losses)
     bar.close()
     if last < config.steps:
         return SSLResult(state_file, "", last, start, losses, time.monotonic() - t0)
@@ -371,9 +440,11 @@ def train_ssl(base: str | os.PathLike, bank: WaveBank, out: str | os.PathLike, *
     return SSLResult(out, model_id, config.steps, start, losses, time.monotonic() - t0)
 
 
-def _save_state(path: Path, model, proj, opt, step: int, losses: list[float], fingerprint: str) -> None:
-    payload = {"model": model.state_dict(), "proj": proj.state_dict(), "opt": opt.state_dict(), "step": step,
-               "losses": losses, "fingerprint": fingerprint}
+def _save_state(path: Path, run: _Run, step: int, losses: list[float]) -> None:
+    payload = {"model": run.model.state_dict(), "proj": run.proj.state_dict(), "opt": run.opt.state_dict(),
+               "step": step, "losses": losses, "fingerprint": run.fingerprint}
+    if run.proj_group is not None:
+        payload["proj_group"] = run.proj_group.state_dict()
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -382,6 +453,12 @@ def audio_paths(source: str | os.PathLike, *, split: str | None = "train") -> li
     """Audio files of ``source``: a mir library (its present tracks), a corpus folder with a
     ``manifest.json`` listing tracks with a ``split`` and ``kind`` (the music of ``split``), or any
     folder (every audio file)."""
+    return [path for path, _ in audio_tracks(source, split=split)]
+
+
+def audio_tracks(source: str | os.PathLike, *, split: str | None = "train") -> list[tuple[Path, str]]:
+    """``(path, group)`` of each audio file of ``source`` (see :func:`audio_paths`). The group is what
+    tracks that belong together share: a corpus track's package, else the file's folder."""
     from ..audio import is_audio_path
 
     source = Path(source)
@@ -389,13 +466,13 @@ def audio_paths(source: str | os.PathLike, *, split: str | None = "train") -> li
         from ..catalog import Library
 
         tracks = Library(source).tracks(include_missing=False)
-        return [Path(p) for p in tracks["path"]]
+        return [(Path(p), str(Path(p).parent)) for p in tracks["path"]]
     manifest = source / "manifest.json"
     if manifest.is_file():
         data = json.loads(manifest.read_text())
         rows = data.get("tracks", data) if isinstance(data, dict) else data
-        return [source / r["path"] for r in rows
+        return [(source / r["path"], str(r.get("package") or Path(r["path"]).parent)) for r in rows
                 if (split is None or r.get("split") == split) and r.get("kind", "music") == "music"]
     if not source.is_dir():
         raise ParameterError(f"{source}: not a folder; give a folder of audio, a corpus built by `mir dataset build`, or a library")
-    return sorted(p for p in source.rglob("*") if p.is_file() and is_audio_path(p))
+    return [(p, str(p.parent.relative_to(source))) for p in sorted(source.rglob("*")) if p.is_file() and is_audio_path(p)]
