@@ -102,3 +102,26 @@ def test_inference_with_head_needs_context_and_is_independent_of_batching(rng, t
     assert loaded.model_id == mid == model_id(model.state_dict(), debug(track_hidden=12))
     again = predict_logmels(loaded.model, mels, chunk_frames=160, context=ctx)
     np.testing.assert_array_equal(again["tag_probs"], predict_logmels(model, mels, chunk_frames=160, context=ctx)["tag_probs"])
+
+
+def test_backbone_track_embedding_is_the_mean_chunk_embedding_and_keeps_the_head_outputs(rng):
+    from mir.models.inference import aggregate, predict_chunk_outputs
+
+    torch.manual_seed(0)
+    head_model = build_model(debug(track_hidden=12)).eval()
+    config = debug(track_hidden=12, track_embedding="backbone")
+    assert config.output_dim == config.embed_dim and config.to_dict()["track_embedding"] == "backbone"
+    assert "track_embedding" not in debug(track_hidden=12).to_dict()  # head-embedding models keep their ids
+    model = build_model(config).eval()
+    model.load_state_dict(head_model.state_dict())
+    mels = [rng.normal(-40, 10, (128, n)).astype(np.float32) for n in (500, 170)]
+    ctx = track_context(*_descriptors(rng, 2))
+    out = predict_logmels(model, mels, chunk_frames=160, context=ctx)
+    same = predict_logmels(head_model, mels, chunk_frames=160, context=ctx)
+    np.testing.assert_array_equal(out["tag_probs"], same["tag_probs"])  # only the embedding differs
+    assert out["embedding"].shape == (2, config.embed_dim) and same["embedding"].shape == (2, 12)
+    for i, mel in enumerate(mels):  # the mean of the chunks' unit embeddings, as the backbone alone gives it
+        per_chunk, counts = predict_chunk_outputs(model, [mel], chunk_frames=160)
+        np.testing.assert_allclose(out["embedding"][i], aggregate(per_chunk, counts)["embedding"][0], atol=1e-5)
+    with pytest.raises(ParameterError, match="track_embedding"):
+        debug(track_hidden=12, track_embedding="tail")

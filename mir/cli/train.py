@@ -73,7 +73,7 @@ def _train_track_head(args, data) -> int:
     from ..train.track_head import HeadConfig, train_track_head
 
     defaults = HeadConfig()
-    config = HeadConfig(hidden=args.track_hidden, epochs=defaults.epochs if args.epochs is None else args.epochs,
+    config = HeadConfig(hidden=args.track_hidden, embedding=args.track_embedding, epochs=defaults.epochs if args.epochs is None else args.epochs,
                         patience=defaults.patience if args.patience is None else args.patience, seed=args.seed)
     result = train_track_head(data, args.track_head, args.out, config=config, log=lambda line: print(line, flush=True))
     print(f"train: track head on backbone {result.backbone_id}: best epoch {result.best_epoch} of "
@@ -165,6 +165,9 @@ def register(sub) -> None:
     s.add_argument("--ssl-max-seconds", type=float, default=None, metavar="S",
                    help="decode at most S seconds of each track (bounds memory; default: whole tracks)")
     p.add_argument("--track-hidden", type=int, default=128, metavar="N", help="width of the track head (default 128)")
+    p.add_argument("--track-embedding", choices=["head", "backbone"], default="head",
+                   help="the track embedding that `mir tag` stores and `mir index` indexes: the track head's hidden "
+                        "layer (trained on the render labels) or the backbone's mean chunk embedding (default head)")
     p.add_argument("--seed", type=int, default=0)
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",

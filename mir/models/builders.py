@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 ARCH = "short_chunk_res"
 
 
+#: what a model with a track head gives as the track embedding: the head's hidden layer (trained on
+#: the render labels) or the backbone's mean chunk embedding (what self-supervised training shapes)
+TRACK_EMBEDDINGS = ("head", "backbone")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a tagger (stored in every checkpoint).
@@ -47,6 +52,7 @@ class ModelConfig:
     embed_dim: int = 256
     dropout: float = 0.5
     track_hidden: int = 0  # width of the track-level head (mir.models.track_head); 0 = no head
+    track_embedding: str = "head"  # the track embedding of a model with a head: its hidden layer, or the backbone's
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(self.widths))
@@ -58,6 +64,8 @@ class ModelConfig:
             raise ParameterError(f"widths must be a non-empty sequence of positive ints, got {self.widths!r}")
         if isinstance(self.track_hidden, bool) or not isinstance(self.track_hidden, int) or self.track_hidden < 0:
             raise ParameterError(f"track_hidden must be an int ≥ 0, got {self.track_hidden!r}")
+        if self.track_embedding not in TRACK_EMBEDDINGS:
+            raise ParameterError(f"track_embedding must be one of {TRACK_EMBEDDINGS}, got {self.track_embedding!r}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ParameterError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
@@ -67,8 +75,9 @@ class ModelConfig:
 
     @property
     def output_dim(self) -> int:
-        """Size of the track embedding the model outputs: the track head's width if it has one."""
-        return self.track_hidden or self.embed_dim
+        """Size of the track embedding the model outputs: the track head's width if it has one and
+        its hidden layer is the embedding, else the backbone's."""
+        return self.track_hidden if self.track_hidden and self.track_embedding == "head" else self.embed_dim
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-python form (lists, not tuples) for checkpoints and JSON; carries ``"arch"`` (see :data:`ARCH`)."""
@@ -77,6 +86,8 @@ class ModelConfig:
         d["widths"] = list(self.widths)
         if not self.track_hidden:
             del d["track_hidden"]  # models without a track head keep the config (and model id) they had
+        if self.track_embedding == "head":
+            del d["track_embedding"]  # likewise models that index the head's hidden layer
         return d
 
     @classmethod
@@ -143,6 +154,7 @@ def build_model(config: ModelConfig) -> "ShortChunkCNN":
         n_tags=config.n_tags,
         n_genres=config.n_genres,
         track_hidden=config.track_hidden,
+        track_embedding=config.track_embedding,
     )
 
 

@@ -60,6 +60,7 @@ class ShortChunkCNN(nn.Module):
         n_tags: int,
         n_genres: int,
         track_hidden: int = 0,
+        track_embedding: str = "head",
     ):
         super().__init__()
         widths = [int(w) for w in widths]
@@ -77,7 +78,8 @@ class ShortChunkCNN(nn.Module):
         self.genre_head = nn.Linear(embed_dim, n_genres)
         self._init_weights()
         self.track_head = (TrackHead(in_dim=pooled_dim(embed_dim, n_tags, n_genres), hidden=track_hidden,
-                                     n_tags=n_tags, n_genres=n_genres, dropout=dropout) if track_hidden else None)
+                                     n_tags=n_tags, n_genres=n_genres, dropout=dropout, embedding=track_embedding,
+                                     backbone_dim=embed_dim) if track_hidden else None)
 
     def _init_weights(self) -> None:
         for m in self.modules():

@@ -86,8 +86,12 @@ def context_of(desc) -> np.ndarray:
 class TrackHead(nn.Module):
     """``pooled [b, in_dim]`` + ``context [b, CONTEXT_DIM]`` -> tag logits, genre logits, unit embedding."""
 
-    def __init__(self, *, in_dim: int, hidden: int, n_tags: int, n_genres: int, dropout: float):
+    def __init__(self, *, in_dim: int, hidden: int, n_tags: int, n_genres: int, dropout: float,
+                 embedding: str = "head", backbone_dim: int | None = None):
         super().__init__()
+        if embedding not in ("head", "backbone") or (embedding == "backbone" and not backbone_dim):
+            raise ParameterError(f"embedding must be 'head' or 'backbone' (with backbone_dim), got {embedding!r}")
+        self.embedding, self.backbone_dim = embedding, backbone_dim
         width = in_dim + CONTEXT_DIM
         self.register_buffer("shift", torch.zeros(width))
         self.register_buffer("scale", torch.ones(width))
@@ -115,7 +119,9 @@ class TrackHead(nn.Module):
         x = (torch.cat([pooled, context], dim=1) - self.shift) / self.scale
         h = self.norm(self.hidden(x))
         z = self.dropout(F.relu(h))
-        return TaggerOutput(tags=self.tag_head(z), genre=self.genre_head(z), embedding=F.normalize(h, dim=-1))
+        # "backbone": the mean of the chunks' unit embeddings, the first columns of ``pooled``
+        emb = h if self.embedding == "head" else pooled[:, : self.backbone_dim]
+        return TaggerOutput(tags=self.tag_head(z), genre=self.genre_head(z), embedding=F.normalize(emb, dim=-1))
 
     def predict(self, pooled: np.ndarray, context: np.ndarray) -> dict[str, np.ndarray]:
         """Per-track probabilities and embeddings, one track per forward pass (eval mode, no grad)."""
@@ -130,7 +136,8 @@ class TrackHead(nn.Module):
                                  out.embedding.numpy()))
         finally:
             self.train(was)
-        n_tags, n_genres, d = self.tag_head.out_features, self.genre_head.out_features, self.norm.normalized_shape[0]
+        n_tags, n_genres = self.tag_head.out_features, self.genre_head.out_features
+        d = self.norm.normalized_shape[0] if self.embedding == "head" else self.backbone_dim
         if not rows:
             return {"tag_probs": np.zeros((0, n_tags), np.float32), "genre_probs": np.zeros((0, n_genres), np.float32),
                     "embedding": np.zeros((0, d), np.float32)}

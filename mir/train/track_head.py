@@ -46,6 +46,7 @@ class HeadConfig:
     weight_decay: float = 1e-2
     dropout: float = 0.5
     full_share: float = 0.5  # share of training draws that pool all of a track's chunks
+    embedding: str = "head"  # the model's track embedding: the head's hidden layer or the backbone's (see ModelConfig)
     seed: int = 0
 
     def __post_init__(self):
@@ -55,6 +56,8 @@ class HeadConfig:
                 raise ParameterError(f"{key} must be a positive int, got {v!r}")
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
             raise ParameterError(f"patience must be an int ≥ 0, got {self.patience!r}")
+        if self.embedding not in ("head", "backbone"):
+            raise ParameterError(f"embedding must be 'head' or 'backbone', got {self.embedding!r}")
         for key, lo, hi in (("lr", 0.0, math.inf), ("weight_decay", 0.0, math.inf), ("dropout", 0.0, 1.0),
                             ("full_share", 0.0, 1.0)):
             v = getattr(self, key)
@@ -171,7 +174,7 @@ def _checked_backbone(data: TrainingData, backbone: str | Path):
 
 def _with_head(loaded, config: HeadConfig):
     """``(model, its config)``: the backbone's weights plus a fresh head (seeded by ``config.seed``), in eval mode."""
-    model_config = dataclasses.replace(loaded.config, track_hidden=config.hidden)
+    model_config = dataclasses.replace(loaded.config, track_hidden=config.hidden, track_embedding=config.embedding)
     torch.manual_seed(config.seed)
     model = build_model(model_config)
     backbone_state = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("track_head.")}
