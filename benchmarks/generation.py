@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pieces", type=int, default=20)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--neighbours", type=int, default=20)
-    ap.add_argument("--stretch", default="auto", choices=["auto", "rubberband", "librosa"])
+    ap.add_argument("--stretch", default="auto", choices=["auto", "pedalboard", "rubberband", "librosa"])
     ap.add_argument("--out", default=str(HERE / "results" / "generation.json"))
     args = ap.parse_args(argv)
     t0 = time.monotonic()

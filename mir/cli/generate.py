@@ -32,7 +32,7 @@ def cmd_generate(args) -> int:
     common = dict(neighbours=args.neighbours, filters=_filters(argparse.Namespace(**{**vars(args), "key": args.filter_key})),
                   duration=args.duration, seed=args.seed, temperature=args.temperature, top_p=args.top_p,
                   tempo=args.tempo, key=args.target_key, structure=args.structure, generator=args.generator,
-                  stretch=args.stretch, xfade=args.xfade / 1000.0, constraints=Constraints())
+                  stretch=args.stretch, xfade=args.xfade / 1000.0, constraints=Constraints(), stereo=args.stereo)
     if args.batch:
         from ..generate.batch import generate_batch
 
@@ -89,8 +89,12 @@ def register(sub) -> None:
                    help="target key, e.g. 'A minor' (default: the neighbours' commonest key)")
     p.add_argument("--structure", default=None, metavar="SCHEME", help="repeat scheme over 8-bar phrases, e.g. AABA")
     p.add_argument("--generator", default=None, metavar="PATH", help="generator checkpoint (default: LIB/generator.pt)")
-    p.add_argument("--stretch", default="auto", choices=["auto", "rubberband", "librosa"],
-                   help="time-stretcher (auto: Rubber Band where installed, else librosa)")
+    p.add_argument("--stereo", action="store_true",
+                   help="write 44.1 kHz stereo rendered from the sources' own rate and channels "
+                        "(default: mono at the analysis rate)")
+    p.add_argument("--stretch", default="auto", choices=["auto", "pedalboard", "rubberband", "librosa"],
+                   help="time-stretcher: Rubber Band's library in-process (pedalboard), its command line tool "
+                        "(rubberband), or librosa's phase vocoder (auto: the first available)")
     p.add_argument("--xfade", type=float, default=30.0, metavar="MS", help="seam crossfade, 20-50 ms (default 30)")
     p.add_argument("--json", action="store_true", help="print the provenance (without per-beat rows) as JSON")
     f = p.add_argument_group("filters on the neighbours (as in mir similar)")
