@@ -32,7 +32,8 @@ def cmd_generate(args) -> int:
     common = dict(neighbours=args.neighbours, filters=_filters(argparse.Namespace(**{**vars(args), "key": args.filter_key})),
                   duration=args.duration, seed=args.seed, temperature=args.temperature, top_p=args.top_p,
                   tempo=args.tempo, key=args.target_key, structure=args.structure, generator=args.generator,
-                  stretch=args.stretch, xfade=args.xfade / 1000.0, constraints=Constraints(), stereo=args.stereo)
+                  stretch=args.stretch, xfade=args.xfade / 1000.0, constraints=Constraints(), stereo=args.stereo,
+                  sources=args.sources or None)
     if args.batch:
         from ..generate.batch import generate_batch
 
@@ -79,6 +80,9 @@ def register(sub) -> None:
                    help="with --batch: make the pieces on a Dask cluster (tcp://host:8786); workers must see LIB "
                         "and the spec's folder")
     p.add_argument("--neighbours", type=int, default=20, help="tracks retrieved to draw segments from (default 20)")
+    p.add_argument("--sources", type=int, default=8, metavar="N",
+                   help="draw segments from the N neighbours closest to the neighbours' mean embedding "
+                        "(default 8; 0: all; never fewer than the 25%% share cap needs)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds, 10-600 (default 60)")
     p.add_argument("--out", "-o", default="piece.wav", help="output .wav or .flac (provenance beside it)")
     p.add_argument("--seed", type=int, default=0, help="RNG seed: the same seed gives the same piece")

@@ -128,6 +128,7 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
              tempo: float | None = None, key: str | None = None, structure: str | None = None,
              generator: str | os.PathLike | None = None, stretch: str = "auto", xfade: float = 0.03,
              constraints: Constraints = Constraints(), method: str = "model", stereo: bool = False,
+             sources: int | None = 8,
              progress: Callable[[float, str], None] | None = None) -> GenerateResult:
     """Generate a piece in the style of the seeds' neighbours and write it (WAV/FLAC: mono at the analysis rate,
     or with ``stereo`` 44.1 kHz stereo rendered from the sources at their own rate and channels).
@@ -136,6 +137,8 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
     ``tempo`` (BPM) and ``key`` ("A minor") default to the neighbours' median tempo and commonest key.
     ``method``: ``"model"`` (the generator), or the baselines ``"bigram"`` (a bigram over the library's tokens,
     same constraints) and ``"shuffle"`` (the neighbours' segments in a random order, no constraints).
+    ``sources``: segments come from this many of the neighbours, those closest to the neighbours' mean
+    embedding (``None``: all of them; never fewer than ``constraints.max_share`` needs).
     ``progress(fraction, stage)``, when given, is called as the work advances (fraction in 0-1).
     """
     report = progress or (lambda fraction, stage: None)
@@ -185,7 +188,11 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
     probs = dict(zip(tag_table["track_id"], tag_table["tag_probs"]))
     cond = condition_vector(emb[[row_of[t] for t in nb]].mean(axis=0), tempo, target_key[0], target_key[1],
                             np.mean([np.asarray(probs[t], np.float32) for t in nb], axis=0), gen.n_tags)
-    rows = seg.rows_of(nb)
+    period = 60.0 / tempo
+    n = int(round(duration / period))
+    need = int(np.ceil(n / max(int(np.floor(constraints.max_share * n)), 1)))  # sources the share cap needs
+    src = typical(emb[[row_of[t] for t in nb]], None if sources is None else max(sources, need))
+    rows = seg.rows_of([nb[k] for k in src])
     local = {r: i for i, r in enumerate(rows)}
     succ_all = seg.successor()
     succ = np.array([local.get(int(succ_all[r]), -1) if succ_all[r] >= 0 else -1 for r in rows])
@@ -194,8 +201,6 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
     pool = Pool(track=seg.track[rows].astype(np.int64), token=gen.codebook.encode(seg.features[rows]),
                 bar_pos=seg.bar_pos[rows].astype(np.int64) % max(meter, 1), succ=succ, pred=pred,
                 feats=gen.codebook.standardise(seg.features[rows]))
-    period = 60.0 / tempo
-    n = int(round(duration / period))
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     threads = torch.get_num_threads()
@@ -268,7 +273,8 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
                                              zip(found.track_ids, found.scores)],
         "generator_id": gen.model_id, "tagger_id": gen.tagger_id, "seed": int(seed), "method": method,
         "settings": {"temperature": temperature, "top_p": top_p, "structure": structure, "xfade": xfade,
-                     "max_run": constraints.max_run, "max_share": constraints.max_share, "neighbours": neighbours},
+                     "max_run": constraints.max_run, "max_share": constraints.max_share, "neighbours": neighbours,
+                     "sources": sources},
         "tempo": tempo, "key": f"{target_key[0]} {target_key[1]}", "meter": meter, "sample_rate": out_sr,
         "channels": int(y.shape[0]), "duration": y.shape[1] / out_sr, "n_beats": n, "stretcher": stretcher,
         "target_loudness": round(target_lufs, 3), "loudness": round(mix_loudness(y, out_sr), 3),
@@ -283,6 +289,16 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
     atomic.write_text(ppath, json.dumps(prov, indent=1))
     report(1.0, "done")
     return GenerateResult(out, ppath, prov)
+
+
+def typical(vectors: np.ndarray, k: int | None) -> np.ndarray:
+    """Indices (ascending) of the ``k`` rows of ``vectors`` [n, d] with the highest cosine to their mean;
+    all rows when ``k`` is None."""
+    n = len(vectors)
+    k = n if k is None else min(n, int(k))
+    mean = vectors.mean(axis=0)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return np.sort(np.argsort(-(unit @ mean), kind="stable")[:k])
 
 
 def _span_start(run: Run, xfade: float) -> float:
