@@ -242,7 +242,7 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
         ratio = (j - i) * period / float(seg.end[r[-1]] - seg.start[r[0]])
         for q, rr in enumerate(r):
             beat_ratio = period / float(seg.end[rr] - seg.start[rr])
-            beats_out.append({"beat": i + q, "time": round(xfade / 2 + (i + q) * period, 6), "track_id": tid,
+            beats_out.append({"beat": i + q, "time": round(xfade + (i + q) * period, 6), "track_id": tid,
                               "source_time": round(float(seg.start[rr]), 6),
                               "source_beat": int(seg.beat[rr]),
                               "stretch": round(ratio if stretcher == "pedalboard" else beat_ratio, 6),

@@ -11,8 +11,9 @@ Signals are ``[channels, samples]`` float32 arrays (mono is one channel).
   and a run within 1 % of the grid without a shift is only resampled. ``rubberband``: the ``rubberband``
   command line tool through ``pyrubberband``, one time map per run (one process each). ``librosa``:
   its phase vocoder, beat by beat.
-- Seams: every chunk carries ``xfade / 2`` seconds of extra audio on each side, so neighbouring chunks
-  overlap by ``xfade`` centred on the beat; equal-power (sine/cosine) fades.
+- Seams: every chunk starts ``xfade`` seconds before its first beat and ends on the beat after its last,
+  so neighbouring chunks overlap by ``xfade`` just before the beat: equal-power (sine/cosine) fades that
+  end on the beat, so the outgoing source's next onset is not heard under the incoming one's.
 - Key: :func:`fit_shifts` picks one transposition per source track (-6..+5 semitones) so that the
   chroma the piece is made of reads as the target key (Albrecht & Shanahan profiles, as mir's key estimate).
 - Level: each run gains ``target - its track's loudness`` (BS.1770, within +-12 dB); the piece is then
@@ -103,15 +104,15 @@ def _resample(y: np.ndarray, in_rate: float, out_rate: float) -> np.ndarray:
 
 
 def render_run(y: np.ndarray, sr: int, run: Run, period: float, xfade: float, stretcher: str) -> np.ndarray:
-    """The run fitted to the grid: ``[channels, xfade/2 + m * period + xfade/2]`` s of audio from ``y`` [channels, n]."""
-    pad_t = xfade / 2
+    """The run fitted to the grid: ``[channels, xfade + m * period]`` s of audio from ``y`` [channels, n], its
+    first beat ``xfade`` s in (the fade-in ends on the beat) and its end on the beat after its last."""
     b = run.beats
     m = len(b) - 1
-    n_out = int(round((2 * pad_t + m * period) * sr))
+    n_out = int(round((xfade + m * period) * sr))
     factor = 2.0 ** (run.semitones / 12)  # pitch: stretch by the factor more, then resample it away
     if stretcher == "pedalboard":
         ratio = (b[-1] - b[0]) / (m * period)  # source seconds per target second, the run's mean
-        src = _cut(y, sr, b[0] - pad_t * ratio, b[-1] + pad_t * ratio)
+        src = _cut(y, sr, b[0] - xfade * ratio, b[-1])
         speed = src.shape[1] / (n_out * factor)
         if not run.semitones and abs(speed - 1) <= RESAMPLE_ONLY:
             return _fit(_resample(src, src.shape[1], n_out), n_out)
@@ -121,14 +122,13 @@ def render_run(y: np.ndarray, sr: int, run: Run, period: float, xfade: float, st
         if run.semitones:
             out = _resample(out, sr * factor, sr)
         return _fit(out, n_out)
-    pad0 = pad_t * (b[1] - b[0]) / period
-    pad1 = pad_t * (b[-1] - b[-2]) / period
+    pad = xfade * (b[1] - b[0]) / period  # the lead-in at the first beat's own stretch
     if stretcher == "rubberband":
         import pyrubberband
 
-        src = _cut(y, sr, b[0] - pad0, b[-1] + pad1)
-        points = np.r_[0.0, pad0 + (b - b[0]), src.shape[1] / sr]
-        target = np.r_[0.0, pad_t + period * np.arange(m + 1), n_out / sr]
+        src = _cut(y, sr, b[0] - pad, b[-1])
+        points = np.r_[0.0, pad + (b - b[0])]
+        target = np.r_[0.0, xfade + period * np.arange(m + 1)]
         tmap = [(int(round(s * sr)), int(round(t * sr))) for s, t in zip(points, target)]
         tmap[-1] = (src.shape[1], n_out)
         args = {"--pitch": run.semitones} if run.semitones else {}
@@ -136,8 +136,9 @@ def render_run(y: np.ndarray, sr: int, run: Run, period: float, xfade: float, st
         return _fit(out[None, :] if out.ndim == 1 else out.T, n_out)
     pieces = []
     for i in range(m):
-        seg = _cut(y, sr, b[i] - pad0, b[i + 1] + pad1)
-        want = int(round((period + 2 * pad_t) * sr))
+        lead = xfade * (b[i + 1] - b[i]) / period
+        seg = _cut(y, sr, b[i] - lead, b[i + 1])
+        want = int(round((period + xfade) * sr))
         rate = seg.shape[1] / max(want, 1) / factor
         if abs(rate - 1) > 1e-3:
             seg = librosa.effects.time_stretch(seg, rate=rate)
