@@ -139,6 +139,22 @@ def test_constraints_hold_during_sampling(rng):
     assert (pool.token[aaba[:32]] == pool.token[aaba[32:64]]).mean() > 0.8  # A repeats (where constraints allow)
 
 
+def test_continuity_steers_tokens_toward_smooth_seams(rng):
+    from mir.generate.sample import seam_cost
+
+    pool = make_pool(8, 32, 12, rng)
+
+    def mean_seam(picks):
+        return np.mean([seam_cost(pool, np.array([b]), a)[0] for a, b in zip(picks[:-1], picks[1:])])
+
+    flat = lambda tokens, bars: np.zeros(12)  # noqa: E731 - a model with no opinion
+    costs = {c: [mean_seam(sample_piece(flat, pool, 48, meter=4, rng=np.random.default_rng(s),
+                                        constraints=Constraints(continuity=c))) for s in range(4)] for c in (0.0, 4.0)}
+    assert max(costs[4.0]) < min(costs[0.0])
+    picks = sample_piece(flat, pool, 48, meter=4, rng=np.random.default_rng(0), constraints=Constraints(continuity=4.0))
+    assert longest_source_run(pool.track[picks], picks) <= 4 and max_share(pool.track[picks]) <= 0.25
+
+
 def test_nucleus_keeps_the_top_mass_of_allowed_tokens():
     p = nucleus(np.log([0.5, 0.3, 0.15, 0.05]), np.array([True, True, True, False]), temperature=1.0, top_p=0.7)
     assert np.allclose(p, [0.5 / 0.8, 0.3 / 0.8, 0, 0])
