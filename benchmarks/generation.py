@@ -7,7 +7,8 @@ Each library needs `mir analyze`, `mir tag`, `mir index build` and `mir train-ge
 generator LIB/generator.pt). Seeds: ``--pieces`` tracks spread over the sorted track ids, one piece
 each, RNG seed = piece number. Methods: ``model`` (the generator), ``bigram`` (a bigram over the
 library's tokens, same constraints and rendering) and ``shuffle`` (the neighbours' segments in random
-order, same rendering, no constraints).
+order, same rendering, no constraints). All three draw on the same ``--sources`` of the neighbours
+(``generate``'s default 8); ``--stereo`` renders 44.1 kHz stereo (measured on its mono mix at the analysis rate).
 
 Measures per piece
 - fidelity: cosine of the piece's embedding (the library's tagger, on the rendered audio) to the
