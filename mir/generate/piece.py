@@ -20,12 +20,12 @@ from .. import atomic, audio
 from ..catalog import Library
 from ..config import get_config
 from ..errors import ModelError, ParameterError
+from ..features.beats import SEGMENT_FEATURES
 from .model import LoadedGenerator, condition_vector, load_generator
 from .render import Run, fit_shifts, level, limit, mix_loudness, overlap_add, render_run, stretcher_name
 from .retrieve import Filters, embeddings, load_tags, open_library_index, parse_key, retrieve
 from .sample import Constraints, Pool, longest_source_run, max_share, sample_piece
 from .segments import load_segments
-from ..features.beats import SEGMENT_FEATURES
 from .train import default_path
 
 MIN_SECONDS, MAX_SECONDS = 10.0, 600.0
@@ -245,7 +245,7 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
             beats_out.append({"beat": i + q, "time": round(xfade + (i + q) * period, 6), "track_id": tid,
                               "source_time": round(float(seg.start[rr]), 6),
                               "source_beat": int(seg.beat[rr]),
-                              "stretch": round(ratio if stretcher == "pedalboard" else beat_ratio, 6),
+                              "stretch": round(beat_ratio if stretcher == "librosa" else ratio, 6),
                               "semitones": shift, "gain_db": round(gain, 3), "token": int(pool.token[picks[i + q]])})
         i = j
     chunks = []

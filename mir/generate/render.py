@@ -9,8 +9,8 @@ Signals are ``[channels, samples]`` float32 arrays (mono is one channel).
   engine, as the command line tool's default), one call per run at the run's mean ratio; the pitch
   shift is done by stretching ``2 ** (semitones / 12)`` times longer and resampling that away (soxr),
   and a run within 1 % of the grid without a shift is only resampled. ``rubberband``: the ``rubberband``
-  command line tool through ``pyrubberband``, one time map per run (one process each). ``librosa``:
-  its phase vocoder, beat by beat.
+  command line tool through ``pyrubberband``, the same ratio per run (one process each; its output ends
+  early, so ``TAIL`` s more source is stretched and dropped). ``librosa``: its phase vocoder, beat by beat.
 - Seams: every chunk starts ``xfade`` seconds before its first beat and ends on the beat after its last,
   so neighbouring chunks overlap by ``xfade`` just before the beat: equal-power (sine/cosine) fades that
   end on the beat, so the outgoing source's next onset is not heard under the incoming one's.
@@ -37,6 +37,7 @@ CEILING_DB = -1.0  # peak ceiling, dBFS
 MAX_GAIN_DB = 12.0
 STRETCHERS = ("pedalboard", "rubberband", "librosa")
 RESAMPLE_ONLY = 0.01  # a run this close to the grid (and not shifted) is resampled, not stretched
+TAIL = 0.1  # s of source the command line tool stretches past a run (its output ends early), then dropped
 
 
 def _have_pedalboard() -> bool:
@@ -122,19 +123,16 @@ def render_run(y: np.ndarray, sr: int, run: Run, period: float, xfade: float, st
         if run.semitones:
             out = _resample(out, sr * factor, sr)
         return _fit(out, n_out)
-    pad = xfade * (b[1] - b[0]) / period  # the lead-in at the first beat's own stretch
     if stretcher == "rubberband":
         import pyrubberband
 
-        src = _cut(y, sr, b[0] - pad, b[-1])
-        points = np.r_[0.0, pad + (b - b[0])]
-        target = np.r_[0.0, xfade + period * np.arange(m + 1)]
-        tmap = [(int(round(s * sr)), int(round(t * sr))) for s, t in zip(points, target)]
-        tmap[-1] = (src.shape[1], n_out)
+        # one ratio per run, as above; the tool's output ends short, so TAIL s more is stretched and dropped
+        ratio = (b[-1] - b[0]) / (m * period)
+        src = _cut(y, sr, b[0] - xfade * ratio, b[-1] + TAIL)
         args = {"--pitch": run.semitones} if run.semitones else {}
-        out = np.asarray(pyrubberband.timemap_stretch(src.T, sr, tmap, rbargs=args), np.float32)
+        out = np.asarray(pyrubberband.time_stretch(src.T, sr, ratio, rbargs=args), np.float32)
         return _fit(out[None, :] if out.ndim == 1 else out.T, n_out)
-    pieces = []
+    pieces = []  # librosa: beat by beat
     for i in range(m):
         lead = xfade * (b[i + 1] - b[i]) / period
         seg = _cut(y, sr, b[i] - lead, b[i + 1])
