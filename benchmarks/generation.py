@@ -1,13 +1,14 @@
 """Generated pieces measured against two baselines built on the same neighbours.
 
     python benchmarks/generation.py --lib LIB [--lib LIB2 …] [--pieces 20] [--duration 30] [--neighbours 20]
-                                    [--stretch auto] [--out benchmarks/results/generation.json]
+                                    [--stretch auto] [--sources 8] [--stereo] [--out benchmarks/results/generation.json]
 
 Each library needs `mir analyze`, `mir tag`, `mir index build` and `mir train-generator` (default
 generator LIB/generator.pt). Seeds: ``--pieces`` tracks spread over the sorted track ids, one piece
 each, RNG seed = piece number. Methods: ``model`` (the generator), ``bigram`` (a bigram over the
 library's tokens, same constraints and rendering) and ``shuffle`` (the neighbours' segments in random
-order, same rendering, no constraints).
+order, same rendering, no constraints). All three draw on the same ``--sources`` of the neighbours
+(``generate``'s default 8); ``--stereo`` renders 44.1 kHz stereo (measured on its mono mix at the analysis rate).
 
 Measures per piece
 - fidelity: cosine of the piece's embedding (the library's tagger, on the rendered audio) to the
@@ -115,12 +116,13 @@ def run_library(path: str, args, tmp: Path) -> dict:
         for m in METHODS:
             out = tmp / f"{Path(path).name}-{m}-{i}.wav"
             r = generate(lib, tracks=[t], neighbours=min(args.neighbours, len(usable)), duration=args.duration,
-                         out=out, seed=i, stretch=args.stretch, method=m)
+                         out=out, seed=i, stretch=args.stretch, method=m, **_extra(args))
             rows[m].append({"seed_track": t, "seed": i, **measure(lib, li, seg, ids, emb, r, cfg.sample_rate,
                                                                    cfg.hop_length, ref_cache)})
             if m == "model" and i < 2:
                 again = generate(lib, tracks=[t], neighbours=min(args.neighbours, len(usable)),
-                                 duration=args.duration, out=tmp / "again.wav", seed=i, stretch=args.stretch)
+                                 duration=args.duration, out=tmp / "again.wav", seed=i, stretch=args.stretch,
+                                 **_extra(args))
                 deterministic.append(out.read_bytes() == again.path.read_bytes())
             print(f"  {Path(path).name} piece {i + 1}/{len(seeds)} {m}: fidelity {rows[m][-1]['fidelity_percentile']:.0f}, "
                   f"seam {rows[m][-1]['seam_flux_ratio']:.2f}, {rows[m][-1]['realtime']:.1f}x", flush=True)
@@ -132,6 +134,10 @@ def run_library(path: str, args, tmp: Path) -> dict:
                            **{k: v["perplexity"] for k, v in metrics["baselines"].items()},
                            "test_tokens": metrics["test_tokens"], "codebook": metrics["codebook_size"]},
             "summary": summary, "pieces": rows}
+
+
+def _extra(args) -> dict:
+    return {"sources": args.sources or None, "stereo": args.stereo}
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -150,7 +156,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pieces", type=int, default=20)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--neighbours", type=int, default=20)
-    ap.add_argument("--stretch", default="auto", choices=["auto", "rubberband", "librosa"])
+    ap.add_argument("--stretch", default="auto", choices=["auto", "pedalboard", "rubberband", "librosa"])
+    ap.add_argument("--sources", type=int, default=8, help="neighbours the segments come from (0: all)")
+    ap.add_argument("--stereo", action="store_true", help="44.1 kHz stereo output")
     ap.add_argument("--out", default=str(HERE / "results" / "generation.json"))
     args = ap.parse_args(argv)
     t0 = time.monotonic()

@@ -29,6 +29,7 @@ def run_job(svc):
         p = dict(params)
         filters = _filters(GenerateFilters(**p.pop("filters")))
         p["tracks"] = p.pop("track_ids")
+        p["sources"] = p.get("sources") or None
         return deps.generate(svc.lib, **p, filters=filters, events=svc.events if p.get("user") else None,
                              out=out, progress=progress).provenance
     return run

@@ -180,7 +180,10 @@ class GenerateRequest(BaseModel):
     top_p: float = Field(0.95, gt=0, le=1)
     tempo: float | None = Field(None, ge=30, le=300, description="BPM (default: the neighbours' median)")
     key: str | None = Field(None, max_length=20, description="e.g. 'A minor' (default: the neighbours' commonest)")
-    neighbours: int = Field(20, ge=4, le=500, description="how many similar tracks the piece is made from")
+    neighbours: int = Field(20, ge=4, le=500, description="how many similar tracks are retrieved")
+    sources: int = Field(8, ge=0, le=500, description="segments come from this many of them, the most typical "
+                                                       "(0: all)")
+    stereo: bool = Field(False, description="44.1 kHz stereo instead of mono at the analysis rate")
     filters: GenerateFilters = Field(default_factory=GenerateFilters)
 
 

@@ -5,7 +5,8 @@ ffmpeg subprocess for other containers (m4a, aac, wma, ...). Every function retu
 float32 mono waveforms ``y`` [shape=(n,)] at a sample rate ``sr`` (default: the configured
 analysis rate) and raises :class:`~mir.errors.AudioError` subclasses that name the file.
 
-- :func:`load`, :func:`stream`: decode a whole file, or in bounded-memory blocks
+- :func:`load`, :func:`stream`: decode a whole file (mono, or two channels), or in bounded-memory blocks
+- :func:`resample`: soxr HQ resampling, mono or [channels, n]
 - :func:`probe`: header summary (:class:`AudioInfo`) without decoding
 - :func:`truncation`: whether a WAV, AIFF or Ogg file holds less than its header declares
 - :func:`check_samples`: validate a decoded signal
@@ -14,7 +15,7 @@ analysis rate) and raises :class:`~mir.errors.AudioError` subclasses that name t
 """
 from .formats import SUPPORTED_EXTENSIONS, AudioInfo, is_audio_path
 from .header import truncation
-from .load import load
+from .load import load, resample
 from .probe import probe
 from .save import save, trim_trailing_silence
 from .stream import stream
@@ -29,6 +30,7 @@ __all__ = [
     "load",
     "probe",
     "read_metadata",
+    "resample",
     "save",
     "stream",
     "trim_trailing_silence",

@@ -39,9 +39,12 @@ def probe(path: str) -> AudioInfo:
                      sample_rate, channels, frames, frames / sample_rate)
 
 
-def decode(path: str, *, sr: int, offset: float = 0.0, duration: float | None = None) -> np.ndarray:
-    """Whole selection of ``path`` as float32 mono at ``sr`` [shape=(n,)]."""
-    return _floats(_run(path, _command(path, sr, offset, duration)))
+def decode(path: str, *, sr: int, offset: float = 0.0, duration: float | None = None,
+           channels: int = 1) -> np.ndarray:
+    """Whole selection of ``path`` as float32 at ``sr``: mono [shape=(n,)], or ffmpeg's downmix to
+    ``channels`` [shape=(channels, n)] when ``channels > 1``."""
+    y = _floats(_run(path, _command(path, sr, offset, duration, channels)))
+    return y if channels == 1 else np.ascontiguousarray(y[: len(y) // channels * channels].reshape(-1, channels).T)
 
 
 def blocks(path: str, *, sr: int, block_frames: int, offset: float = 0.0,
@@ -56,13 +59,13 @@ def blocks(path: str, *, sr: int, block_frames: int, offset: float = 0.0,
             raise _failed(path, "ffmpeg", err.read())
 
 
-def _command(path: str, sr: int, offset: float, duration: float | None) -> list[str]:
+def _command(path: str, sr: int, offset: float, duration: float | None, channels: int = 1) -> list[str]:
     cmd = ["ffmpeg", "-nostdin", "-v", "error"]
     if offset:
         cmd += ["-ss", repr(float(offset))]
     if duration is not None:
         cmd += ["-t", repr(float(duration))]
-    return cmd + ["-i", _input(path), "-vn", "-ac", "1", "-ar", str(int(sr)), "-f", "f32le", "pipe:1"]
+    return cmd + ["-i", _input(path), "-vn", "-ac", str(int(channels)), "-ar", str(int(sr)), "-f", "f32le", "pipe:1"]
 
 
 def _input(path: str) -> str:

@@ -23,8 +23,9 @@ def load(
     offset: float = 0.0,
     duration: float | None = None,
     check: bool = True,
+    stereo: bool = False,
 ) -> np.ndarray:
-    """Decode ``path`` to a float32 mono waveform at ``sr``.
+    """Decode ``path`` to a float32 mono waveform at ``sr`` (or two channels with ``stereo``).
 
     Channels are averaged, then resampled with soxr HQ, so the result matches
     ``librosa.load(path, sr=sr, mono=True, offset=offset, duration=duration)[0]``, except for MP3
@@ -39,10 +40,12 @@ def load(
     offset : seconds to skip at the start
     duration : seconds to read; ``None`` = to the end
     check : validate the result with :func:`check_samples` (config ``min_duration``, ``silence_peak``)
+    stereo : return ``[2, n]``: a stereo file's own channels, a mono file's one channel twice, more channels
+        mixed down to their mean (twice); through ffmpeg, its stereo downmix
 
     Returns
     -------
-    y : np.ndarray [shape=(n,), dtype=float32], n = ceil(frames read * sr / file rate)
+    y : np.ndarray [shape=(n,) or (2, n) with ``stereo``, dtype=float32], n = ceil(frames read * sr / file rate)
 
     Raises
     ------
@@ -54,25 +57,31 @@ def load(
     path = check_file(path)
     with native.open_soundfile(path) as f:
         if f is None:
-            y = ffmpeg.decode(path, sr=sr, offset=offset, duration=duration)
+            y = ffmpeg.decode(path, sr=sr, offset=offset, duration=duration, channels=2 if stereo else 1)
+        elif stereo:
+            y = resample(_read_stereo(f, path, offset, duration), f.samplerate, sr)
         else:
             y = resample(_read_mono(f, path, offset, duration), f.samplerate, sr)
-    return check_samples(y, sr=sr, path=path) if check else y
+    if check:
+        check_samples(y.mean(axis=0) if stereo else y, sr=sr, path=path)
+    return y
 
 
 def resample(y: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
-    """soxr HQ resampling of ``y`` [shape=(n,)] to exactly ``ceil(n * sr / orig_sr)`` samples (as librosa)."""
+    """soxr HQ resampling of ``y`` [shape=(n,) or (channels, n)] to exactly ``ceil(n * sr / orig_sr)``
+    samples (as librosa)."""
     if orig_sr == sr:
         return y
-    out = soxr.resample(y, orig_sr, sr, quality=RESAMPLE_QUALITY)
-    return fix_length(out, math.ceil(y.size * sr / orig_sr))
+    n = y.shape[-1]
+    out = soxr.resample(np.ascontiguousarray(y.T), orig_sr, sr, quality=RESAMPLE_QUALITY).T
+    return fix_length(np.ascontiguousarray(out), math.ceil(n * sr / orig_sr))
 
 
 def fix_length(y: np.ndarray, n: int) -> np.ndarray:
-    """``y`` trimmed or zero-padded to ``n`` samples."""
-    if y.size >= n:
-        return y[:n]
-    return np.concatenate([y, np.zeros(n - y.size, dtype=y.dtype)])
+    """``y`` [shape=(..., m)] trimmed or zero-padded to ``n`` samples on its last axis."""
+    if y.shape[-1] >= n:
+        return y[..., :n]
+    return np.concatenate([y, np.zeros((*y.shape[:-1], n - y.shape[-1]), dtype=y.dtype)], axis=-1)
 
 
 def target_rate(sr: int | None) -> int:
@@ -81,6 +90,17 @@ def target_rate(sr: int | None) -> int:
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise ParameterError(f"sr must be a positive integer sample rate in Hz, got sr={sr!r}")
     return int(sr)
+
+
+def _read_stereo(f: sf.SoundFile, path: str, offset: float, duration: float | None) -> np.ndarray:
+    """[2, n]: the file's two channels, or its channel mean twice when it has one or more than two."""
+    count = native.seek_span(f, path, offset, duration)
+    block = native.read(f, path, count)
+    native.check_complete(path, len(block), count)
+    if block.shape[1] == 2:
+        return np.ascontiguousarray(block.T)
+    mono = native.to_mono(block)
+    return np.stack([mono, mono])
 
 
 def _read_mono(f: sf.SoundFile, path: str, offset: float, duration: float | None) -> np.ndarray:

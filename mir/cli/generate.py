@@ -32,7 +32,8 @@ def cmd_generate(args) -> int:
     common = dict(neighbours=args.neighbours, filters=_filters(argparse.Namespace(**{**vars(args), "key": args.filter_key})),
                   duration=args.duration, seed=args.seed, temperature=args.temperature, top_p=args.top_p,
                   tempo=args.tempo, key=args.target_key, structure=args.structure, generator=args.generator,
-                  stretch=args.stretch, xfade=args.xfade / 1000.0, constraints=Constraints())
+                  stretch=args.stretch, xfade=args.xfade / 1000.0, constraints=Constraints(), stereo=args.stereo,
+                  sources=args.sources or None)
     if args.batch:
         from ..generate.batch import generate_batch
 
@@ -79,6 +80,9 @@ def register(sub) -> None:
                    help="with --batch: make the pieces on a Dask cluster (tcp://host:8786); workers must see LIB "
                         "and the spec's folder")
     p.add_argument("--neighbours", type=int, default=20, help="tracks retrieved to draw segments from (default 20)")
+    p.add_argument("--sources", type=int, default=8, metavar="N",
+                   help="draw segments from the N neighbours closest to the neighbours' mean embedding "
+                        "(default 8; 0: all; never fewer than the 25%% share cap needs)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds, 10-600 (default 60)")
     p.add_argument("--out", "-o", default="piece.wav", help="output .wav or .flac (provenance beside it)")
     p.add_argument("--seed", type=int, default=0, help="RNG seed: the same seed gives the same piece")
@@ -89,8 +93,12 @@ def register(sub) -> None:
                    help="target key, e.g. 'A minor' (default: the neighbours' commonest key)")
     p.add_argument("--structure", default=None, metavar="SCHEME", help="repeat scheme over 8-bar phrases, e.g. AABA")
     p.add_argument("--generator", default=None, metavar="PATH", help="generator checkpoint (default: LIB/generator.pt)")
-    p.add_argument("--stretch", default="auto", choices=["auto", "rubberband", "librosa"],
-                   help="time-stretcher (auto: Rubber Band where installed, else librosa)")
+    p.add_argument("--stereo", action="store_true",
+                   help="write 44.1 kHz stereo rendered from the sources' own rate and channels "
+                        "(default: mono at the analysis rate)")
+    p.add_argument("--stretch", default="auto", choices=["auto", "pedalboard", "rubberband", "librosa"],
+                   help="time-stretcher: Rubber Band's library in-process (pedalboard), its command line tool "
+                        "(rubberband), or librosa's phase vocoder (auto: the first available)")
     p.add_argument("--xfade", type=float, default=30.0, metavar="MS", help="seam crossfade, 20-50 ms (default 30)")
     p.add_argument("--json", action="store_true", help="print the provenance (without per-beat rows) as JSON")
     f = p.add_argument_group("filters on the neighbours (as in mir similar)")

@@ -20,7 +20,7 @@ from ..errors import MirError, ParameterError
 from .piece import generate, provenance_path
 
 FLOATS = ("duration", "temperature", "top_p", "tempo")
-INTS = ("seed", "neighbours")
+INTS = ("seed", "neighbours", "sources")
 
 
 def read_spec(path: str | os.PathLike) -> pd.DataFrame:

@@ -20,15 +20,18 @@ from .. import atomic, audio
 from ..catalog import Library
 from ..config import get_config
 from ..errors import ModelError, ParameterError
+from ..features.beats import SEGMENT_FEATURES
 from .model import LoadedGenerator, condition_vector, load_generator
-from .render import Run, level, overlap_add, render_run, semitone_shift, stretcher_name
+from .render import Run, fit_shifts, level, limit, mix_loudness, overlap_add, render_run, stretcher_name
 from .retrieve import Filters, embeddings, load_tags, open_library_index, parse_key, retrieve
 from .sample import Constraints, Pool, longest_source_run, max_share, sample_piece
 from .segments import load_segments
 from .train import default_path
 
 MIN_SECONDS, MAX_SECONDS = 10.0, 600.0
+STEREO_RATE = 44100  # ``stereo=True`` output: 44.1 kHz, two channels
 PROVENANCE_SUFFIX = ".provenance.json"
+CHROMA = [SEGMENT_FEATURES.index(f"chroma{i}") for i in range(12)]
 
 
 @dataclass
@@ -124,14 +127,18 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
              out: str | os.PathLike = "piece.wav", seed: int = 0, temperature: float = 1.0, top_p: float = 0.95,
              tempo: float | None = None, key: str | None = None, structure: str | None = None,
              generator: str | os.PathLike | None = None, stretch: str = "auto", xfade: float = 0.03,
-             constraints: Constraints = Constraints(), method: str = "model",
+             constraints: Constraints = Constraints(), method: str = "model", stereo: bool = False,
+             sources: int | None = 8,
              progress: Callable[[float, str], None] | None = None) -> GenerateResult:
-    """Generate a piece in the style of the seeds' neighbours and write it (WAV/FLAC, mono at the analysis rate).
+    """Generate a piece in the style of the seeds' neighbours and write it (WAV/FLAC: mono at the analysis rate,
+    or with ``stereo`` 44.1 kHz stereo rendered from the sources at their own rate and channels).
 
     Seeds: ``tracks`` (ids, prefixes or paths), ``audio_file``, ``tags``, or ``user`` + ``events``.
     ``tempo`` (BPM) and ``key`` ("A minor") default to the neighbours' median tempo and commonest key.
     ``method``: ``"model"`` (the generator), or the baselines ``"bigram"`` (a bigram over the library's tokens,
     same constraints) and ``"shuffle"`` (the neighbours' segments in a random order, no constraints).
+    ``sources``: segments come from this many of the neighbours, those closest to the neighbours' mean
+    embedding (``None``: all of them; never fewer than ``constraints.max_share`` needs).
     ``progress(fraction, stage)``, when given, is called as the work advances (fraction in 0-1).
     """
     report = progress or (lambda fraction, stage: None)
@@ -181,7 +188,11 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
     probs = dict(zip(tag_table["track_id"], tag_table["tag_probs"]))
     cond = condition_vector(emb[[row_of[t] for t in nb]].mean(axis=0), tempo, target_key[0], target_key[1],
                             np.mean([np.asarray(probs[t], np.float32) for t in nb], axis=0), gen.n_tags)
-    rows = seg.rows_of(nb)
+    period = 60.0 / tempo
+    n = int(round(duration / period))
+    need = int(np.ceil(n / max(int(np.floor(constraints.max_share * n)), 1)))  # sources the share cap needs
+    src = typical(emb[[row_of[t] for t in nb]], None if sources is None else max(sources, need))
+    rows = seg.rows_of([nb[k] for k in src])
     local = {r: i for i, r in enumerate(rows)}
     succ_all = seg.successor()
     succ = np.array([local.get(int(succ_all[r]), -1) if succ_all[r] >= 0 else -1 for r in rows])
@@ -190,8 +201,6 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
     pool = Pool(track=seg.track[rows].astype(np.int64), token=gen.codebook.encode(seg.features[rows]),
                 bar_pos=seg.bar_pos[rows].astype(np.int64) % max(meter, 1), succ=succ, pred=pred,
                 feats=gen.codebook.standardise(seg.features[rows]))
-    period = 60.0 / tempo
-    n = int(round(duration / period))
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     threads = torch.get_num_threads()
@@ -210,10 +219,14 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
 
     # render
     report(0.6, "rendering")
-    sr = get_config().analysis.sample_rate
     target_lufs = float(np.median(info["loudness"].astype(float)))
-    cache: dict[str, np.ndarray] = {}
     runs, starts, beats_out = [], [], []
+    src_ids = seg.track_ids[seg.track[srows]]
+    used = list(dict.fromkeys(src_ids))
+    chroma = np.stack([seg.features[srows[src_ids == t]][:, CHROMA].sum(axis=0) for t in used])
+    shift_of = dict(zip(used, (int(s_) for s_ in fit_shifts(chroma, np.array([(src_ids == t).sum() for t in used]),
+                                                             *target_key))))
+    sr = _working_rate(seg, used) if stereo else get_config().analysis.sample_rate
     i = 0
     while i < n:
         j = i + 1
@@ -222,28 +235,33 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
         r = srows[i:j]
         tid = seg.track_ids[seg.track[r[0]]]
         t = seg.tracks.loc[tid]
-        if tid not in cache:
-            cache[tid] = audio.load(t["path"], sr=sr)
-        shift = semitone_shift(t["key"], t["mode"], *target_key)
+        shift = shift_of[tid]
         gain = float(np.clip(target_lufs - float(t["loudness"]), -12, 12)) if np.isfinite(t["loudness"]) else 0.0
         runs.append(Run(tid, np.r_[seg.start[r], seg.end[r[-1]]], i, shift, gain))
         starts.append(int(round(i * period * sr)))
+        ratio = (j - i) * period / float(seg.end[r[-1]] - seg.start[r[0]])
         for q, rr in enumerate(r):
-            beats_out.append({"beat": i + q, "time": round(xfade / 2 + (i + q) * period, 6), "track_id": tid,
+            beat_ratio = period / float(seg.end[rr] - seg.start[rr])
+            beats_out.append({"beat": i + q, "time": round(xfade + (i + q) * period, 6), "track_id": tid,
                               "source_time": round(float(seg.start[rr]), 6),
                               "source_beat": int(seg.beat[rr]),
-                              "stretch": round(period / float(seg.end[rr] - seg.start[rr]), 6),
+                              "stretch": round(beat_ratio if stretcher == "librosa" else ratio, 6),
                               "semitones": shift, "gain_db": round(gain, 3), "token": int(pool.token[picks[i + q]])})
         i = j
-    # one Rubber Band process per run: one call for all runs of a track misplaced every run after the first
-    chunks = [render_run(cache[r.track_id], sr, r, period, xfade, stretcher) for r in runs]
-    chunks = [c * np.float32(10 ** (r.gain_db / 20)) for c, r in zip(chunks, runs)]
+    chunks = []
+    for r in runs:  # each run decoded on its own: a short span, not the whole track
+        t0 = _span_start(r, xfade)
+        y = _span(seg.tracks.at[r.track_id, "path"], t0, float(r.beats[-1]) + 4 * xfade + 0.05, sr, stereo)
+        shifted = Run(r.track_id, r.beats - t0, r.first_beat, r.semitones, r.gain_db)
+        chunks.append(render_run(y, sr, shifted, period, xfade, stretcher) * np.float32(10 ** (r.gain_db / 20)))
     length = int(round((n * period + xfade) * sr))
     y = overlap_add(chunks, starts, int(round(xfade * sr)), length)
     y = level(y, sr, target_lufs)
+    out_sr = STEREO_RATE if stereo else sr
+    if out_sr != sr:
+        y = limit(audio.resample(y, sr, out_sr), out_sr)
     report(0.95, "writing")
-    audio.save(out, y, sr)
-    from ..features import loudness
+    audio.save(out, y if stereo else y[0], out_sr)
 
     src = np.array([b["track_id"] for b in beats_out])
     src_beat = np.array([b["source_beat"] for b in beats_out])
@@ -255,10 +273,11 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
                                              zip(found.track_ids, found.scores)],
         "generator_id": gen.model_id, "tagger_id": gen.tagger_id, "seed": int(seed), "method": method,
         "settings": {"temperature": temperature, "top_p": top_p, "structure": structure, "xfade": xfade,
-                     "max_run": constraints.max_run, "max_share": constraints.max_share, "neighbours": neighbours},
-        "tempo": tempo, "key": f"{target_key[0]} {target_key[1]}", "meter": meter, "sample_rate": sr,
-        "duration": length / sr, "n_beats": n, "stretcher": stretcher,
-        "target_loudness": round(target_lufs, 3), "loudness": round(float(loudness(y, sr=sr)), 3),
+                     "max_run": constraints.max_run, "max_share": constraints.max_share, "neighbours": neighbours,
+                     "sources": sources},
+        "tempo": tempo, "key": f"{target_key[0]} {target_key[1]}", "meter": meter, "sample_rate": out_sr,
+        "channels": int(y.shape[0]), "duration": y.shape[1] / out_sr, "n_beats": n, "stretcher": stretcher,
+        "target_loudness": round(target_lufs, 3), "loudness": round(mix_loudness(y, out_sr), 3),
         "peak": round(float(np.abs(y).max()), 6),
         "checks": {"longest_run": longest_source_run(src_idx, src_beat), "max_share": max_share(src_idx)},
         "sources": {t: int(c) for t, c in zip(*np.unique(src, return_counts=True))},
@@ -270,6 +289,34 @@ def generate(lib: Library | str | os.PathLike, *, tracks: Sequence[str] = (), au
     atomic.write_text(ppath, json.dumps(prov, indent=1))
     report(1.0, "done")
     return GenerateResult(out, ppath, prov)
+
+
+def typical(vectors: np.ndarray, k: int | None) -> np.ndarray:
+    """Indices (ascending) of the ``k`` rows of ``vectors`` [n, d] with the highest cosine to their mean;
+    all rows when ``k`` is None."""
+    n = len(vectors)
+    k = n if k is None else min(n, int(k))
+    mean = vectors.mean(axis=0)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return np.sort(np.argsort(-(unit @ mean), kind="stable")[:k])
+
+
+def _span_start(run: Run, xfade: float) -> float:
+    """Where the audio decoded for ``run`` starts in its track (s): before its first beat by a margin for
+    the crossfade pad at any stretch up to 4x, and for the resampler."""
+    return max(float(run.beats[0]) - 4 * xfade - 0.05, 0.0)
+
+
+def _span(path: str, t0: float, t1: float, sr: int, stereo: bool) -> np.ndarray:
+    """Source audio [channels, n] from ``t0`` to ``t1`` s (or the end of the file) at ``sr``."""
+    y = audio.load(path, sr=sr, offset=t0, duration=t1 - t0, check=False, stereo=stereo)
+    return y if stereo else y[None, :]
+
+
+def _working_rate(seg, track_ids) -> int:
+    """Rate the stereo rendering works at: the sources' highest own rate, at most 44.1 kHz (resampled once after)."""
+    rates = [audio.probe(seg.tracks.at[t, "path"]).sample_rate for t in track_ids]
+    return int(min(max(rates), STEREO_RATE))
 
 
 def seg_version(lib: Library) -> str:

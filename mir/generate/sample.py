@@ -7,7 +7,9 @@ At step ``t`` the candidates are the neighbours' segments that keep every constr
   track's next segment is not allowed (so no run copied in source order is longer than ``max_run``);
 - bar phase: segments at the bar position of beat ``t`` are preferred (used whenever one is allowed).
 
-The model's logits are masked to the tokens those candidates carry, divided by ``temperature``,
+The model's logits are lowered by ``continuity`` times each token's best seam cost (:func:`seam_cost`:
+how unlike the previous output segment is what precedes the candidate in its source; 0 for the previous
+segment's own successor), masked to the tokens those candidates carry, divided by ``temperature``,
 cut to the smallest set of tokens holding ``top_p`` of the probability (nucleus), and one token is
 drawn with the seeded generator. Among the allowed segments with that token, the source's own next
 segment wins (a seamless continuation); otherwise the one whose predecessor in its source is most
@@ -29,6 +31,7 @@ from ..errors import ParameterError
 class Constraints:
     max_run: int = 4
     max_share: float = 0.25
+    continuity: float = 1.0  # weight of the seam cost on the token logits (0: the model's logits alone)
 
 
 @dataclass
@@ -106,6 +109,8 @@ def sample_piece(next_logits: Callable[[list[int], np.ndarray], np.ndarray], poo
         carried[pool.token[allowed]] = True
         logits = np.asarray(next_logits(tokens, bars[: t + 1]), np.float64)
         k = len(logits)
+        if prev >= 0 and constraints.continuity:
+            logits = logits - constraints.continuity * token_seam_cost(pool, allowed, prev, k)
         tok_ok = np.zeros(k, bool)
         tok_ok[: min(k, len(carried))] = carried[:k]
         repeat = first.get(plan[t])
@@ -118,9 +123,7 @@ def sample_piece(next_logits: Callable[[list[int], np.ndarray], np.ndarray], poo
         if prev >= 0 and pool.succ[prev] in cand:
             pick = int(pool.succ[prev])
         elif prev >= 0:
-            ref = np.where(pool.pred[cand] >= 0, pool.pred[cand], cand)
-            cost = np.linalg.norm(pool.feats[ref] - pool.feats[prev], axis=1)
-            pick = int(cand[np.argmin(cost + 1e-3 * rng.random(len(cand)))])
+            pick = int(cand[np.argmin(seam_cost(pool, cand, prev) + 1e-3 * rng.random(len(cand)))])
         else:
             pick = int(cand[rng.integers(len(cand))])
         run = run + 1 if prev >= 0 and pool.succ[prev] == pick else 1
@@ -128,6 +131,25 @@ def sample_piece(next_logits: Callable[[list[int], np.ndarray], np.ndarray], poo
         chosen.append(pick)
         tokens.append(tok)
     return np.asarray(chosen, np.int64)
+
+
+def seam_cost(pool: Pool, cand: np.ndarray, prev: int) -> np.ndarray:
+    """Cost [len(cand)] of following pool segment ``prev`` with each candidate: 0 for ``prev``'s own
+    successor, else the distance (standardised features, divided by sqrt(dims)) from ``prev`` to the
+    segment that precedes the candidate in its source (to the candidate itself when it has none)."""
+    ref = np.where(pool.pred[cand] >= 0, pool.pred[cand], cand)
+    cost = np.linalg.norm(pool.feats[ref] - pool.feats[prev], axis=1) / np.sqrt(max(pool.feats.shape[1], 1))
+    cost[cand == pool.succ[prev]] = 0.0
+    return cost
+
+
+def token_seam_cost(pool: Pool, allowed: np.ndarray, prev: int, k: int) -> np.ndarray:
+    """Per token [k]: the lowest :func:`seam_cost` among the allowed segments carrying it (0 elsewhere:
+    those tokens are masked anyway)."""
+    cand = np.flatnonzero(allowed)
+    best = np.full(k, np.inf)
+    np.minimum.at(best, pool.token[cand], seam_cost(pool, cand, prev))
+    return np.where(np.isfinite(best), best, 0.0)
 
 
 def longest_source_run(track: np.ndarray, beat: np.ndarray) -> int:
