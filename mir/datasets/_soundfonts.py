@@ -99,6 +99,11 @@ def _loaded(name: str):
 def synth_for(name: str):
     """``(synth, sfid)`` for font ``name``: loaded once per process, reset to its initial state."""
     synth, sfid = _loaded(name)
-    synth.soundfonts[sfid].reset()
+    synth.soundfonts[sfid].reset()  # ends the voices with a quick release and frees the channels
+    synth.generate_simple(_FLUSH_FRAMES, buffer=_FLUSH)  # play the releases out, into nothing
     synth.channel = {ch: sfid for ch in range(16)}
     return synth, sfid
+
+
+_FLUSH_FRAMES = SAMPLE_RATE // 2
+_FLUSH = memoryview(bytearray(_FLUSH_FRAMES * 2 * 4))
