@@ -117,6 +117,37 @@ def test_file_metadata_carries_the_labels(tiny, labels):
         assert genre in text and "|".join(tags) in text, (track, text)
 
 
+def test_genres_are_two_level_and_each_clip_records_its_soundfont_and_effects(tiny, labels, clips):
+    from mir.datasets._spec import PROCEDURAL_GENRES, TOP_GENRES
+
+    assert all(g.count("/") == 1 and g.split("/")[0] in TOP_GENRES for g in labels["genre"])
+    ok = clips[clips["status"] == "ok"]
+    assert (ok["genre_top"] + "/" + ok["genre_leaf"] == ok["genre"]).all()
+    assert set(ok["genre"]) >= set(PROCEDURAL_GENRES)
+    m = tiny.manifest
+    assert [f["name"] for f in m["soundfonts"]] == list(FONTS) and m["soundfonts"][0]["file"] == "TimGM6mb.sf2"
+    assert set(ok["soundfont"]) == set(FONTS) and sum(m["counts"]["soundfonts"].values()) == len(ok)
+    assert m["genre_tops"]["folk"] == [g for g in GENRES if g.startswith("folk/")] and "pedalboard_version" in m
+    for row in ok.itertuples():
+        chain = json.loads(row.effects)
+        assert chain and chain[0]["bus"] in ("drive", "pump", "mix") and any(e["effect"] == "EQ" for e in chain)
+        driven = any(e["bus"] == "drive" for e in chain)
+        arrangement = json.loads(row.arrangement)
+        assert driven == any(c.get("bus") == "drive" for c in arrangement), row.track
+        assert (row.progression != "") == STYLE_BY_NAME[row.genre].procedural
+
+
+def test_a_build_refuses_to_resume_with_other_soundfonts(tiny, tmp_path, score_cache):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny.path, copy)
+    state = copy / ".build" / "state.json"
+    assert json.loads(state.read_text())["soundfonts"] == list(FONTS)
+    # as if a machine with Debian's FluidR3 had started this build: its clips drew from two fonts
+    state.write_text(json.dumps({**json.loads(state.read_text()), "soundfonts": ["TimGM6mb", "FluidR3_GM"]}))
+    with pytest.raises(DatasetError, match=r"soundfonts=\['TimGM6mb', 'FluidR3_GM'\]; this one: soundfonts=\['TimGM6mb'\]"):
+        build("mirdemo", "tiny", copy, seed=0, workers=1, progress=False, cache_dir=score_cache, soundfonts=FONTS)
+
+
 def test_splits_have_no_work_or_group_leakage(clips):
     ok = clips[clips["status"] == "ok"]
     for key in ("work_id", "group"):

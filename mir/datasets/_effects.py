@@ -27,18 +27,30 @@ def _r(x: float, n: int = 3) -> float:
 
 
 def drive_chain(rng: np.random.Generator, *, heavy: bool):
-    """An overdrive/distortion insert: high-pass, drive, cabinet low-pass, make-up gain; ``(board, record)``."""
+    """An overdrive (mid boost into a milder drive) or distortion insert: high-pass, drive, cabinet-like
+    low-pass; ``(board, record)``."""
     import pedalboard as pb
 
-    drive = float(rng.uniform(24.0, 38.0) if heavy else rng.uniform(12.0, 24.0))
-    cab = float(rng.uniform(3500.0, 6500.0))
+    drive = float(rng.uniform(32.0, 46.0) if heavy else rng.uniform(20.0, 32.0))
+    cab = float(rng.uniform(5000.0, 8000.0))
     hp = float(rng.uniform(70.0, 140.0))
-    board = pb.Pedalboard([pb.HighpassFilter(hp), pb.Distortion(drive_db=drive), pb.LowpassFilter(cab),
-                           pb.Gain(gain_db=-drive * 0.6)])
-    record = [{"bus": "drive", "effect": "HighpassFilter", "cutoff_hz": _r(hp, 1)},
-              {"bus": "drive", "effect": "Distortion" if heavy else "Overdrive", "drive_db": _r(drive, 2)},
-              {"bus": "drive", "effect": "LowpassFilter", "cutoff_hz": _r(cab, 1)}]
-    return board, record
+    plugins = [pb.HighpassFilter(hp)]
+    record = [{"bus": "drive", "effect": "HighpassFilter", "cutoff_hz": _r(hp, 1)}]
+    if not heavy:
+        plugins.append(pb.PeakFilter(720.0, 6.0, 0.7))
+        record.append({"bus": "drive", "effect": "PeakFilter", "cutoff_hz": 720.0, "gain_db": 6.0})
+    plugins += [pb.Distortion(drive_db=drive), pb.LowpassFilter(cab)]
+    record += [{"bus": "drive", "effect": "Distortion" if heavy else "Overdrive", "drive_db": _r(drive, 2)},
+               {"bus": "drive", "effect": "LowpassFilter", "cutoff_hz": _r(cab, 1)}]
+    return pb.Pedalboard(plugins), record
+
+
+def drive(y: np.ndarray, rng: np.random.Generator, *, heavy: bool) -> tuple[np.ndarray, list[dict]]:
+    """``y`` ``(n, channels)`` brought to -20 dBFS RMS (fonts differ in level; the drive should not) and
+    through :func:`drive_chain`; returns the driven audio and the chain's record."""
+    board, record = drive_chain(rng, heavy=heavy)
+    y = _to_rms(y.astype(np.float32), -20.0)
+    return np.ascontiguousarray(board(y.T.copy(), SAMPLE_RATE).T), record
 
 
 def pump(y: np.ndarray, *, sec_per_beat: float, depth: float, release_s: float) -> np.ndarray:
@@ -59,9 +71,7 @@ def produce(stems: dict[str, np.ndarray], style: StyleClass, rng: np.random.Gene
     for bus in sorted(stems):
         y = stems[bus].astype(np.float32)
         if bus == "drive":
-            y = _to_rms(y, -20.0)  # fonts differ in level: drive the same signal level into the distortion
-            board, record = drive_chain(rng, heavy=style.top == "metal" or rng.random() < 0.35)
-            y = board(y.T.copy(), SAMPLE_RATE).T
+            y, record = drive(y, rng, heavy=style.top == "metal" or rng.random() < 0.35)
             chain += record
         elif bus == "pump":
             depth, release = float(rng.uniform(0.4, 0.8)), float(rng.uniform(0.06, 0.16))

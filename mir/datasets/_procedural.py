@@ -257,7 +257,7 @@ def _drums(rng, genre: str, n_bars: int, bar_q: float, waltz: bool) -> tuple[lis
     for b in range(n_bars):
         t0 = b * bar_q
         hits = [h for h in groove if h[0] < bar_q]
-        if b % 4 == 3 and genre not in ("swing", "ambient") and rng.random() < 0.5:  # a fill on the last beat
+        if b % 4 == 3 and genre not in ("swing", "dance") and rng.random() < 0.5:  # a fill on the last beat
             hits = [h for h in hits if h[0] < bar_q - 1] + [(bar_q - 1 + 0.25 * i, k, 90 + 4 * i)
                                                             for i, k in enumerate((G.HIGH_TOM, G.MID_TOM, G.LOW_TOM, G.FLOOR_TOM))]
         if b % 4 == 0 and genre not in ("swing", "one_drop"):

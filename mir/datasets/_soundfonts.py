@@ -69,6 +69,8 @@ def resolve(names=None, *, warn: bool = True) -> tuple[str, ...]:
         if not names:
             raise DatasetError("no soundfont given; name at least one of " + ", ".join(BY_NAME))
         for n in names:
+            if n not in BY_NAME:
+                raise DatasetError(f"unknown soundfont {n!r}; known: {', '.join(BY_NAME)}")
             if path_of(n) is None:
                 raise DatasetError(f"soundfont {n} is not installed; apt-get install {BY_NAME[n].package.split()[0]}")
         return names
