@@ -136,11 +136,13 @@ def procedural_works(size: SizeSpec) -> dict[tuple[str, str], list[_corpus.Work]
     out = {}
     for genre in PROCEDURAL_GENRES:
         leaf = STYLE_BY_NAME[genre].name
+        number = 0
         for split, n in split_targets(size.clips_per_genre).items():
             out[(genre, split)] = [_corpus.Work(
                 work_id=f"procedural/{genre}/{split}-{j:04d}", genre=genre, collection=PROCEDURAL_COLLECTION,
-                composer="mir", title=f"{leaf.replace('_', ' ').title()} no. {j + 1} ({split})", path="", ordinal=-1,
+                composer="mir", title=f"{leaf.replace('_', ' ').title()} no. {number + j + 1}", path="", ordinal=-1,
                 group=f"procedural/{genre}/{split}-{j:04d}", size=0, split=split) for j in range(n)]
+            number += n
     return out
 
 
