@@ -22,7 +22,7 @@ from typing import Callable
 
 from ..errors import DatasetError, ParameterError
 from ._build import DatasetInfo, info
-from ._spec import GENRES, SIZES, TAG_GROUPS, TAG_VOCABULARY
+from ._spec import GENRE_OF_LEAF, GENRES, SIZES, TAG_GROUPS, TAG_VOCABULARY, TOP_GENRES
 from ..catalog.labels import COLUMNS as LABEL_COLUMNS
 from ..catalog.labels import load_labels, split_tags, write_labels
 
@@ -111,6 +111,7 @@ def build_demo(out: str | os.PathLike, *, size: str = "demo", seed: int = 0, wor
 
 
 __all__ = [
-    "REGISTRY", "DEFAULT_DATASET", "DatasetInfo", "DatasetSpec", "GENRES", "SIZES", "TAG_GROUPS", "TAG_VOCABULARY",
+    "REGISTRY", "DEFAULT_DATASET", "DatasetInfo", "DatasetSpec", "GENRES", "GENRE_OF_LEAF", "SIZES", "TAG_GROUPS",
+    "TAG_VOCABULARY", "TOP_GENRES",
     "LABEL_COLUMNS", "available", "build", "build_demo", "get_spec", "info", "load_labels", "split_tags", "write_labels",
 ]

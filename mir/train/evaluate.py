@@ -57,7 +57,7 @@ def top_level_scores(y_genre: np.ndarray, genre_probs: np.ndarray, genres) -> di
     to their top (``folk/jig`` -> ``folk``; a flat name of the ``mirdemo`` collection, as models trained
     on its version 1 predict, -> its top). Empty when no genre has a coarser top."""
     from ..catalog.labels import genre_top
-    from ..datasets._spec import GENRE_OF_LEAF
+    from ..datasets import GENRE_OF_LEAF
 
     tops_of_leaf = {leaf: genre_top(g) for leaf, g in GENRE_OF_LEAF.items()}
     tops = [genre_top(g, tops_of_leaf) for g in genres]
