@@ -71,7 +71,7 @@ def test_demo_tiny_runs_end_to_end(tmp_path, capsys):
     assert f"descriptors against the rendered ground truth ({n} clips)" in out
     assert f"{n} tracks in a Flat index ({n} added, 0 removed)" in out
     assert "nearest neighbours share its genre" in out and "tracks most similar to" in out
-    assert "tracks in genres the model was not trained on" in out  # the default model knows the 11 scored genres
+    assert "tracks are in genres the model was not trained on" in out  # the default model knows the 11 scored genres
     # [6/6] recommendations from the collection's histories: a table of four methods, one user's list, a playlist
     table = out[out.index(f"recall@{n // 5}  nDCG@{n // 5}  coverage  taste prec."):].splitlines()  # k = tracks // 5
     assert [line.split()[0] for line in table[2:6]] == ["popularity", "content", "als", "hybrid"]
