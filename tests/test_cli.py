@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from mir.cli.main import main
+from mir.datasets import GENRES, SIZES
 from helpers import write_clip
 
 
@@ -65,12 +66,14 @@ def test_no_command_prints_help(capsys):
 def test_demo_tiny_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--size", "tiny", "--dir", str(tmp_path / "demo"), "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "44 tracks" in out and "0 failures" in out
-    assert "descriptors against the rendered ground truth (44 clips)" in out
-    assert "44 tracks in a Flat index (44 added, 0 removed)" in out
+    n = SIZES["tiny"].clips_per_genre * len(GENRES)
+    assert f"{n} tracks" in out and "0 failures" in out
+    assert f"descriptors against the rendered ground truth ({n} clips)" in out
+    assert f"{n} tracks in a Flat index ({n} added, 0 removed)" in out
     assert "nearest neighbours share its genre" in out and "tracks most similar to" in out
+    assert "tracks are in genres the model was not trained on" in out  # the default model knows the 11 scored genres
     # [6/6] recommendations from the collection's histories: a table of four methods, one user's list, a playlist
-    table = out[out.index("recall@8  nDCG@8  coverage  taste prec."):].splitlines()  # k = 44 tracks // 5
+    table = out[out.index(f"recall@{n // 5}  nDCG@{n // 5}  coverage  taste prec."):].splitlines()  # k = tracks // 5
     assert [line.split()[0] for line in table[2:6]] == ["popularity", "content", "als", "hybrid"]
     assert all(0.0 <= float(x) <= 1.0 for line in table[2:6] for x in line.split()[1:])
     assert "ALS settings chosen on a validation split of the training events: factors" in out

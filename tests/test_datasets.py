@@ -17,9 +17,11 @@ import soundfile as sf
 from mir.datasets import GENRES, TAG_GROUPS, TAG_VOCABULARY, available, build, info, load_labels
 from mir.datasets import _build, _render
 from mir.datasets._corpus import Work, assign_splits
-from mir.datasets._spec import SIZES
+from mir.datasets._grooves import BANDS
+from mir.datasets._spec import SIZES, STYLE_BY_NAME
 from mir.errors import DatasetError, LabelError, ParameterError
 
+FONTS = ("TimGM6mb",)  # as the mirdemo_tiny fixture: the same bytes with and without Debian's soundfonts
 TINY = SIZES["tiny"]
 N_TINY = TINY.clips_per_genre * len(GENRES)
 SR = 22050
@@ -83,7 +85,8 @@ def test_tags_agree_with_recorded_draws(labels, clips):
         assert set(row["families"].split("|")) == set(tags) & set(TAG_GROUPS["instrument"])
         assert ("drums" in tags) == bool(row["drums"])
         assert ("solo" in tags) == (row["n_programs"] == 1 and not row["drums"])
-        assert 1 <= row["n_programs"] <= 3
+        limit = len(BANDS[row["genre_leaf"]]) if STYLE_BY_NAME[row["genre"]].procedural else 3
+        assert 1 <= row["n_programs"] <= limit
 
 
 def test_every_file_decodes_with_the_right_shape_and_level(tiny, labels):
@@ -112,6 +115,37 @@ def test_file_metadata_carries_the_labels(tiny, labels):
         f = mutagen.File(tiny.path / track)
         text = " ".join(str(v) for v in (f.tags.values() if hasattr(f.tags, "values") else f.tags))
         assert genre in text and "|".join(tags) in text, (track, text)
+
+
+def test_genres_are_two_level_and_each_clip_records_its_soundfont_and_effects(tiny, labels, clips):
+    from mir.datasets._spec import PROCEDURAL_GENRES, TOP_GENRES
+
+    assert all(g.count("/") == 1 and g.split("/")[0] in TOP_GENRES for g in labels["genre"])
+    ok = clips[clips["status"] == "ok"]
+    assert (ok["genre_top"] + "/" + ok["genre_leaf"] == ok["genre"]).all()
+    assert set(ok["genre"]) >= set(PROCEDURAL_GENRES)
+    m = tiny.manifest
+    assert [f["name"] for f in m["soundfonts"]] == list(FONTS) and m["soundfonts"][0]["file"] == "TimGM6mb.sf2"
+    assert set(ok["soundfont"]) == set(FONTS) and sum(m["counts"]["soundfonts"].values()) == len(ok)
+    assert m["genre_tops"]["folk"] == [g for g in GENRES if g.startswith("folk/")] and "pedalboard_version" in m
+    for row in ok.itertuples():
+        chain = json.loads(row.effects)
+        assert chain and chain[0]["bus"] in ("drive", "pump", "mix") and any(e["effect"] == "EQ" for e in chain)
+        driven = any(e["bus"] == "drive" for e in chain)
+        arrangement = json.loads(row.arrangement)
+        assert driven == any(c.get("bus") == "drive" for c in arrangement), row.track
+        assert (row.progression != "") == STYLE_BY_NAME[row.genre].procedural
+
+
+def test_a_build_refuses_to_resume_with_other_soundfonts(tiny, tmp_path, score_cache):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny.path, copy)
+    state = copy / ".build" / "state.json"
+    assert json.loads(state.read_text())["soundfonts"] == list(FONTS)
+    # as if a machine with Debian's FluidR3 had started this build: its clips drew from two fonts
+    state.write_text(json.dumps({**json.loads(state.read_text()), "soundfonts": ["TimGM6mb", "FluidR3_GM"]}))
+    with pytest.raises(DatasetError, match=r"soundfonts=\['TimGM6mb', 'FluidR3_GM'\]; this one: soundfonts=\['TimGM6mb'\]"):
+        build("mirdemo", "tiny", copy, seed=0, workers=1, progress=False, cache_dir=score_cache, soundfonts=FONTS)
 
 
 def test_splits_have_no_work_or_group_leakage(clips):
@@ -156,13 +190,15 @@ def test_listening_histories(tiny, labels):
 
 # --- determinism and resume -------------------------------------------------------------------------------
 def test_same_seed_is_byte_identical(tiny, tmp_path, score_cache):
-    again = build("mirdemo", "tiny", tmp_path / "again", seed=0, workers=1, progress=False, cache_dir=score_cache)
+    again = build("mirdemo", "tiny", tmp_path / "again", seed=0, workers=1, progress=False,
+                  cache_dir=score_cache, soundfonts=FONTS)
     assert _digests(again.path) == _digests(tiny.path)
 
 
 @pytest.mark.slow  # ~25 s: a second full build
 def test_other_seed_differs_but_keeps_splits(tiny, clips, tmp_path, score_cache):
-    other = build("mirdemo", "tiny", tmp_path / "seed1", seed=1, workers=1, progress=False, cache_dir=score_cache)
+    other = build("mirdemo", "tiny", tmp_path / "seed1", seed=1, workers=1, progress=False,
+                  cache_dir=score_cache, soundfonts=FONTS)
     a, b = _digests(tiny.path), _digests(other.path)
     audio = [k for k in a if k.startswith("audio/")]
     assert sum(a[k] != b.get(k) for k in audio) == len(audio)
@@ -177,7 +213,8 @@ def test_resume_rebuilds_only_missing_or_damaged_clips(tiny, labels, tmp_path, s
     gone, damaged = labels["track"].iloc[3], labels["track"].iloc[10]
     (copy / gone).unlink()
     (copy / damaged).write_bytes((copy / damaged).read_bytes()[:1000])
-    again = build("mirdemo", "tiny", copy, seed=0, workers=1, progress=False, cache_dir=score_cache)
+    again = build("mirdemo", "tiny", copy, seed=0, workers=1, progress=False,
+                  cache_dir=score_cache, soundfonts=FONTS)
     assert again.manifest["timings"]["clips_rendered_this_run"] == 2
     assert _digests(copy) == _digests(tiny.path)
 
@@ -196,23 +233,28 @@ def test_interrupted_build_resumes(tiny, tmp_path, score_cache, monkeypatch):
 
     monkeypatch.setattr(_render, "render_clip", flaky)
     with pytest.raises(KeyboardInterrupt):
-        build("mirdemo", "tiny", out, seed=0, workers=1, progress=False, cache_dir=score_cache)
+        build("mirdemo", "tiny", out, seed=0, workers=1, progress=False,
+                  cache_dir=score_cache, soundfonts=FONTS)
     monkeypatch.setattr(_render, "render_clip", real)
     assert not (out / "labels.csv").exists()
-    done = build("mirdemo", "tiny", out, seed=0, workers=1, progress=False, cache_dir=score_cache)
+    done = build("mirdemo", "tiny", out, seed=0, workers=1, progress=False,
+                  cache_dir=score_cache, soundfonts=FONTS)
     assert done.manifest["timings"]["clips_rendered_this_run"] == N_TINY - 5
     assert done.build_seconds > done.manifest["timings"]["this_run_s"]  # the interrupted run's time is carried
     assert _digests(out) == _digests(tiny.path)
-    reused = build("mirdemo", "tiny", out, seed=0, workers=1, progress=False, cache_dir=score_cache)
+    reused = build("mirdemo", "tiny", out, seed=0, workers=1, progress=False,
+                  cache_dir=score_cache, soundfonts=FONTS)
     assert reused.n_clips == N_TINY  # a finished build is reused as it is
 
 
 def test_refuses_a_folder_holding_something_else(tiny, tmp_path, score_cache):
     with pytest.raises(DatasetError, match="different build"):
-        build("mirdemo", "tiny", tiny.path, seed=7, workers=1, progress=False, cache_dir=score_cache)
+        build("mirdemo", "tiny", tiny.path, seed=7, workers=1, progress=False,
+                  cache_dir=score_cache, soundfonts=FONTS)
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(DatasetError, match="not a mirdemo build"):
-        build("mirdemo", "tiny", tmp_path, seed=0, workers=1, progress=False, cache_dir=score_cache)
+        build("mirdemo", "tiny", tmp_path, seed=0, workers=1, progress=False,
+                  cache_dir=score_cache, soundfonts=FONTS)
 
 
 # --- API, CLI and renderer guards ------------------------------------------------------------------------

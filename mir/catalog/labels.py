@@ -3,7 +3,8 @@
 A UTF-8 CSV with a header row and exactly the columns ``track,genre,tags``:
 
 ``track``  path of the audio file, relative to the folder holding the labels file
-``genre``  one genre per track (may be empty when the file only carries tags)
+``genre``  one genre per track (may be empty when the file only carries tags); ``top/leaf`` names a
+           two-level genre (``folk/jig``), and a flat name is read as its own leaf
 ``tags``   zero or more tags separated by ``|`` (e.g. ``strings|minor|fast``)
 
 Every row needs a track and at least one label. Tracks are unique.
@@ -14,12 +15,46 @@ import csv
 import io
 import os
 from pathlib import Path
+from typing import Iterable, Mapping, Sequence
 
 from .. import atomic
 from ..errors import LabelError
 
 COLUMNS = ("track", "genre", "tags")
 TAG_SEPARATOR = "|"
+
+
+GENRE_SEPARATOR = "/"
+
+
+def genre_leaf(genre: str) -> str:
+    """``"folk/jig"`` -> ``"jig"``; a flat genre is its own leaf."""
+    return genre.rsplit(GENRE_SEPARATOR, 1)[-1]
+
+
+def genre_top(genre: str, tops: Mapping[str, str] | None = None) -> str:
+    """``"folk/jig"`` -> ``"folk"``; a flat genre's top is ``tops[genre]`` when given, else itself."""
+    if GENRE_SEPARATOR in genre:
+        return genre.split(GENRE_SEPARATOR, 1)[0]
+    return (tops or {}).get(genre, genre)
+
+
+def align_genres(genres: Iterable[str], vocabulary: Sequence[str]) -> dict[str, str]:
+    """Map label genres outside ``vocabulary`` onto the vocabulary entry with the same leaf.
+
+    Lets two-level labels (``folk/jig``) be scored against a model trained on flat names (``jig``),
+    and flat labels of an older collection against a two-level model. A genre whose leaf matches no
+    entry, or more than one, is left out of the map (and stays unknown to the vocabulary).
+    """
+    by_leaf: dict[str, list[str]] = {}
+    for v in vocabulary:
+        by_leaf.setdefault(genre_leaf(v), []).append(v)
+    known = set(vocabulary)
+    out = {}
+    for g in genres:
+        if g and g not in known and len(by_leaf.get(genre_leaf(g), ())) == 1:
+            out[g] = by_leaf[genre_leaf(g)][0]
+    return out
 
 
 def split_tags(text: str) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
 """`mir dataset`: build the built-in demo collection offline, or describe a built one.
 
-    mir dataset build NAME --size tiny|demo|full --out DIR [--seed N] [--workers N] [--quiet]
+    mir dataset build NAME --size tiny|demo|full --out DIR [--seed N] [--workers N] [--soundfonts A,B] [--quiet]
     mir dataset build realmusic --out DIR [--packages P,P,...] [--quiet]
     mir dataset build nonmusic --out DIR --realmusic DIR [--seed N] [--quiet]
     mir dataset info DIR
@@ -20,11 +20,14 @@ def register(subparsers) -> None:
     b = sub.add_parser("build", help="render a dataset into a folder (resumes when interrupted)")
     b.add_argument("name", help="dataset name (see `mir dataset list`)")
     b.add_argument("--size", choices=["tiny", "demo", "full"],
-                   help="mirdemo only (required there): tiny: 44 x 6 s clips; demo: 506 x 30 s; full: 5,060 x 30 s")
+                   help="mirdemo only (required there): tiny: 84 x 6 s clips; demo: 714 x 30 s; full: 9,660 x 30 s")
     b.add_argument("--out", required=True, help="output folder")
     b.add_argument("--seed", type=int, default=0, help="random seed; same seed -> identical files (default 0)")
     b.add_argument("--workers", type=int, default=None, help="worker processes (default: config, 0 = all cores)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.add_argument("--soundfonts", default=None,
+                   help="mirdemo only: comma-separated GM soundfonts to draw from per clip (TimGM6mb, FluidR3_GM, "
+                        "MuseScore_General; default every installed one)")
     b.add_argument("--packages", default=None,
                    help="realmusic only: comma-separated subset of its Debian packages (default all)")
     b.add_argument("--realmusic", default=None,
@@ -67,7 +70,9 @@ def _build(args: argparse.Namespace) -> int:
     if args.size is None:
         raise ParameterError(f"dataset {args.name!r} needs --size tiny|demo|full")
 
-    info = build(args.name, args.size, args.out, seed=args.seed, workers=args.workers, progress=not args.quiet)
+    fonts = None if args.soundfonts is None else [f.strip() for f in args.soundfonts.split(",") if f.strip()]
+    info = build(args.name, args.size, args.out, seed=args.seed, workers=args.workers, progress=not args.quiet,
+                 soundfonts=fonts)
     _summary(info)
     return 0
 
@@ -109,6 +114,9 @@ def _summary(ds) -> None:
     print(f"  clips: {ds.n_clips} ({hours:.2f} h of audio, {ds.size_bytes / 1e6:.1f} MB), rejected: {ds.n_rejected}")
     print("  splits: " + ", ".join(f"{k} {v}" for k, v in ds.splits.items()))
     print("  genres: " + ", ".join(f"{k} {v}" for k, v in ds.genres.items()))
+    fonts = ds.manifest.get("counts", {}).get("soundfonts")
+    if fonts:
+        print("  soundfonts: " + ", ".join(f"{k} {v}" for k, v in fonts.items()))
     print("  tags:   " + ", ".join(f"{k} {v}" for k, v in ds.tags.items()))
     c = ds.manifest.get("counts", {})
     if c.get("users"):

@@ -107,6 +107,8 @@ def _print_scores(m) -> None:
             line = f"  {split:5s} tags macro ROC-AUC {s['tags/roc_auc_macro']:.4f}  PR-AUC {s['tags/pr_auc_macro']:.4f}"
             if "genre/accuracy" in s:
                 line += f"  genre accuracy {s['genre/accuracy']:.4f}  balanced {s['genre/balanced_accuracy']:.4f}"
+            if "genre_top/accuracy" in s:
+                line += f"  top level {s['genre_top/accuracy']:.4f}"
             print(line)
 
 

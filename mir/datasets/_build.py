@@ -33,12 +33,15 @@ import numpy as np
 from .. import __version__ as mir_version
 from .. import atomic
 from ..errors import DatasetError, ParameterError
-from . import _audio_io, _corpus, _histories, _render, _scores
-from ._spec import CHANNELS, GENRES, SAMPLE_RATE, SIZES, STYLE_BY_NAME, TAG_GROUPS, TAG_VOCABULARY, SizeSpec
+from . import _audio_io, _corpus, _histories, _render, _scores, _soundfonts
+from ._spec import (
+    CHANNELS, GENRES, PROCEDURAL_GENRES, SAMPLE_RATE, SCORE_GENRES, SIZES, STYLE_BY_NAME, TAG_GROUPS, TAG_VOCABULARY,
+    TOP_GENRES, SizeSpec,
+)
 from ..catalog.labels import TAG_SEPARATOR, write_labels
 
 NAME = "mirdemo"
-DATASET_VERSION = "1"
+DATASET_VERSION = "2"  # 2: two-level genres, procedural styles, several soundfonts, pedalboard production
 MAX_ATTEMPTS = 4
 PARSE_TIMEOUT = 180.0
 
@@ -112,7 +115,7 @@ def split_targets(n: int) -> dict[str, int]:
 def _candidates(works: list[_corpus.Work], size: SizeSpec) -> dict[tuple[str, str], list[_corpus.Work]]:
     """Works of each (genre, split) in pick order (a stable hash; tiny keeps the quick-to-parse half)."""
     out: dict[tuple[str, str], list[_corpus.Work]] = {}
-    for genre in GENRES:
+    for genre in SCORE_GENRES:
         gw = [w for w in works if w.genre == genre]
         if size.light_only and gw:
             cutoff = float(np.median([w.size for w in gw]))
@@ -124,8 +127,28 @@ def _candidates(works: list[_corpus.Work], size: SizeSpec) -> dict[tuple[str, st
     return out
 
 
+PROCEDURAL_COLLECTION = "mir procedural styles"
+
+
+def procedural_works(size: SizeSpec) -> dict[tuple[str, str], list[_corpus.Work]]:
+    """One work per clip of each procedural genre and split: a piece ``_procedural`` arranges from the
+    clip's seed (so no two clips share a piece, and splits cannot leak)."""
+    out = {}
+    for genre in PROCEDURAL_GENRES:
+        leaf = STYLE_BY_NAME[genre].name
+        number = 0
+        for split, n in split_targets(size.clips_per_genre).items():
+            out[(genre, split)] = [_corpus.Work(
+                work_id=f"procedural/{genre}/{split}-{j:04d}", genre=genre, collection=PROCEDURAL_COLLECTION,
+                composer="mir", title=f"{leaf.replace('_', ' ').title()} no. {number + j + 1}", path="", ordinal=-1,
+                group=f"procedural/{genre}/{split}-{j:04d}", size=0, split=split) for j in range(n)]
+            number += n
+    return out
+
+
 def clip_id_for(genre: str, work_id: str, render: int) -> str:
-    return f"{genre}-{_corpus.stable_hash('clip', work_id) % 16**8:08x}-{render}"
+    leaf = genre.rsplit("/", 1)[-1]  # leaves are unique across the collection
+    return f"{leaf}-{_corpus.stable_hash('clip', work_id) % 16**8:08x}-{render}"
 
 
 def assign(usable: dict[tuple[str, str], list[_corpus.Work]], size: SizeSpec) -> list[ClipPlan]:
@@ -158,6 +181,7 @@ def _parse_task(work: dict, cache_dir: str) -> tuple[str, str | None]:
 
 
 def clip_tags(draws: dict, score: dict) -> list[str]:
+    """The clip's tags; ``score`` is the parsed score or, for a procedural clip, its ``piece`` draws."""
     fams = set(draws["families"])
     pitched = [f for f in draws["families"] if f != "drums"]
     present = set(fams)
@@ -172,28 +196,32 @@ def _clip_rng(seed: int, clip_id: str, attempt: int) -> np.random.Generator:
     return np.random.default_rng([seed, _corpus.stable_hash("rng", clip_id) % 2**63, attempt])
 
 
-def _render_task(work: dict, plans: list[dict], out: str, seed: int, cache_dir: str, max_gap: float) -> list[dict]:
+def _render_task(work: dict, plans: list[dict], out: str, seed: int, cache_dir: str, max_gap: float,
+                 soundfonts: tuple[str, ...] = (_soundfonts.DEFAULT,)) -> list[dict]:
     """Render every planned clip of one work; write each file and its row; return the rows."""
     w = _corpus.Work(**work)
     out_dir = Path(out)
     rows = []
+    procedural = STYLE_BY_NAME[w.genre].procedural
+    score, parse_error = None, ""
     try:
-        score = _scores.load_or_extract(w, Path(cache_dir), timeout=PARSE_TIMEOUT)
+        if not procedural:
+            score = _scores.load_or_extract(w, Path(cache_dir), timeout=PARSE_TIMEOUT)
     except DatasetError as exc:
-        score, parse_error = None, str(exc)
+        parse_error = str(exc)
     for p in plans:
         plan = ClipPlan(**p)
         t0 = time.perf_counter()
         row = _base_row(plan, w, seed)
         reasons = []
-        if score is None:
+        if score is None and not procedural:
             reasons.append(parse_error)
         else:
             style = STYLE_BY_NAME[plan.genre]
             for attempt in range(MAX_ATTEMPTS):
                 rng = _clip_rng(seed, plan.clip_id, attempt)
                 try:
-                    y, draws = _render.render_clip(score, style, rng, seconds=plan.seconds)
+                    y, draws = _render.render_clip(score, style, rng, seconds=plan.seconds, soundfonts=tuple(soundfonts))
                 except DatasetError as exc:
                     reasons.append(f"attempt {attempt}: {exc}")
                     continue
@@ -201,7 +229,8 @@ def _render_task(work: dict, plans: list[dict], out: str, seed: int, cache_dir: 
                 if problem:
                     reasons.append(f"attempt {attempt}: {problem}")
                     continue
-                tags = clip_tags(draws, score)
+                piece = draws.get("piece") or score
+                tags = clip_tags(draws, piece)
                 file_tags = {"title": w.title, "artist": w.composer, "album": w.collection, "genre": plan.genre,
                              "comment": TAG_SEPARATOR.join(tags)}
                 data, y, (frames, sr, ch, _), headroom_db = _save_checked(out_dir / plan.track, y, plan, file_tags)
@@ -212,7 +241,7 @@ def _render_task(work: dict, plans: list[dict], out: str, seed: int, cache_dir: 
                     reasons.append(f"attempt {attempt}: decoded {frames} frames at {sr} Hz, {ch} ch")
                     (out_dir / plan.track).unlink(missing_ok=True)
                     continue
-                row.update(_draw_columns(draws, score))
+                row.update(_draw_columns(draws, piece))
                 row.update({
                     "status": "ok", "attempt": attempt, "tags": TAG_SEPARATOR.join(tags),
                     "peak": round(float(np.max(np.abs(y))), 5), "bytes": len(data),
@@ -249,6 +278,7 @@ def _base_row(plan: ClipPlan, w: _corpus.Work, seed: int) -> dict:
     return {
         "clip_id": plan.clip_id, "track": plan.track, "work_id": w.work_id, "group": w.group,
         "collection": w.collection, "composer": w.composer, "title": w.title, "genre": plan.genre,
+        "genre_top": plan.genre.split("/")[0], "genre_leaf": plan.genre.rsplit("/", 1)[-1],
         "split": plan.split, "render": plan.render, "format": plan.fmt, "duration_s": plan.seconds,
         "sample_rate": SAMPLE_RATE, "channels": CHANNELS, "seed": seed, "status": "rejected", "attempt": -1,
         "tags": "", "bytes": 0, "blake2b": "",
@@ -269,6 +299,8 @@ def _draw_columns(draws: dict, score: dict) -> dict:
         "reverb_predelay_s": rev.get("predelay_s", 0.0),
         "target_loudness_db": draws["target_loudness_db"], "gain_db": draws["gain_db"],
         "peak_limit_db": draws["peak_limit_db"], "noise_db": draws["noise_db"], "loudness_db": draws["loudness_db"],
+        "soundfont": draws["soundfont"], "effects": json.dumps(draws["effects"], sort_keys=True),
+        "progression": draws.get("progression", ""), "groove": draws.get("groove", ""), "swing": draws.get("swing", 0.5),
     }
 
 
@@ -346,8 +378,12 @@ def _bar(total: int, desc: str, enabled: bool):
 
 # --- the build -------------------------------------------------------------------------------------------------
 def build(size: str, out: str | os.PathLike, *, seed: int = 0, workers: int | None = None, progress: bool = True,
-          cache_dir: str | os.PathLike | None = None) -> DatasetInfo:
-    """Build (or resume, or reuse) the ``mirdemo`` collection of ``size`` into ``out``."""
+          cache_dir: str | os.PathLike | None = None, soundfonts=None) -> DatasetInfo:
+    """Build (or resume, or reuse) the ``mirdemo`` collection of ``size`` into ``out``.
+
+    ``soundfonts``: names from :data:`_soundfonts.SOUNDFONTS` to draw from, or None for every
+    installed one (a missing Debian font warns once, naming its package).
+    """
     if size not in SIZES:
         raise ParameterError(f"unknown size {size!r}; choose one of {sorted(SIZES, key=list(SIZES).index)}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
@@ -357,13 +393,15 @@ def build(size: str, out: str | os.PathLike, *, seed: int = 0, workers: int | No
     n_workers = _resolve_workers(workers)
     out = Path(out)
     t_start = time.perf_counter()
-    state = {"name": NAME, "size": spec.name, "seed": seed, "version": DATASET_VERSION}
+    fonts = _soundfonts.resolve(soundfonts)
+    state = {"name": NAME, "size": spec.name, "seed": seed, "version": DATASET_VERSION, "soundfonts": list(fonts)}
     state_path = out / ".build" / "state.json"
     if state_path.is_file():
         old = json.loads(state_path.read_text())
         if {k: old.get(k) for k in state} != state:
             raise DatasetError(f"{out} holds a different build ({old.get('name')} size={old.get('size')} "
-                               f"seed={old.get('seed')} version={old.get('version')}); use another --out or delete it")
+                               f"seed={old.get('seed')} version={old.get('version')} soundfonts={old.get('soundfonts')}; "
+                               f"this one: soundfonts={list(fonts)}); use another --out or delete it")
     elif out.exists() and any(p.name != ".build" for p in out.iterdir()):
         raise DatasetError(f"{out} exists and is not a {NAME} build folder; choose an empty or new --out")
     atomic.write_text(state_path, json.dumps(state, sort_keys=True))
@@ -374,7 +412,7 @@ def build(size: str, out: str | os.PathLike, *, seed: int = 0, workers: int | No
     elapsed_path = out / ".build" / "elapsed.json"
     prior = float((_read_manifest(elapsed_path) or {}).get("seconds", 0.0))
     try:
-        result = _build_in(out, spec, seed, n_workers, progress, cache)
+        result = _build_in(out, spec, seed, n_workers, progress, cache, fonts)
     except BaseException:  # interrupted or failed: keep the time spent for the next run's total
         atomic.write_text(elapsed_path, json.dumps({"seconds": round(prior + time.perf_counter() - t_start, 2)}))
         raise
@@ -390,12 +428,16 @@ def build(size: str, out: str | os.PathLike, *, seed: int = 0, workers: int | No
     return DatasetInfo.from_manifest(out, manifest)
 
 
-def _build_in(out: Path, spec: SizeSpec, seed: int, n_workers: int, progress: bool, cache: Path):
+def _build_in(out: Path, spec: SizeSpec, seed: int, n_workers: int, progress: bool, cache: Path,
+              fonts: tuple[str, ...]):
     """Phases 1-3; returns the manifest dict, or the DatasetInfo of a finished build left as it is."""
     size = spec.name
-    works = _corpus.build_index(genres=GENRES)
-    by_id = {w.work_id: w for w in works}
+    works = _corpus.build_index(genres=SCORE_GENRES)
     usable, parse_errors = _pick_usable(works, spec, cache, n_workers, progress)
+    generated = procedural_works(spec)
+    usable.update(generated)
+    works = works + [w for ws in generated.values() for w in ws]
+    by_id = {w.work_id: w for w in works}
     plans = assign(usable, spec)
 
     pending: dict[str, list[ClipPlan]] = {}
@@ -410,7 +452,7 @@ def _build_in(out: Path, spec: SizeSpec, seed: int, n_workers: int, progress: bo
     order = sorted(pending, key=lambda wid: -(by_id[wid].size * len(pending[wid])))  # big tasks first
     max_gap = 1.5 if spec.clip_seconds < 10 else 2.5
     for wid in order:
-        jobs.append((by_id[wid].as_dict(), [asdict(p) for p in pending[wid]], str(out), seed, str(cache), max_gap))
+        jobs.append((by_id[wid].as_dict(), [asdict(p) for p in pending[wid]], str(out), seed, str(cache), max_gap, fonts))
         weights.append(len(pending[wid]))
     bar = _bar(len(plans), f"{NAME}-{size}: render", progress)
     bar.update(len(rows))
@@ -429,7 +471,7 @@ def _build_in(out: Path, spec: SizeSpec, seed: int, n_workers: int, progress: bo
     if (n_rendered == 0 and previous and previous.get("counts", {}).get("planned") == len(plans)
             and all((out / t).is_file() for t in tables)):
         return DatasetInfo.from_manifest(out, previous)  # a finished build: reuse it as it is
-    manifest = _write_tables(out, spec, seed, plans, rows, works, parse_errors)
+    manifest = _write_tables(out, spec, seed, plans, rows, works, parse_errors, fonts)
     manifest["timings"] = {
         "this_run_s": None,
         "render_s": round(render_seconds, 2),
@@ -450,7 +492,7 @@ def _read_manifest(path: Path) -> dict | None:
 def _pick_usable(works, spec: SizeSpec, cache: Path, n_workers: int, progress: bool):
     """For each (genre, split), enough works that parse, in pick order (failures replaced)."""
     cands = _candidates(works, spec)
-    targets = {(g, s): n for g in GENRES for s, n in split_targets(spec.clips_per_genre).items()}
+    targets = {(g, s): n for g in SCORE_GENRES for s, n in split_targets(spec.clips_per_genre).items()}
     usable: dict[tuple[str, str], list] = {k: [] for k in cands}
     errors: dict[str, str] = {}
     cursor = {k: 0 for k in cands}
@@ -497,7 +539,7 @@ def _cached(cache: Path, w) -> bool:
 
 
 def _write_tables(out: Path, spec: SizeSpec, seed: int, plans: list[ClipPlan], rows: dict[str, dict], works,
-                  parse_errors: dict[str, str]) -> dict:
+                  parse_errors: dict[str, str], fonts: tuple[str, ...]) -> dict:
     import pandas as pd
 
     ordered = [rows[p.clip_id] for p in plans]  # plans are sorted by track
@@ -521,13 +563,17 @@ def _write_tables(out: Path, spec: SizeSpec, seed: int, plans: list[ClipPlan], r
     per_user = events.groupby("user")["plays"].sum()
     return {
         "name": NAME, "size": spec.name, "seed": seed, "version": DATASET_VERSION, "mir_version": mir_version,
-        "music21_version": _corpus.music21_version(), "soundfont": _render.soundfont_path().name,
+        "music21_version": _corpus.music21_version(), "pedalboard_version": _pedalboard_version(),
+        "soundfonts": [{"name": f, "file": _soundfonts.path_of(f).name, "package": _soundfonts.BY_NAME[f].package,
+                        "bytes": _soundfonts.path_of(f).stat().st_size} for f in fonts],
         "sample_rate": SAMPLE_RATE, "channels": CHANNELS, "clip_seconds": spec.clip_seconds,
-        "genres": list(GENRES), "tag_groups": {k: list(v) for k, v in TAG_GROUPS.items()},
+        "genres": list(GENRES), "genre_tops": {t: [g for g in GENRES if g.split("/")[0] == t] for t in TOP_GENRES},
+        "tag_groups": {k: list(v) for k, v in TAG_GROUPS.items()},
         "counts": {
             "clips": int(len(ok)), "planned": int(len(clips)), "rejected": int(len(clips) - len(ok)),
             "works": int(ok["work_id"].nunique()), "unusable_works": len(parse_errors),
             "genres": {g: int((ok["genre"] == g).sum()) for g in GENRES},
+            "soundfonts": {f: int((ok["soundfont"] == f).sum()) for f in fonts},
             "splits": {s: int((ok["split"] == s).sum()) for s in _corpus.SPLITS},
             "formats": {f: int((ok["format"] == f).sum()) for f in sorted(ok["format"].unique())},
             "tags": tag_counts,
@@ -540,6 +586,12 @@ def _write_tables(out: Path, spec: SizeSpec, seed: int, plans: list[ClipPlan], r
         "size_bytes": size_bytes,
         "rejected": {r.clip_id: r.reason for r in clips[clips["status"] != "ok"].itertuples()},
     }
+
+
+def _pedalboard_version() -> str:
+    import pedalboard
+
+    return str(pedalboard.__version__)
 
 
 def info(path: str | os.PathLike) -> DatasetInfo:

@@ -236,9 +236,12 @@ def _quartets(root: Path) -> list[Work]:
 
 
 def build_index(root: Path | None = None, *, genres: tuple[str, ...] | None = None) -> list[Work]:
-    """Every usable work of the corpus with its class and split, sorted by ``work_id``."""
+    """Every usable work of the corpus with its class (``top/leaf``) and split, sorted by ``work_id``."""
     root = corpus_root() if root is None else Path(root)
     works = _abc_works(root) + _chorales(root) + _masses(root) + _madrigals(root) + _quartets(root)
+    from ._spec import GENRE_OF_LEAF
+
+    works = [Work(**{**w.as_dict(), "genre": GENRE_OF_LEAF[w.genre]}) for w in works]  # two-level: folk/reel
     if genres is not None:
         works = [w for w in works if w.genre in genres]
     works.sort(key=lambda w: w.work_id)

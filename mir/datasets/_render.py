@@ -5,14 +5,15 @@ shape ``(n, 2)`` at :data:`SAMPLE_RATE`, exactly ``seconds`` long, and ``draws``
 random choice (instrumentation, tempo, transposition, humanisation, excerpt, reverb, gain,
 noise) so the clip can be described and reproduced. Every draw comes from ``rng``.
 
-Synthesis uses the TimGM6mb soundfont shipped in the ``pretty_midi`` wheel, played by
-``tinysoundfont`` (only its synthesiser core; nothing that needs pyaudio). A fresh synthesiser
-per clip keeps output independent of the order clips are rendered in. Rendering is bounded by
+Synthesis uses a General MIDI soundfont drawn per clip (``_soundfonts``: TimGM6mb from the
+``pretty_midi`` wheel, FluidR3 and MuseScore General when Debian has them), played by
+``tinysoundfont`` (only its synthesiser core; nothing that needs pyaudio). The synthesiser is reset
+before every clip, so output does not depend on the order clips are rendered in. ``_effects``
+produces the mix with ``pedalboard``. Rendering is bounded by
 construction (a fixed number of frames, a cap on note events) and by a wall-clock limit.
 """
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
+from . import _effects, _procedural, _soundfonts
 from ._spec import (
     CHANNELS, ROLE_FAMILIES, SAMPLE_RATE, SUSTAINED, StyleClass, programs_for, tempo_bucket,
 )
@@ -32,29 +34,8 @@ CLIP_PEAK = 0.999
 
 
 def soundfont_path() -> Path:
-    try:
-        import pretty_midi
-    except ImportError as exc:  # pragma: no cover
-        raise DatasetError("rendering needs the pretty_midi package, whose wheel ships the TimGM6mb soundfont") from exc
-    path = Path(pretty_midi.__file__).resolve().parent / "TimGM6mb.sf2"
-    if not path.is_file():
-        raise DatasetError(f"GM soundfont not found at {path}; reinstall pretty_midi")
-    return path
-
-
-@functools.lru_cache(maxsize=1)
-def _soundfont_bytes() -> bytes:
-    return soundfont_path().read_bytes()
-
-
-def _new_synth():
-    try:
-        from tinysoundfont.synth import Synth
-    except ImportError as exc:
-        raise DatasetError("rendering needs tinysoundfont (pip install --no-deps tinysoundfont)") from exc
-    synth = Synth(gain=0.0, samplerate=SAMPLE_RATE)
-    sfid = synth.sfload(_soundfont_bytes(), max_voices=256)
-    return synth, sfid
+    """The TimGM6mb file in the ``pretty_midi`` wheel (the font every machine has)."""
+    return _soundfonts.path_of(_soundfonts.DEFAULT)
 
 
 # --- draws ----------------------------------------------------------------------------------------------
@@ -413,9 +394,13 @@ def _drum_part(rng, meter_class, bar_q, beat_q, span_q, sec_per_q, seconds, vel_
 
 
 # --- synthesis --------------------------------------------------------------------------------------------
-def synthesise(events: list, channels: list[dict], *, seconds: float, time_limit: float = RENDER_TIME_LIMIT) -> np.ndarray:
-    """Play note events through a fresh tinysoundfont synth; float32 ``(n, 2)``, ``n = seconds * sr``."""
-    synth, sfid = _new_synth()
+def synthesise(events: list, channels: list[dict], *, seconds: float, soundfont: str = _soundfonts.DEFAULT,
+               time_limit: float = RENDER_TIME_LIMIT) -> np.ndarray:
+    """Play the note events of ``channels`` (others are skipped) through a reset tinysoundfont synth with
+    ``soundfont``; float32 ``(n, 2)``, ``n = seconds * sr``."""
+    synth, sfid = _soundfonts.synth_for(soundfont)
+    playing = {ch for info in channels for ch in info["channels"]}
+    events = [e for e in events if e[2] in playing]
     for info in channels:
         for ch in info["channels"]:
             if info["family"] == "drums":
@@ -536,11 +521,24 @@ def check_audio(y: np.ndarray, *, seconds: float, max_gap: float) -> str | None:
     return None
 
 
-def render_clip(score: dict, style: StyleClass, rng: np.random.Generator, *, seconds: float) -> tuple[np.ndarray, dict]:
-    """Arrange, synthesise and post-process one excerpt of ``score`` (see module docstring)."""
-    events, draws = arrange(score, style, rng, seconds=seconds)
-    y = synthesise(events, draws["arrangement"], seconds=seconds)
+def render_clip(score: dict | None, style: StyleClass, rng: np.random.Generator, *, seconds: float,
+                soundfonts: tuple[str, ...] = (_soundfonts.DEFAULT,)) -> tuple[np.ndarray, dict]:
+    """Arrange one excerpt of ``score`` (or a procedural piece of ``style``), synthesise it with a
+    soundfont drawn from ``soundfonts``, produce it (``_effects``) and post-process it (see module docstring)."""
+    if style.procedural:
+        events, draws = _procedural.arrange(style, rng, seconds=seconds)
+    else:
+        events, draws = arrange(score, style, rng, seconds=seconds)
+    font = soundfonts[int(rng.integers(len(soundfonts)))]
+    buses: dict[str, list[dict]] = {}
+    for info in draws["arrangement"]:
+        buses.setdefault(info.get("bus", "main"), []).append(info)
+    if not set(buses) - {"main", "drums"}:  # no insert effects: one pass
+        buses = {"main": draws["arrangement"]}
+    stems = {bus: synthesise(events, infos, seconds=seconds, soundfont=font) for bus, infos in buses.items()}
+    y, chain = _effects.produce(stems, style, rng, sec_per_beat=60.0 / draws["tempo_bpm"])
     y, post = post_process(y, rng, fade_out=min(1.0, seconds / 10))
     draws.update(post)
+    draws.update({"soundfont": font, "effects": chain})
     return y, draws
 

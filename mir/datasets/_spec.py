@@ -55,15 +55,22 @@ TAG_VOCABULARY: tuple[str, ...] = tuple(t for group in TAG_GROUPS.values() for t
 # --- style classes --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StyleClass:
-    """One genre of the collection and how its tracks are performed."""
+    """One genre of the collection (``top/leaf``) and how its tracks are performed."""
 
-    name: str
+    name: str  # the leaf: the flat genre name of dataset version 1 for the 11 score classes
     description: str
     tempo: tuple[float, float]  # beats per minute, beat as given by ``beat_of``
     typical: tuple[str, ...]  # instrument families favoured for this class (weight 4 vs 1)
     drums: float = 0.0  # probability of a drum part
     dance: bool = False  # dance tunes are felt in two beats per duple bar
     n_programs: tuple[float, float, float] = (0.3, 0.35, 0.35)  # P(1, 2, 3 programs)
+    top: str = "folk"  # the top level: what a real collection calls the style
+    procedural: bool = False  # arranged by ``_procedural`` (no score) instead of from a corpus work
+
+    @property
+    def genre(self) -> str:
+        """The two-level label, ``top/leaf``."""
+        return f"{self.top}/{self.name}"
 
     def beat_q(self, bar_q: float, meter_class: str, numerator: int) -> float:
         """Length of one beat in quarter notes for a bar of ``bar_q`` quarters."""
@@ -75,27 +82,57 @@ class StyleClass:
 
 
 _FOLK = ("strings", "flute", "organ", "guitar", "piano")
-STYLES: tuple[StyleClass, ...] = (
+_SCORED: tuple[StyleClass, ...] = (
     StyleClass("reel", "Irish/Scottish reels (Ryan, O'Neill, Aird)", (96, 122), _FOLK, drums=0.5, dance=True),
     StyleClass("jig", "double jigs in 6/8", (100, 128), _FOLK, drums=0.5, dance=True),
     StyleClass("slip_jig", "slip jigs in 9/8", (96, 126), _FOLK, drums=0.4, dance=True),
     StyleClass("hornpipe", "hornpipes and clogs", (66, 96), _FOLK + ("brass",), drums=0.5, dance=True),
     StyleClass("strathspey", "Scottish strathspeys", (56, 82), ("strings", "flute", "reed", "piano"), drums=0.4, dance=True),
     StyleClass("chorale", "Bach four-part chorales", (56, 96), ("organ", "strings", "brass", "reed", "synth_pad"),
-               n_programs=(0.4, 0.3, 0.3)),
+               n_programs=(0.4, 0.3, 0.3), top="classical"),
     StyleClass("mass", "Palestrina mass movements", (48, 82), ("organ", "strings", "reed", "synth_pad", "brass"),
-               n_programs=(0.4, 0.3, 0.3)),
+               n_programs=(0.4, 0.3, 0.3), top="classical"),
     StyleClass("madrigal", "Monteverdi five-voice madrigals", (52, 96), ("strings", "reed", "flute", "guitar", "synth_pad"),
-               n_programs=(0.35, 0.35, 0.3)),
+               n_programs=(0.35, 0.35, 0.3), top="classical"),
     StyleClass("string_quartet", "Haydn, Mozart and Beethoven string quartet movements", (56, 150),
-               ("strings", "piano", "reed"), n_programs=(0.35, 0.3, 0.35)),
+               ("strings", "piano", "reed"), n_programs=(0.35, 0.3, 0.35), top="classical"),
     StyleClass("german_folk", "German folk songs (Essen collection)", (64, 128), ("piano", "guitar", "organ", "brass", "strings"),
                drums=0.2),
     StyleClass("chinese_folk", "Han Chinese folk songs (Essen collection)", (52, 108), ("flute", "strings", "guitar", "synth_lead"),
                drums=0.1),
 )
-STYLE_BY_NAME = {s.name: s for s in STYLES}
-GENRES = tuple(s.name for s in STYLES)
+# procedural classes: ``_procedural`` holds their progressions, grooves and instrumentation; here the
+# tempo range (BPM of the counted beat) and the families they use
+_ARRANGED: tuple[StyleClass, ...] = (
+    StyleClass("rock", "drive-guitar power chords, backbeat drums, root-eighths bass", (100, 150),
+               ("guitar", "bass", "organ", "piano"), drums=1.0, top="rock", procedural=True),
+    StyleClass("heavy_metal", "palm-muted distorted riffs in minor, double-kick drums", (130, 200),
+               ("guitar", "bass"), drums=1.0, top="metal", procedural=True),
+    StyleClass("pop", "I-V-vi-IV and relatives, piano or synth chords, sung-like lead", (90, 128),
+               ("piano", "synth_lead", "synth_pad", "guitar", "bass"), drums=1.0, top="pop", procedural=True),
+    StyleClass("dance", "four-on-the-floor house/trance with offbeat bass and pumping pads", (120, 132),
+               ("synth_lead", "synth_pad", "bass", "piano"), drums=1.0, top="electronic", procedural=True),
+    StyleClass("ambient", "slow pads and drones, sparse bells, long reverb", (56, 84),
+               ("synth_pad", "strings", "piano", "flute"), drums=0.0, top="ambient", procedural=True),
+    StyleClass("swing", "ii-V-I changes in 7th/9th chords, walking bass, ride cymbal, swung eighths", (110, 200),
+               ("piano", "bass", "reed", "brass", "guitar"), drums=1.0, top="jazz", procedural=True),
+    StyleClass("boom_bap", "hip-hop boom-bap loops at 85-95 BPM: kick, snare on 2 and 4, swung hats", (85, 95),
+               ("piano", "bass", "strings", "synth_pad"), drums=1.0, top="hip_hop", procedural=True),
+    StyleClass("twelve_bar", "12-bar blues in dominant sevenths, shuffle feel, boogie bass", (68, 128),
+               ("guitar", "piano", "organ", "reed", "bass"), drums=1.0, top="blues", procedural=True),
+    StyleClass("one_drop", "reggae one-drop: kick and rim on beat 3, offbeat skank, melodic bass", (66, 90),
+               ("guitar", "organ", "bass", "brass", "piano"), drums=1.0, top="reggae", procedural=True),
+    StyleClass("symphonic", "orchestral: string ensemble, horns and brass themes, woodwinds, timpani-like toms",
+               (60, 120), ("strings", "brass", "reed", "flute"), drums=0.7, top="orchestral", procedural=True),
+)
+STYLES: tuple[StyleClass, ...] = _SCORED + _ARRANGED
+STYLE_BY_NAME = {s.genre: s for s in STYLES}
+GENRES = tuple(s.genre for s in STYLES)
+SCORE_GENRES = tuple(s.genre for s in _SCORED)
+PROCEDURAL_GENRES = tuple(s.genre for s in _ARRANGED)
+TOP_GENRES = tuple(dict.fromkeys(s.top for s in STYLES))
+#: leaf (the flat genre name of dataset version 1 and of models trained on it) -> ``top/leaf``
+GENRE_OF_LEAF = {s.name: s.genre for s in STYLES}
 
 
 # --- sizes ------------------------------------------------------------------------------------------------
@@ -111,7 +148,7 @@ class SizeSpec:
 
 SIZES: dict[str, SizeSpec] = {
     "tiny": SizeSpec("tiny", 4, 6.0, 30, light_only=True),
-    "demo": SizeSpec("demo", 46, 30.0, 400),
+    "demo": SizeSpec("demo", 34, 30.0, 400),
     "full": SizeSpec("full", 460, 30.0, 4000),
 }
 SAMPLE_RATE = 22050

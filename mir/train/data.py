@@ -28,7 +28,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -152,6 +152,7 @@ def resolve_labels(
     tags: Sequence[str] | None = None,
     genres: Sequence[str] | None = None,
     min_count: int = 2,
+    genre_alias: Mapping[str, str] | None = None,
 ) -> LabelSet:
     """Read ``labels_path`` and resolve every row to a track of ``lib``.
 
@@ -163,6 +164,8 @@ def resolve_labels(
         warning. ``None`` (training): build the vocabularies from the labels, keeping labels seen on
         at least ``min_count`` tracks; rarer ones warn and are dropped.
     min_count : see above (a tag on one track cannot be both learned and validated)
+    genre_alias : label genre -> the name to use instead (e.g. ``folk/jig`` -> ``jig`` for a model
+        trained on flat genres; :func:`mir.catalog.labels.align_genres` makes one)
 
     Raises :class:`LabelError` for a malformed file (wrong columns, a row without labels, …), when no
     row resolves to a library track, or when nothing is left to learn. Unknown tracks and duplicate
@@ -172,6 +175,8 @@ def resolve_labels(
 
     labels_path = Path(labels_path)
     frame = load_labels(labels_path)
+    if genre_alias:
+        frame["genre"] = [genre_alias.get(g, g) for g in frame["genre"]]
     rows, unknown, dupes = _match_tracks(lib, labels_path, frame)
     _check_matches(lib, labels_path, len(frame), rows, unknown, dupes)
     tag_counts, genre_counts = _label_counts(rows)

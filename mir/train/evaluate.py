@@ -33,7 +33,9 @@ def score_predictions(labels: LabelSet, index: np.ndarray, preds: Mapping[str, n
     """:func:`evaluate_tagging` scores of per-track predictions for rows ``index`` of ``labels``.
 
     Tag scores use every row; genre scores use the rows that have a genre label. Adds ``n_tracks``
-    and ``genre/n_tracks``.
+    and ``genre/n_tracks``, and, when the genres have a coarser top level (``folk/jig`` -> ``folk``,
+    or flat ``mirdemo`` names), ``genre_top/accuracy``, ``genre_top/balanced_accuracy`` and
+    ``genre_top/names`` (:func:`top_level_scores`).
     """
     index = np.asarray(index)
     scores = evaluate_tagging(labels.y_tags[index], preds["tag_probs"], tag_names=labels.tags,
@@ -46,7 +48,28 @@ def score_predictions(labels: LabelSet, index: np.ndarray, preds: Mapping[str, n
                                    preds["genre_probs"][has], labels.tags, labels.genres, thresholds=thresholds)
         scores.update({k: v for k, v in gscores.items() if k.startswith("genre/")})
         scores["genre/n_tracks"] = int(has.sum())
+        scores.update(top_level_scores(g[has], preds["genre_probs"][has], labels.genres))
     return scores
+
+
+def top_level_scores(y_genre: np.ndarray, genre_probs: np.ndarray, genres) -> dict[str, Any]:
+    """Genre accuracy at the top level of a two-level taxonomy: true and predicted genres both mapped
+    to their top (``folk/jig`` -> ``folk``; a flat name of the ``mirdemo`` collection, as models trained
+    on its version 1 predict, -> its top). Empty when no genre has a coarser top."""
+    from ..catalog.labels import genre_top
+    from ..datasets import GENRE_OF_LEAF
+
+    tops_of_leaf = {leaf: genre_top(g) for leaf, g in GENRE_OF_LEAF.items()}
+    tops = [genre_top(g, tops_of_leaf) for g in genres]
+    if tops == list(genres) or not len(y_genre):
+        return {}
+    names = sorted(set(tops))
+    index = {t: i for i, t in enumerate(names)}
+    top_idx = np.array([index[t] for t in tops])
+    true, pred = top_idx[np.asarray(y_genre)], top_idx[np.argmax(genre_probs, axis=1)]
+    recalls = [float(np.mean(pred[true == k] == k)) for k in range(len(names)) if np.any(true == k)]
+    return {"genre_top/accuracy": float(np.mean(true == pred)), "genre_top/balanced_accuracy": float(np.mean(recalls)),
+            "genre_top/names": names}
 
 
 def score_final(labels: LabelSet, calib_idx: np.ndarray, calib: Mapping[str, np.ndarray], test_idx: np.ndarray,
@@ -78,7 +101,10 @@ def evaluate(
 
     ``split`` is ``train``, ``valid``, ``test`` or ``all``; tracks get their split from ``splits``
     (CSV/Parquet with ``track,split``) or, without it, the same content-hash split training uses.
-    Labels outside the model's vocabularies are ignored (warned). Returns the
+    A label genre outside the model's genres is read as the model genre with the same leaf
+    (``folk/jig`` for a model trained on flat ``jig``, and the other way round), so a model is scored at
+    the granularity it was trained on; :func:`top_level_scores` adds the top level. Other labels
+    outside the model's vocabularies are ignored (warned). Returns the
     :func:`score_predictions` dict plus ``model_id``, ``model``, ``split``, ``labels`` and
     ``thresholds`` (per tag).
     """
@@ -93,7 +119,10 @@ def evaluate(
 
         analysis = get_config().analysis
     loaded.check_analysis(analysis)
-    labels = resolve_labels(lib, labels_path, tags=loaded.tags, genres=loaded.genres)
+    from ..catalog.labels import align_genres, load_labels
+
+    alias = align_genres(set(load_labels(labels_path)["genre"]), loaded.genres)
+    labels = resolve_labels(lib, labels_path, tags=loaded.tags, genres=loaded.genres, genre_alias=alias)
     if split != "all":
         if splits is not None:
             which = load_splits(lib, splits, labels)
@@ -142,6 +171,10 @@ def format_table(scores: Mapping[str, Any]) -> str:
     if "genre/accuracy" in scores:
         lines.append(f"  genre  accuracy {_fmt(scores['genre/accuracy'])}   balanced accuracy "
                      f"{_fmt(scores['genre/balanced_accuracy'])}   macro F1 {_fmt(scores['genre/f1_macro'])}")
+    if "genre_top/accuracy" in scores:
+        lines.append(f"  genre, top level ({len(scores['genre_top/names'])}: {', '.join(scores['genre_top/names'])})  "
+                     f"accuracy {_fmt(scores['genre_top/accuracy'])}   balanced accuracy "
+                     f"{_fmt(scores['genre_top/balanced_accuracy'])}")
     thr = scores.get("thresholds", {})
     width = max([len(t) for t in scores["tags/roc_auc"]] + [3])
     lines.append("")
