@@ -111,6 +111,13 @@ def test_debug_generator_checkpoint_and_resume(gen_lib, lib):
         train_generator(lib, preset="debug", epochs=5, seed=1)
 
 
+def test_cli_train_generator_reports_the_mixture(lib, tmp_path, capsys):
+    assert cli(["train-generator", str(lib.root), "--preset", "debug", "--epochs", "1", "--out", str(tmp_path / "g.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "held-out token perplexity: model" in out and "fitted on validation" in out and "Transformer (" in out
+    assert load_generator(tmp_path / "g.pt").mixture is not None
+
+
 def test_mixture_weights_are_fitted_to_the_better_component(rng):
     from mir.generate.mixture import Mixture, cache_probs, fit_mixture, fit_weights
 
