@@ -8,6 +8,9 @@ positions, conditioned as at generation time: the mean embedding and mean tag pr
 Baselines on the same test tokens: a bigram (interpolated with the training unigram, weight ``alpha``)
 and a unigram of the neighbours' tokens (interpolated, weight ``beta``); both smoothing weights are
 chosen on the validation tracks, in the baselines' favour. Perplexity = exp(mean negative log-likelihood).
+The model's perplexity is that of its mixture (:mod:`.mixture`: the Transformer, that bigram and a cache
+of the track's own tokens, weights fitted on validation after training), the distribution sampling uses;
+the Transformer alone and the mixture without it (bigram + cache) are reported beside it.
 
 The training state (weights, optimiser, epoch, best weights so far, codebook, split) is saved atomically
 after each epoch to ``OUT.last.pt``; running the same command again resumes from it.
@@ -233,9 +236,9 @@ def mixture_perplexities(net: TokenTransformer, corpus: Corpus, k: int, alpha: f
     comp = {p: {"model": np.exp(token_logprobs(net, corpus, p)), "bigram": bigram_probs(corpus, p, table)}
             for p in ("val", "test")}
     mix, _ = fit_mixture(comp["val"], table, uni, seqs["val"])
-    no_tf = min(((g, d) for g in CACHE_GAMMA for d in CACHE_DECAY), key=lambda gd: fit_weights(np.stack(
-        [comp["val"]["bigram"], target_cache_probs(seqs["val"], k, uni, *gd)], axis=1))[1])
-    w2, _ = fit_weights(np.stack([comp["val"]["bigram"], target_cache_probs(seqs["val"], k, uni, *no_tf)], axis=1))
+    fits = [(fit_weights(np.stack([comp["val"]["bigram"], target_cache_probs(seqs["val"], k, uni, g, d)], axis=1)), (g, d))
+            for g in CACHE_GAMMA for d in CACHE_DECAY]  # the same mixture without the Transformer, for reference
+    (w2, _), no_tf = min(fits, key=lambda f: f[0][1])
 
     def ppl(w, cols):
         return float(math.exp(-np.log(np.stack(cols, axis=1) @ w).mean()))
