@@ -119,7 +119,7 @@ def test_cli_train_generator_reports_the_mixture(lib, tmp_path, capsys):
 
 
 def test_mixture_weights_are_fitted_to_the_better_component(rng):
-    from mir.generate.mixture import Mixture, cache_probs, fit_mixture, fit_weights
+    from mir.generate.mixture import MAX_CACHE, Mixture, cache_probs, fit_mixture, fit_weights
 
     # component 0 gives the observed tokens 0.6, component 1 gives them 0.1: all weight on component 0
     w, nll = fit_weights(np.c_[np.full(200, 0.6), np.full(200, 0.1)])
@@ -132,8 +132,11 @@ def test_mixture_weights_are_fitted_to_the_better_component(rng):
     k, seq = 8, np.zeros(60, np.int64)
     uni, table = np.full(k, 1 / k), np.full((k + 1, k), 1 / k)
     assert np.allclose(cache_probs(np.array([3, 3]), k, uni, 1.0, 1.0)[1], (np.eye(k)[3] + uni) / 2)
-    mix, nll = fit_mixture({"model": np.full(60, 1 / k), "bigram": np.full(60, 1 / k)}, table, uni, [seq])
+    val = {"model": np.full(60, 1 / k), "bigram": np.full(60, 1 / k)}
+    mix, nll = fit_mixture(val, table, uni, [seq], max_cache=1.0)
     assert np.allclose(mix.weights, [0, 0, 1]) and nll < np.log(k) / 2
+    capped, capped_nll = fit_mixture(val, table, uni, [seq])  # the default cap on the cache's weight
+    assert np.isclose(capped.weights[2], MAX_CACHE) and nll < capped_nll < np.log(k)
     step = mix.probs(np.full(k, 1 / k), [0, 0, 0])  # the distribution sampling draws from
     assert step.argmax() == 0 and np.isclose(step.sum(), 1.0)
     assert np.allclose(Mixture.from_dict(mix.to_dict()).probs(np.full(k, 1 / k), [0, 0, 0]), step)

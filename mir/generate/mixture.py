@@ -5,8 +5,11 @@
 - bigram: training-track counts interpolated with the training unigram (the baseline's smoothing);
 - cache: the sequence's own tokens so far, each weighted ``decay ** age``, smoothed toward the training
   unigram by ``gamma`` (a cache language model: music repeats within a piece);
-- the weights (a grid over the simplex, step 0.05) and the cache's ``gamma`` and ``decay`` are fitted on
-  the validation tracks; they are stored in the checkpoint and sampling uses the same mixture.
+- the weights (a grid over the simplex, step 0.05, the cache's at most ``MAX_CACHE``) and the cache's
+  ``gamma`` and ``decay`` are fitted on the validation tracks; they are stored in the checkpoint and
+  sampling uses the same mixture. The cap: in sampling the cache is fed the piece's own picks, and the
+  weight validation asks for (0.6 on the demo library, 0.8 on the recordings) made pieces loop over a few
+  tokens (fidelity median 96 -> 94 and 100 -> 75).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import numpy as np
 CACHE_GAMMA = (1.0, 3.0, 10.0)
 CACHE_DECAY = (1.0, 0.98, 0.95)
 STEP = 0.05
+MAX_CACHE = 0.2  # the cache's weight at most: sampling feeds it its own picks, and heavier caches made pieces loop
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,9 @@ def target_cache_probs(seqs: list[np.ndarray], k: int, unigram: np.ndarray, gamm
     return np.concatenate([cache_probs(s, k, unigram, gamma, decay)[np.arange(len(s)), s] for s in seqs])
 
 
-def fit_weights(p: np.ndarray, step: float = STEP) -> tuple[np.ndarray, float]:
-    """Weights [m] on the simplex (grid of ``step``) minimising the mean NLL of ``p`` [n, m] (each column a
-    component's probability of the observed token); returns (weights, mean NLL)."""
+def fit_weights(p: np.ndarray, step: float = STEP, max_last: float = 1.0) -> tuple[np.ndarray, float]:
+    """Weights [m] on the simplex (grid of ``step``, the last at most ``max_last``) minimising the mean NLL
+    of ``p`` [n, m] (each column a component's probability of the observed token); returns (weights, mean NLL)."""
     m = p.shape[1]
     n_steps = int(round(1 / step))
     best_w, best = None, math.inf
@@ -75,20 +79,23 @@ def fit_weights(p: np.ndarray, step: float = STEP) -> tuple[np.ndarray, float]:
         if sum(c) > n_steps:
             continue
         w = np.array([*c, n_steps - sum(c)], np.float64) / n_steps
+        if w[-1] > max_last + 1e-9:
+            continue
         nll = float(-np.log(np.maximum(p @ w, 1e-300)).mean())
         if nll < best - 1e-12:
             best_w, best = w, nll
     return best_w, best
 
 
-def fit_mixture(val: dict, bigram: np.ndarray, unigram: np.ndarray, val_seqs: list[np.ndarray]) -> tuple[Mixture, float]:
+def fit_mixture(val: dict, bigram: np.ndarray, unigram: np.ndarray, val_seqs: list[np.ndarray],
+                max_cache: float = MAX_CACHE) -> tuple[Mixture, float]:
     """The mixture fitted on validation: ``val`` has the Transformer's and the bigram's probability of each
     validation token ("model", "bigram"); the cache's ``gamma`` and ``decay`` are chosen with the weights."""
     k = len(unigram)
     best = None
     for gamma, decay in itertools.product(CACHE_GAMMA, CACHE_DECAY):
         cache = target_cache_probs(val_seqs, k, unigram, gamma, decay)
-        w, nll = fit_weights(np.stack([val["model"], val["bigram"], cache], axis=1))
+        w, nll = fit_weights(np.stack([val["model"], val["bigram"], cache], axis=1), max_last=max_cache)
         if best is None or nll < best[1] - 1e-12:
             best = (Mixture(w, bigram, unigram, gamma, decay), nll)
     return best

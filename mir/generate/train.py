@@ -32,7 +32,7 @@ from ..catalog import Library
 from ..catalog.stages import stage_versions
 from ..errors import ModelError, ParameterError
 from .codebook import Codebook, codebook_size, fit_codebook
-from .mixture import CACHE_DECAY, CACHE_GAMMA, Mixture, fit_mixture, fit_weights, target_cache_probs
+from .mixture import CACHE_DECAY, CACHE_GAMMA, MAX_CACHE, Mixture, fit_mixture, fit_weights, target_cache_probs
 from .model import TokenTransformer, condition_vector, make_config, save_generator
 from .retrieve import embeddings, load_tags, resolve_model_id
 from .segments import Segments, load_segments
@@ -228,15 +228,17 @@ def evaluate_nll(model: TokenTransformer, corpus: Corpus, part: str) -> tuple[fl
     return float(-lp.sum()), len(lp)
 
 
-def mixture_perplexities(net: TokenTransformer, corpus: Corpus, k: int, alpha: float) -> tuple[Mixture, dict]:
+def mixture_perplexities(net: TokenTransformer, corpus: Corpus, k: int, alpha: float,
+                         max_cache: float = MAX_CACHE) -> tuple[Mixture, dict]:
     """The mixture (:mod:`.mixture`) fitted on validation, and test perplexities of it, of the Transformer
     alone and of the same mixture fitted without the Transformer (bigram + cache)."""
     table, uni = bigram_table(corpus, k, alpha), unigram(corpus, k)
     seqs = {p: [corpus.tokens[i] for i in np.flatnonzero(corpus.split == p)] for p in ("val", "test")}
     comp = {p: {"model": np.exp(token_logprobs(net, corpus, p)), "bigram": bigram_probs(corpus, p, table)}
             for p in ("val", "test")}
-    mix, _ = fit_mixture(comp["val"], table, uni, seqs["val"])
-    fits = [(fit_weights(np.stack([comp["val"]["bigram"], target_cache_probs(seqs["val"], k, uni, g, d)], axis=1)), (g, d))
+    mix, _ = fit_mixture(comp["val"], table, uni, seqs["val"], max_cache)
+    fits = [(fit_weights(np.stack([comp["val"]["bigram"], target_cache_probs(seqs["val"], k, uni, g, d)], axis=1),
+                          max_last=max_cache), (g, d))
             for g in CACHE_GAMMA for d in CACHE_DECAY]  # the same mixture without the Transformer, for reference
     (w2, _), no_tf = min(fits, key=lambda f: f[0][1])
 
@@ -249,14 +251,15 @@ def mixture_perplexities(net: TokenTransformer, corpus: Corpus, k: int, alpha: f
            "transformer_perplexity": ppl(np.ones(1), [test["model"]]),
            "bigram_cache_perplexity": ppl(w2, [test["bigram"], target_cache_probs(seqs["test"], k, uni, *no_tf)]),
            "mixture": {"weights": dict(zip(("transformer", "bigram", "cache"), mix.weights.round(4).tolist())),
-                       "cache_gamma": mix.gamma, "cache_decay": mix.decay, "bigram_smoothing": alpha}}
+                       "cache_gamma": mix.gamma, "cache_decay": mix.decay, "bigram_smoothing": alpha,
+                       "max_cache": max_cache}}
     return mix, out
 
 
 def train_generator(lib: Library, *, model: str | None = None, out: str | None = None, preset: str = "small",
                     epochs: int = 60, batch_size: int = 32, lr: float = 3e-3, n_tokens: int | None = None,
                     neighbours: int = 10, seed: int = 0, threads: int = 1, patience: int = 15,
-                    progress: bool = False) -> dict:
+                    max_cache: float = MAX_CACHE, progress: bool = False) -> dict:
     """Train (or resume) a generator for ``lib``; returns the checkpoint's metrics and path."""
     from tqdm import tqdm
 
@@ -319,7 +322,7 @@ def train_generator(lib: Library, *, model: str | None = None, out: str | None =
             bar.update(1)
     net.load_state_dict(best_state)
     baselines = baseline_perplexities(corpus, k)
-    mix, mixed = mixture_perplexities(net, corpus, k, baselines["bigram"]["smoothing"])
+    mix, mixed = mixture_perplexities(net, corpus, k, baselines["bigram"]["smoothing"], max_cache)
     metrics = {**mixed, "test_tokens": int(sum(len(corpus.tokens[i]) for i in np.flatnonzero(corpus.split == "test"))),
                "val_perplexity": float(math.exp(best)), "epochs_run": len(history),
                "best_epoch": int(np.argmin([h["val_nll"] for h in history]) + 1) if history else 0,
