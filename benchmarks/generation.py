@@ -20,13 +20,16 @@ Measures per piece
 - tempo: mir's tempo estimate of the piece within 2 % of the target; key: mir's key estimate equals
   the target (tonic and mode)
 - clipping: any sample at or above full scale; loudness: BS.1770 integrated loudness within 1 LU of the target
-- speed: audio seconds ÷ wall seconds of the whole `generate` call (retrieval, sampling, rendering, one core)
+- speed: audio seconds ÷ wall seconds of the whole `generate` call (retrieval, sampling, rendering, one core),
+  the median piece and the first (cold) piece apart; the one-time cost of importing `mir.generate` in a fresh
+  process is measured separately (a subprocess) and is not in any piece's time
 - determinism (model only, first two pieces): the same seed gives a byte-identical WAV
 """
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -130,7 +133,8 @@ def run_library(path: str, args, tmp: Path) -> dict:
     summary["model"]["deterministic"] = bool(all(deterministic))
     metrics = gen.metrics
     return {"library": Path(path).name, "tracks": len(usable), "generator": gen.model_id,
-            "perplexity": {"model": metrics["test_perplexity"],
+            "perplexity": {"model": metrics["test_perplexity"], "transformer": metrics.get("transformer_perplexity"),
+                           "bigram_cache": metrics.get("bigram_cache_perplexity"), "mixture": metrics.get("mixture"),
                            **{k: v["perplexity"] for k, v in metrics["baselines"].items()},
                            "test_tokens": metrics["test_tokens"], "codebook": metrics["codebook_size"]},
             "summary": summary, "pieces": rows}
@@ -147,7 +151,16 @@ def summarise(rows: list[dict]) -> dict:
             "seam_flux_ratio_median": float(np.nanmedian(col("seam_flux_ratio"))),
             "tempo_within_2pct": float(col("tempo_ok").mean()), "key_equal": float(col("key_ok").mean()),
             "clipped": int(col("clipped").sum()), "loudness_within_1lu": float(col("loudness_ok").mean()),
-            "realtime_median": float(np.median(col("realtime"))), "stretcher": rows[0]["stretcher"] if rows else None}
+            "realtime_median": float(np.median(col("realtime"))), "realtime_first": float(col("realtime")[0]) if rows else None,
+            "stretcher": rows[0]["stretcher"] if rows else None}
+
+
+def import_seconds() -> float:
+    """Wall seconds a fresh process takes to import ``mir.generate`` (paid once per process, not per piece)."""
+    code = "import time; t = time.monotonic(); import mir.generate; print(time.monotonic() - t)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(HERE.parent))
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
@@ -162,12 +175,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(HERE / "results" / "generation.json"))
     args = ap.parse_args(argv)
     t0 = time.monotonic()
+    once = import_seconds()
     results = []
     with limit_threads(1), tempfile.TemporaryDirectory() as tmp:
         for path in args.lib:
             results.append(run_library(path, args, Path(tmp)))
     head = (f"{'library':12} {'method':8} {'n':>3} {'fidelity':>8} {'run':>4} {'share':>6} {'seam':>5} {'tempo':>6} "
-            f"{'key':>5} {'clip':>4} {'LU':>5} {'x rt':>5}  perplexity")
+            f"{'key':>5} {'clip':>4} {'LU':>5} {'x rt':>5} {'first':>5}  perplexity")
     print(head)
     for r in results:
         for m in METHODS:
@@ -176,13 +190,15 @@ def main(argv=None) -> int:
                    "shuffle": r["perplexity"]["neighbour_unigram"]}[m]
             print(f"{r['library'][:12]:12} {m:8} {s['pieces']:>3} {s['fidelity_median']:>8.1f} {s['longest_run_max']:>4} "
                   f"{s['max_share_max']:>6.2f} {s['seam_flux_ratio_median']:>5.2f} {s['tempo_within_2pct']:>6.2f} "
-                  f"{s['key_equal']:>5.2f} {s['clipped']:>4} {s['loudness_within_1lu']:>5.2f} {s['realtime_median']:>5.1f}  "
+                  f"{s['key_equal']:>5.2f} {s['clipped']:>4} {s['loudness_within_1lu']:>5.2f} {s['realtime_median']:>5.1f} {s['realtime_first']:>5.1f}  "
                   f"{ppl:.2f}{' (neighbours unigram)' if m == 'shuffle' else ''}")
         print(f"{'':12} deterministic (same seed, byte-identical WAV): {r['summary']['model']['deterministic']}; "
-              f"stretch: {r['summary']['model']['stretcher']}")
+              f"stretch: {r['summary']['model']['stretcher']}; Transformer alone {r['perplexity']['transformer']}, "
+              f"bigram + cache {r['perplexity']['bigram_cache']}, mixture {r['perplexity']['mixture']}")
+    print(f"one-time: importing mir.generate in a fresh process {once:.2f} s (not in any piece's time)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "seconds": time.monotonic() - t0, "results": results}, indent=1,
+    out.write_text(json.dumps({"args": vars(args), "import_seconds": once, "seconds": time.monotonic() - t0, "results": results}, indent=1,
                               default=str))
     print(f"wrote {out}")
     return 0

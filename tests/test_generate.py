@@ -97,13 +97,49 @@ def test_debug_generator_checkpoint_and_resume(gen_lib, lib):
     m = gen_lib["metrics"]
     assert m["epochs_run"] == 3 and m["preset"] == "debug" and m["tracks"]["test"] >= 1
     assert set(m["baselines"]) == {"bigram", "neighbour_unigram"} and m["test_perplexity"] > 1
+    assert set(m["mixture"]["weights"]) == {"transformer", "bigram", "cache"}
+    assert np.isclose(sum(m["mixture"]["weights"].values()), 1.0) and m["transformer_perplexity"] > 1
     loaded = load_generator(lib.root / "generator.pt")  # weights-only load
     assert loaded.model_id == m["model_id"] and loaded.config.d_model == 16
+    assert np.allclose(loaded.mixture.weights, list(m["mixture"]["weights"].values()))
+    p = loaded.mixture.probs(np.full(loaded.codebook.size, 1 / loaded.codebook.size), [0, 1, 0])
+    assert p.shape == (loaded.codebook.size,) and np.isclose(p.sum(), 1.0)  # what sampling draws from
     assert loaded.codebook.size == loaded.config.n_tokens
     r = train_generator(lib, preset="debug", epochs=5, seed=0)  # resumes from generator.pt.last.pt
     assert r["epochs_run"] == 5 and [h["epoch"] for h in r["history"]] == [1, 2, 3, 4, 5]
     with pytest.raises(ModelError, match="other settings"):
         train_generator(lib, preset="debug", epochs=5, seed=1)
+
+
+def test_cli_train_generator_reports_the_mixture(lib, tmp_path, capsys):
+    assert cli(["train-generator", str(lib.root), "--preset", "debug", "--epochs", "1", "--out", str(tmp_path / "g.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "held-out token perplexity: model" in out and "fitted on validation" in out and "Transformer (" in out
+    assert load_generator(tmp_path / "g.pt").mixture is not None
+
+
+def test_mixture_weights_are_fitted_to_the_better_component(rng):
+    from mir.generate.mixture import MAX_CACHE, Mixture, cache_probs, fit_mixture, fit_weights
+
+    # component 0 gives the observed tokens 0.6, component 1 gives them 0.1: all weight on component 0
+    w, nll = fit_weights(np.c_[np.full(200, 0.6), np.full(200, 0.1)])
+    assert np.allclose(w, [1, 0]) and np.isclose(nll, -np.log(0.6))
+    # each clearly better on half the tokens: the mixture beats both
+    p = np.r_[np.c_[np.full(100, 0.9), np.full(100, 0.01)], np.c_[np.full(100, 0.01), np.full(100, 0.9)]]
+    w, nll = fit_weights(p)
+    assert np.allclose(w, [0.5, 0.5]) and nll < min(-np.log(p[:, 0]).mean(), -np.log(p[:, 1]).mean())
+    # a sequence that repeats one token: the cache wins over a uniform Transformer and bigram
+    k, seq = 8, np.zeros(60, np.int64)
+    uni, table = np.full(k, 1 / k), np.full((k + 1, k), 1 / k)
+    assert np.allclose(cache_probs(np.array([3, 3]), k, uni, 1.0, 1.0)[1], (np.eye(k)[3] + uni) / 2)
+    val = {"model": np.full(60, 1 / k), "bigram": np.full(60, 1 / k)}
+    mix, nll = fit_mixture(val, table, uni, [seq], max_cache=1.0)
+    assert np.allclose(mix.weights, [0, 0, 1]) and nll < np.log(k) / 2
+    capped, capped_nll = fit_mixture(val, table, uni, [seq])  # the default cap on the cache's weight
+    assert np.isclose(capped.weights[2], MAX_CACHE) and nll < capped_nll < np.log(k)
+    step = mix.probs(np.full(k, 1 / k), [0, 0, 0])  # the distribution sampling draws from
+    assert step.argmax() == 0 and np.isclose(step.sum(), 1.0)
+    assert np.allclose(Mixture.from_dict(mix.to_dict()).probs(np.full(k, 1 / k), [0, 0, 0]), step)
 
 
 # --- sampling -------------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ def _ensure_generator(lib, model_id: str, progress: bool) -> str:
     b = r["baselines"]
     return (f"      generator {r['model_id']} trained ({r['preset']}, {r['codebook_size']} tokens, best epoch "
             f"{r['best_epoch']} of {r['epochs_run']}, {r['train_seconds']:.0f} s); held-out perplexity "
-            f"{r['test_perplexity']:.1f} (bigram {b['bigram']['perplexity']:.1f}, "
+            f"{r['test_perplexity']:.1f} (Transformer alone {r['transformer_perplexity']:.1f}, bigram {b['bigram']['perplexity']:.1f}, "
             f"neighbours' unigram {b['neighbour_unigram']['perplexity']:.1f})")
 
 

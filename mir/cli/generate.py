@@ -20,6 +20,10 @@ def cmd_train_generator(args) -> int:
     print(f"held-out token perplexity: model {r['test_perplexity']:.2f}, bigram {b['bigram']['perplexity']:.2f}, "
           f"neighbours' unigram {b['neighbour_unigram']['perplexity']:.2f} over {r['test_tokens']} test tokens"
           + ("" if r["beats_baselines"] else "  (the model does NOT beat both baselines)"))
+    w = r["mixture"]["weights"]
+    print(f"  the model mixes the Transformer ({r['transformer_perplexity']:.2f} alone), the bigram and a cache of the "
+          f"piece's own tokens, weights {w['transformer']:.2f}/{w['bigram']:.2f}/{w['cache']:.2f} fitted on validation "
+          f"(bigram + cache without the Transformer: {r['bigram_cache_perplexity']:.2f})")
     return 0
 
 

@@ -3,10 +3,12 @@
 Input at position ``i``: embedding of the previous token (a start token at 0) + embedding of the bar
 position of the token being predicted + a learned position embedding. A conditioning vector
 (neighbours' mean embedding, tempo, key, optional tag probabilities; see :func:`condition_vector`) is
-projected to the model width and added at every position. Output: logits over the codebook.
+projected to the model width and added at every position. Output: logits over the codebook. A
+generator's next-token distribution is these interpolated with a bigram and a cache (:mod:`.mixture`).
 
 Checkpoints are one ``torch.save`` dict read with ``weights_only=True``: format ``mir.generator``,
-``config``, ``state_dict``, ``codebook`` (mean, scale, centres), ``model_id`` (hash of weights, config
+``config``, ``state_dict``, ``codebook`` (mean, scale, centres), ``mixture`` (weights, bigram, unigram,
+cache settings), ``model_id`` (hash of weights, config
 and codebook), ``tagger_id`` (whose embeddings condition it), ``metrics`` and ``analysis`` fingerprint.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..atomic import atomic_path
 from ..errors import ModelError, ParameterError
 from ..features.descriptors import PITCH_CLASSES
 from .codebook import Codebook
+from .mixture import Mixture
 
 FORMAT = "mir.generator"
 FORMAT_VERSION = 1
@@ -121,13 +124,16 @@ class LoadedGenerator:
     metrics: dict
     analysis: str
     path: Path | None = None
+    mixture: Mixture | None = None  # None: the Transformer alone (checkpoints before the mixture)
 
 
-def generator_id(state_dict: dict, config: GeneratorConfig, codebook: Codebook) -> str:
+def generator_id(state_dict: dict, config: GeneratorConfig, codebook: Codebook, mixture: Mixture | None = None) -> str:
     h = hashlib.blake2b(digest_size=6)
     h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
     for arr in (codebook.mean, codebook.scale, codebook.centers):
         h.update(np.ascontiguousarray(arr).tobytes())
+    if mixture is not None:
+        h.update(json.dumps(mixture.to_dict()).encode())
     for name in sorted(state_dict):
         t = state_dict[name].detach().cpu().contiguous()
         h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
@@ -136,18 +142,21 @@ def generator_id(state_dict: dict, config: GeneratorConfig, codebook: Codebook) 
 
 
 def save_generator(path: str | os.PathLike, model: TokenTransformer, codebook: Codebook, *, tagger_id: str,
-                   n_tags: int, metrics: dict, analysis: str) -> str:
+                   n_tags: int, metrics: dict, analysis: str, mixture: Mixture | None = None) -> str:
     """Atomically write a weights-only generator checkpoint; return its model id."""
     from .. import __version__
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    mid = generator_id(state, model.config, codebook)
+    mid = generator_id(state, model.config, codebook, mixture)
     blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "mir_version": __version__, "model_id": mid,
             "config": model.config.to_dict(), "state_dict": state,
             "codebook": {k: torch.as_tensor(np.asarray(v)) for k, v in
                          (("mean", codebook.mean), ("scale", codebook.scale), ("centers", codebook.centers))},
             "tagger_id": tagger_id, "n_tags": int(n_tags), "metrics": json.loads(json.dumps(metrics)),
             "analysis": analysis}
+    if mixture is not None:
+        blob["mixture"] = {"weights": torch.as_tensor(mixture.weights), "bigram": torch.as_tensor(mixture.bigram),
+                           "unigram": torch.as_tensor(mixture.unigram), "gamma": mixture.gamma, "decay": mixture.decay}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     return mid
@@ -170,5 +179,8 @@ def load_generator(path: str | os.PathLike) -> LoadedGenerator:
     cb = blob["codebook"]
     codebook = Codebook(cb["mean"].numpy().astype(np.float64), cb["scale"].numpy().astype(np.float64),
                         cb["centers"].numpy().astype(np.float32))
+    mx = blob.get("mixture")
+    mixture = None if mx is None else Mixture(mx["weights"].numpy().astype(np.float64), mx["bigram"].numpy().astype(np.float64),
+                                              mx["unigram"].numpy().astype(np.float64), float(mx["gamma"]), float(mx["decay"]))
     return LoadedGenerator(model, config, codebook, blob["model_id"], blob["tagger_id"], int(blob["n_tags"]),
-                           blob["metrics"], blob["analysis"], path)
+                           blob["metrics"], blob["analysis"], path, mixture)

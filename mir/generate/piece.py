@@ -76,7 +76,9 @@ def describe_provenance(prov: dict) -> str:
 
 
 def _model_step(gen: LoadedGenerator, cond: np.ndarray):
-    net, c = gen.model, gen.config.context
+    """Log-probabilities of the next token: the Transformer's, mixed with the bigram and the cache when the
+    checkpoint has a mixture (as its perplexity was measured)."""
+    net, c, mix = gen.model, gen.config.context, gen.mixture
     cond_t = torch.as_tensor(cond[None, :], dtype=torch.float32)
 
     def step(tokens: list[int], bars: np.ndarray) -> np.ndarray:
@@ -85,7 +87,10 @@ def _model_step(gen: LoadedGenerator, cond: np.ndarray):
         prev = [net.start_token if s == 0 else tokens[s - 1]] + tokens[s:t]
         with torch.inference_mode():
             logits = net(torch.as_tensor([prev]), torch.as_tensor(bars[None, s:t + 1].astype(np.int64)), cond_t)
-        return logits[0, -1].numpy()
+        if mix is None:
+            return logits[0, -1].numpy()
+        p = torch.softmax(logits[0, -1].double(), dim=-1).numpy()
+        return np.log(np.maximum(mix.probs(p, tokens), 1e-300))
 
     return step
 

@@ -26,11 +26,11 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
-import librosa
 import numpy as np
 import soxr
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
+from ..audio.load import fix_length
 from ..errors import ParameterError
 
 CEILING_DB = -1.0  # peak ceiling, dBFS
@@ -96,7 +96,7 @@ def _cut(y: np.ndarray, sr: int, t0: float, t1: float) -> np.ndarray:
 
 
 def _fit(y: np.ndarray, n: int) -> np.ndarray:
-    return librosa.util.fix_length(np.ascontiguousarray(y, dtype=np.float32), size=n, axis=-1)
+    return fix_length(np.ascontiguousarray(y, dtype=np.float32), n)
 
 
 def _resample(y: np.ndarray, in_rate: float, out_rate: float) -> np.ndarray:
@@ -132,6 +132,8 @@ def render_run(y: np.ndarray, sr: int, run: Run, period: float, xfade: float, st
         args = {"--pitch": run.semitones} if run.semitones else {}
         out = np.asarray(pyrubberband.time_stretch(src.T, sr, ratio, rbargs=args), np.float32)
         return _fit(out[None, :] if out.ndim == 1 else out.T, n_out)
+    import librosa  # only this stretcher needs it (its import, with numba's, costs seconds)
+
     pieces = []  # librosa: beat by beat
     for i in range(m):
         lead = xfade * (b[i + 1] - b[i]) / period

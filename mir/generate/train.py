@@ -8,6 +8,9 @@ positions, conditioned as at generation time: the mean embedding and mean tag pr
 Baselines on the same test tokens: a bigram (interpolated with the training unigram, weight ``alpha``)
 and a unigram of the neighbours' tokens (interpolated, weight ``beta``); both smoothing weights are
 chosen on the validation tracks, in the baselines' favour. Perplexity = exp(mean negative log-likelihood).
+The model's perplexity is that of its mixture (:mod:`.mixture`: the Transformer, that bigram and a cache
+of the track's own tokens, weights fitted on validation after training), the distribution sampling uses;
+the Transformer alone and the mixture without it (bigram + cache) are reported beside it.
 
 The training state (weights, optimiser, epoch, best weights so far, codebook, split) is saved atomically
 after each epoch to ``OUT.last.pt``; running the same command again resumes from it.
@@ -29,6 +32,7 @@ from ..catalog import Library
 from ..catalog.stages import stage_versions
 from ..errors import ModelError, ParameterError
 from .codebook import Codebook, codebook_size, fit_codebook
+from .mixture import CACHE_DECAY, CACHE_GAMMA, MAX_CACHE, Mixture, fit_mixture, fit_weights, target_cache_probs
 from .model import TokenTransformer, condition_vector, make_config, save_generator
 from .retrieve import embeddings, load_tags, resolve_model_id
 from .segments import Segments, load_segments
@@ -113,20 +117,28 @@ def unigram(corpus: Corpus, k: int) -> np.ndarray:
     return (counts + 0.5) / (counts.sum() + 0.5 * k)
 
 
-def bigram_nll(corpus: Corpus, part: str, k: int, alpha: float) -> tuple[float, int]:
-    """Summed negative log-likelihood and token count of ``part`` under the interpolated bigram."""
+def bigram_table(corpus: Corpus, k: int, alpha: float) -> np.ndarray:
+    """Bigram probabilities [k + 1, k] (row k: after the start) from the training tracks, interpolated with
+    the training unigram (weight ``alpha``)."""
     uni = unigram(corpus, k)
     counts = np.zeros((k + 1, k))
     for i in np.flatnonzero(corpus.split == "train"):
         prev = np.r_[k, corpus.tokens[i][:-1]]
         np.add.at(counts, (prev, corpus.tokens[i]), 1)
-    probs = (counts + alpha * uni[None, :]) / (counts.sum(axis=1, keepdims=True) + alpha)
-    nll, n = 0.0, 0
-    for i in np.flatnonzero(corpus.split == part):
-        prev = np.r_[k, corpus.tokens[i][:-1]]
-        nll -= np.log(probs[prev, corpus.tokens[i]]).sum()
-        n += len(prev)
-    return nll, n
+    return (counts + alpha * uni[None, :]) / (counts.sum(axis=1, keepdims=True) + alpha)
+
+
+def bigram_probs(corpus: Corpus, part: str, table: np.ndarray) -> np.ndarray:
+    """The bigram's probability of each token of ``part`` (tracks in order, concatenated)."""
+    k = table.shape[1]
+    return np.concatenate([table[np.r_[k, corpus.tokens[i][:-1]], corpus.tokens[i]]
+                           for i in np.flatnonzero(corpus.split == part)])
+
+
+def bigram_nll(corpus: Corpus, part: str, k: int, alpha: float) -> tuple[float, int]:
+    """Summed negative log-likelihood and token count of ``part`` under the interpolated bigram."""
+    p = bigram_probs(corpus, part, bigram_table(corpus, k, alpha))
+    return float(-np.log(p).sum()), len(p)
 
 
 def neighbour_unigram_nll(corpus: Corpus, part: str, k: int, beta: float) -> tuple[float, int]:
@@ -185,11 +197,12 @@ def batch(corpus: Corpus, items, context: int, start_token: int, score_from=None
     return prev, bar, cond, target, mask
 
 
-def evaluate_nll(model: TokenTransformer, corpus: Corpus, part: str) -> tuple[float, int]:
-    """Summed NLL over every token of ``part`` (each scored once, with up to ``context`` tokens of history)."""
+def token_logprobs(model: TokenTransformer, corpus: Corpus, part: str) -> np.ndarray:
+    """The model's log-probability of every token of ``part`` (tracks in order, concatenated; each token
+    scored once, with up to ``context`` tokens of history)."""
     c = model.config.context
     stride = max(c // 2, 1)
-    nll, n = 0.0, 0
+    out = []
     model.eval()
     with torch.inference_mode():
         for i in np.flatnonzero(corpus.split == part):
@@ -205,16 +218,48 @@ def evaluate_nll(model: TokenTransformer, corpus: Corpus, part: str) -> tuple[fl
                 done = min(s + c, L)
             prev, bar, cond, target, mask = batch(corpus, items, c, model.start_token, first)
             logp = F.log_softmax(model(prev, bar, cond), dim=-1)
-            ll = logp.gather(-1, target[..., None])[..., 0]
-            nll -= float(ll[mask].sum())
-            n += int(mask.sum())
-    return nll, n
+            out.append(logp.gather(-1, target[..., None])[..., 0][mask].double().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def evaluate_nll(model: TokenTransformer, corpus: Corpus, part: str) -> tuple[float, int]:
+    """Summed NLL and count of every token of ``part`` under the model alone."""
+    lp = token_logprobs(model, corpus, part)
+    return float(-lp.sum()), len(lp)
+
+
+def mixture_perplexities(net: TokenTransformer, corpus: Corpus, k: int, alpha: float,
+                         max_cache: float = MAX_CACHE) -> tuple[Mixture, dict]:
+    """The mixture (:mod:`.mixture`) fitted on validation, and test perplexities of it, of the Transformer
+    alone and of the same mixture fitted without the Transformer (bigram + cache)."""
+    table, uni = bigram_table(corpus, k, alpha), unigram(corpus, k)
+    seqs = {p: [corpus.tokens[i] for i in np.flatnonzero(corpus.split == p)] for p in ("val", "test")}
+    comp = {p: {"model": np.exp(token_logprobs(net, corpus, p)), "bigram": bigram_probs(corpus, p, table)}
+            for p in ("val", "test")}
+    mix, _ = fit_mixture(comp["val"], table, uni, seqs["val"], max_cache)
+    fits = [(fit_weights(np.stack([comp["val"]["bigram"], target_cache_probs(seqs["val"], k, uni, g, d)], axis=1),
+                          max_last=max_cache), (g, d))
+            for g in CACHE_GAMMA for d in CACHE_DECAY]  # the same mixture without the Transformer, for reference
+    (w2, _), no_tf = min(fits, key=lambda f: f[0][1])
+
+    def ppl(w, cols):
+        return float(math.exp(-np.log(np.stack(cols, axis=1) @ w).mean()))
+
+    test = comp["test"]
+    out = {"test_perplexity": ppl(mix.weights, [test["model"], test["bigram"],
+                                                target_cache_probs(seqs["test"], k, uni, mix.gamma, mix.decay)]),
+           "transformer_perplexity": ppl(np.ones(1), [test["model"]]),
+           "bigram_cache_perplexity": ppl(w2, [test["bigram"], target_cache_probs(seqs["test"], k, uni, *no_tf)]),
+           "mixture": {"weights": dict(zip(("transformer", "bigram", "cache"), mix.weights.round(4).tolist())),
+                       "cache_gamma": mix.gamma, "cache_decay": mix.decay, "bigram_smoothing": alpha,
+                       "max_cache": max_cache}}
+    return mix, out
 
 
 def train_generator(lib: Library, *, model: str | None = None, out: str | None = None, preset: str = "small",
                     epochs: int = 60, batch_size: int = 32, lr: float = 3e-3, n_tokens: int | None = None,
                     neighbours: int = 10, seed: int = 0, threads: int = 1, patience: int = 15,
-                    progress: bool = False) -> dict:
+                    max_cache: float = MAX_CACHE, progress: bool = False) -> dict:
     """Train (or resume) a generator for ``lib``; returns the checkpoint's metrics and path."""
     from tqdm import tqdm
 
@@ -276,16 +321,17 @@ def train_generator(lib: Library, *, model: str | None = None, out: str | None =
             bar.set_postfix(val_ppl=f"{math.exp(val):.2f}", best=f"{math.exp(best):.2f}")
             bar.update(1)
     net.load_state_dict(best_state)
-    nll, n = evaluate_nll(net, corpus, "test")
-    metrics = {"test_perplexity": float(math.exp(nll / max(n, 1))), "test_tokens": n,
+    baselines = baseline_perplexities(corpus, k)
+    mix, mixed = mixture_perplexities(net, corpus, k, baselines["bigram"]["smoothing"], max_cache)
+    metrics = {**mixed, "test_tokens": int(sum(len(corpus.tokens[i]) for i in np.flatnonzero(corpus.split == "test"))),
                "val_perplexity": float(math.exp(best)), "epochs_run": len(history),
                "best_epoch": int(np.argmin([h["val_nll"] for h in history]) + 1) if history else 0,
-               "baselines": baseline_perplexities(corpus, k), "codebook_size": k, "preset": preset,
+               "baselines": baselines, "codebook_size": k, "preset": preset,
                "tracks": {s: int((corpus.split == s).sum()) for s in ("train", "val", "test")},
                "segments": int(sum(len(t) for t in corpus.tokens)), "train_seconds": spent + time.monotonic() - t0,
                "history": history}
     metrics["beats_baselines"] = all(metrics["test_perplexity"] < b["perplexity"] for b in metrics["baselines"].values())
-    gid = save_generator(out, net, codebook, tagger_id=model_id, n_tags=corpus.n_tags, metrics=metrics,
+    gid = save_generator(out, net, codebook, mixture=mix, tagger_id=model_id, n_tags=corpus.n_tags, metrics=metrics,
                          analysis=stage_versions()["beats"])
     return {"model_id": gid, "path": str(out), **metrics}
 
