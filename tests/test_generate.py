@@ -405,3 +405,24 @@ def test_demo_generation_step_writes_the_piece_its_picture_and_measures(lib, tmp
         (lib.root / name).unlink()
     generation(lib, tagger, tmp_path, progress=False)
     assert "trained (small" in capsys.readouterr().out and (lib.root / "generator.pt").is_file()
+
+
+def test_a_generated_piece_goes_back_into_the_library_and_is_tagged(lib, gen_lib, tmp_path):
+    from mir.catalog.predictions import load_tags, tagged_models
+
+    folder = tmp_path / "pieces"
+    folder.mkdir()
+    piece = folder / "piece.wav"
+    generate(lib, tracks=[sorted(lib.tracks()["track_id"])[0]], neighbours=N_CLIPS, duration=10, out=piece,
+             stretch="librosa", seed=1)
+    before = len(lib.tracks())
+    lib.scan([folder])
+    tracks = lib.tracks()
+    assert len(tracks) == before + 1  # the piece only: its provenance JSON is not audio
+    added = tracks.loc[tracks["path"] == str(piece), "track_id"]
+    assert len(added) == 1
+    analyze(lib, workers=1)
+    tag(lib, model=gen_lib["root"] / "tagger.pt")
+    tags = load_tags(lib, tagged_models(lib)[0])
+    row = tags[tags["track_id"] == added.iloc[0]]
+    assert len(row) == 1 and np.isfinite(np.stack(row["tag_probs"].to_numpy())).all()
