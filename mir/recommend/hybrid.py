@@ -60,10 +60,11 @@ class Hybrid(Recommender):
     population's taste, the item bias acts as a popularity prior: more recall on the demo, but not
     content-based). ``collaborative``: the ALS part (default
     ``Collaborative()``, its settings chosen on the same validation split). ``iterations``,
-    ``ridge``, ``tol``: the taste fits' (:func:`~mir.recommend.affinity.fit_taste_model`); the final
+    ``ridge``, ``tol``: the taste fits' (:func:`~mir.recommend.affinity.fit_taste_model`; ``iterations``
+    "auto": 20 rounds at most for the exact fit, 10 over cells); the final
     taste fit on all events starts from the validation fit's tastes, biases and prior and runs at
-    most ``refit_iterations`` rounds (None: ``iterations``; fewer is faster: 5 cost 0.004 recall on
-    the demo). ``picks``: ``"sequential"`` (default) fits the taste part with each user's tracks as draws
+    most ``refit_iterations`` rounds (None: ``iterations``; "auto": ``iterations`` for the exact fit, 5 over
+    cells; fewer is faster: 5 cost 0.004 recall on the demo). ``picks``: ``"sequential"`` (default) fits the taste part with each user's tracks as draws
     without replacement in first-play order (:func:`first_plays`), ``"independent"`` as independent
     draws; ``bias_l2``: the item biases' L2. On the demo's validation split (inside the training events)
     sequential with ``bias_l2=0.1`` gained +0.016 and +0.011 recall@50 over independent with 1.0 (holdouts
@@ -82,9 +83,9 @@ class Hybrid(Recommender):
 
     def __init__(self, collaborative: Recommender | None = None, weight: float | str = "auto",
                  cold_offset: float | str = "match", cold_users: str = "content", cold_user_plays: int = 3,
-                 iterations: int = 20, ridge: float = 1e-2, validation: float = 0.2, tune_k: int = 50,
+                 iterations: int | str = "auto", ridge: float = 1e-2, validation: float = 0.2, tune_k: int = 50,
                  grid: tuple = ALS_WEIGHTS, cold_grid: tuple = OFFSETS, max_tune_users: int = 5000,
-                 random_state: int = 0, tol: float = 1e-4, refit_iterations: int | None = None,
+                 random_state: int = 0, tol: float = 1e-4, refit_iterations: int | str | None = "auto",
                  picks: str = "sequential", bias_l2: float = 0.1, taste_fit: str = "auto", cells: int | str = "auto",
                  threads: int = 1, scheduler: str | None = None, content_users: int | None = 5000,
                  scoring: str = "auto"):
@@ -118,8 +119,11 @@ class Hybrid(Recommender):
             raise ParameterError(f"picks must be 'independent' or 'sequential', got {self.picks!r}")
         if self.cold_users not in ("prior", "content"):
             raise ParameterError(f"cold_users must be 'prior' or 'content', got {self.cold_users!r}")
-        if self.refit_iterations is not None and int(self.refit_iterations) < 1:
-            raise ParameterError(f"refit_iterations must be >= 1, got {self.refit_iterations!r}")
+        for name in ("iterations", "refit_iterations"):
+            v = getattr(self, name)
+            if not (v == "auto" or (v is None and name == "refit_iterations")
+                    or (not isinstance(v, (str, bool)) and int(v) >= 1)):
+                raise ParameterError(f"{name} must be >= 1 or 'auto', got {v!r}")
         if not (self.weight == "auto" or (not isinstance(self.weight, str) and float(self.weight) >= 0)):
             raise ParameterError(f"weight must be a number >= 0 or 'auto', got {self.weight!r}")
         if isinstance(self.cold_offset, str) and self.cold_offset != "match":
@@ -134,7 +138,8 @@ class Hybrid(Recommender):
         ``content``: fit the cold users' :class:`ContentTaste` too; ``init``: a taste fit to start from."""
         Phi = affinity.track_features(tracks).astype(np.float32)
         seen = X.matrix()
-        rounds = self.iterations if init is None or self.refit_iterations is None else self.refit_iterations
+        first, refit = self._rounds(len(Phi))
+        rounds = first if init is None else refit
         fit = taste_cells.fit_taste(seen, Phi, item_bias=True, iterations=rounds, ridge=self.ridge,
                                     bias_l2=self.bias_l2, tol=self.tol, init=init,
                                     first_play=first_plays(X) if self.picks == "sequential" else None,
@@ -151,6 +156,14 @@ class Hybrid(Recommender):
             state["content_"] = self._fit_content(X, tracks, seen)
         return state, fit
 
+    def _rounds(self, n_items: int) -> tuple[int, int]:
+        """At most how many rounds the first taste fit and the final one (from the first's result) run."""
+        exact = taste_cells.is_exact(n_items, self.taste_fit, self.cells)
+        first = (20 if exact else 10) if self.iterations == "auto" else int(self.iterations)
+        if self.refit_iterations == "auto":
+            return first, (first if exact else 5)
+        return first, first if self.refit_iterations is None else int(self.refit_iterations)
+
     def _fit_settings(self, Phi) -> dict:
         """The taste fits' settings, with the cells made once per fit of the hybrid."""
         out = fit_settings(self)
@@ -162,7 +175,7 @@ class Hybrid(Recommender):
     def _fit_content(self, X, tracks, seen) -> ContentTaste:
         """The cold users' :class:`ContentTaste`, fitted on them and ``content_users`` others (every user when
         that is all of them); users left out get the prior mean."""
-        model = ContentTaste(self.iterations, self.ridge, self.tol, self.taste_fit, self._cells, self.threads,
+        model = ContentTaste(self._rounds(len(tracks))[0], self.ridge, self.tol, self.taste_fit, self._cells, self.threads,
                              self.scheduler)
         plays = np.asarray(seen.sum(axis=1)).ravel()
         cold = np.flatnonzero((plays > 0) & (plays <= self.cold_user_plays))
