@@ -106,4 +106,4 @@ def test_cells_are_made_once_per_fit(monkeypatch):
     real = taste_cells.make_cells
     monkeypatch.setattr(taste_cells, "make_cells", lambda *a, **kw: made.append(a[1]) or real(*a, **kw))
     m = Hybrid(collaborative=Collaborative(**ALS), taste_fit="cells", cells=60, tune_k=20).fit(X, tracks)
-    assert made == [60] and m.content_.rounds_ >= 1 and m.rounds_ <= 5  # "auto" rounds over cells: 10, then 5
+    assert made == [60] and m.content_.rounds_ >= 1 and m.rounds_ <= 10  # "auto" rounds over cells: 10, then 10

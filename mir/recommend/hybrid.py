@@ -63,8 +63,8 @@ class Hybrid(Recommender):
     ``ridge``, ``tol``: the taste fits' (:func:`~mir.recommend.affinity.fit_taste_model`; ``iterations``
     "auto": 20 rounds at most for the exact fit, 10 over cells); the final
     taste fit on all events starts from the validation fit's tastes, biases and prior and runs at
-    most ``refit_iterations`` rounds (None: ``iterations``; "auto": ``iterations`` for the exact fit, 5 over
-    cells; fewer is faster: 5 cost 0.004 recall on the demo). ``picks``: ``"sequential"`` (default) fits the taste part with each user's tracks as draws
+    most ``refit_iterations`` rounds (None or "auto": ``iterations``; fewer is faster: 5 cost 0.004 recall
+    on the demo). ``picks``: ``"sequential"`` (default) fits the taste part with each user's tracks as draws
     without replacement in first-play order (:func:`first_plays`), ``"independent"`` as independent
     draws; ``bias_l2``: the item biases' L2. On the demo's validation split (inside the training events)
     sequential with ``bias_l2=0.1`` gained +0.016 and +0.011 recall@50 over independent with 1.0 (holdouts
@@ -160,9 +160,7 @@ class Hybrid(Recommender):
         """At most how many rounds the first taste fit and the final one (from the first's result) run."""
         exact = taste_cells.is_exact(n_items, self.taste_fit, self.cells)
         first = (20 if exact else 10) if self.iterations == "auto" else int(self.iterations)
-        if self.refit_iterations == "auto":
-            return first, (first if exact else 5)
-        return first, first if self.refit_iterations is None else int(self.refit_iterations)
+        return first, first if self.refit_iterations in (None, "auto") else int(self.refit_iterations)
 
     def _fit_settings(self, Phi) -> dict:
         """The taste fits' settings, with the cells made once per fit of the hybrid."""
