@@ -81,7 +81,7 @@ def test_cells_group_similar_tracks():
     assert np.all(c.spread >= 0) and c.spread.max() < 1e-3
     one = taste_cells.make_cells(Phi, 100)
     assert np.array_equal(one.assign, np.arange(15)) and not one.spread.any()
-    assert taste_cells.auto_cells(1500) == 1500 and taste_cells.auto_cells(100_000) == 4529
+    assert taste_cells.auto_cells(1500) == 1500 and taste_cells.auto_cells(100_000) == 502
 
 
 def test_bad_settings_name_the_value():

@@ -34,9 +34,9 @@ from .affinity import (Tastes, _bias_step, _check_settings, _converged, _prior_u
 
 
 def auto_cells(n_items: int) -> int:
-    """Cells for ``n_items`` tracks: all of them up to 2,000 (exact), then ``2,000 + 8 sqrt(n)`` (100,000
-    tracks: 4,529; 400,000: 7,059; 10 M: 27,298)."""
-    return n_items if n_items <= 2000 else int(2000 + 8 * np.sqrt(n_items))
+    """Cells for ``n_items`` tracks: all of them up to 2,000 (exact), then ``250 + 0.8 sqrt(n)`` (100,000
+    tracks: 502; 400,000: 755; 10 M: 2,779)."""
+    return n_items if n_items <= 2000 else int(250 + 0.8 * np.sqrt(n_items))
 
 
 class Cells(NamedTuple):
@@ -264,12 +264,12 @@ def _fit_cells(Y, Phi, *, item_bias, iterations, ridge, bias_l2, block, exact_li
     _check_settings(iterations, ridge, bias_l2, block, max_halvings, tol)
     if threads < 1:
         raise ParameterError(f"threads must be >= 1, got {threads}")
-    if cells != "auto" and (isinstance(cells, str) or int(cells) < 1):
+    if not isinstance(cells, Cells) and cells != "auto" and (isinstance(cells, str) or int(cells) < 1):
         raise ParameterError(f"cells must be a number >= 1 or 'auto', got {cells!r}")
     data = _problem(Y, Phi, first_play)
     (U, N), F = data.Y.shape, data.Phi.shape[1]
     Y, Phi, Phi32, n, item_counts, YPhi = data.Y, data.Phi, data.Phi32, data.n, data.item_counts, data.YPhi
-    cl = make_cells(Phi, auto_cells(N) if cells == "auto" else int(cells), seed=seed)
+    cl = cells if isinstance(cells, Cells) else make_cells(Phi, auto_cells(N) if cells == "auto" else int(cells), seed=seed)
     K = len(cl.centre)
     indptr, items = data.order if data.order is not None else (Y.indptr, Y.indices)
     theta, mu, b, prec = _start(init, U, N, F, item_bias)
@@ -323,15 +323,31 @@ def _fit_cells(Y, Phi, *, item_bias, iterations, ridge, bias_l2, block, exact_li
 FITS = ("auto", "exact", "cells")
 
 
-def fit_taste(Y, Phi: np.ndarray, *, fit: str = "auto", cells: int | str = "auto", threads: int = 1,
+def is_exact(n_items: int, fit: str = "auto", cells: int | str | Cells = "auto") -> bool:
+    """Whether :func:`fit_taste` runs the exact fit for a catalogue of ``n_items`` tracks."""
+    if fit not in FITS:
+        raise ParameterError(f"fit must be one of {', '.join(FITS)}; got {fit!r}")
+    return fit == "exact" or (fit == "auto" and isinstance(cells, str) and cells == "auto" and auto_cells(n_items) >= n_items)
+
+
+def cells_for(Phi: np.ndarray, fit: str = "auto", cells: int | str | Cells = "auto", seed: int = 0):
+    """``cells`` made once for several fits over the same tracks: the :class:`Cells` :func:`fit_taste` would
+    make (unchanged when that fit is exact or ``cells`` is already made)."""
+    if isinstance(cells, Cells) or is_exact(len(Phi), fit, cells):
+        return cells
+    n = auto_cells(len(Phi)) if cells == "auto" else int(cells)
+    if n < 1:
+        raise ParameterError(f"cells must be a number >= 1 or 'auto', got {cells!r}")
+    return make_cells(Phi, n, seed=seed)
+
+
+def fit_taste(Y, Phi: np.ndarray, *, fit: str = "auto", cells: int | str | Cells = "auto", threads: int = 1,
               scheduler: str | None = None, **kwargs) -> Tastes:
     """The taste fit by name: ``"exact"`` (:func:`~mir.recommend.affinity.fit_taste_model`, every track in every
     normaliser), ``"cells"`` (:func:`fit_taste_cells`) or ``"auto"``: exact while :func:`auto_cells` keeps one
-    track per cell (up to 2,000 tracks, e.g. the demo), else cells. ``kwargs``: the fits' shared arguments."""
-    if fit not in FITS:
-        raise ParameterError(f"fit must be one of {', '.join(FITS)}; got {fit!r}")
-    n_items = np.shape(Phi)[0]
-    if fit == "exact" or (fit == "auto" and cells == "auto" and auto_cells(n_items) >= n_items):
+    track per cell (up to 2,000 tracks, e.g. the demo), else cells. ``cells``: a number, "auto" or
+    :class:`Cells` already made (:func:`cells_for`). ``kwargs``: the fits' shared arguments."""
+    if is_exact(np.shape(Phi)[0], fit, cells):
         from .affinity import fit_taste_model
 
         return fit_taste_model(Y, Phi, **kwargs)
