@@ -488,3 +488,40 @@ def test_a_model_trained_on_flat_genres_is_evaluated_at_its_granularity_on_two_l
     assert on_two["genre/accuracy"] == on_flat["genre/accuracy"]
     assert on_two["genre_top/names"] == sorted({g.split("/")[0] for g in GENRES})
     assert on_two["genre_top/accuracy"] == on_flat["genre_top/accuracy"] >= on_two["genre/accuracy"]
+
+
+def test_a_run_can_start_from_a_checkpoint_keeping_the_heads_whose_vocabulary_matches(tiny, tmp_path):
+    from mir.catalog.labels import genre_top
+
+    run(tiny, tmp_path / "base.pt")
+    base = weights(tmp_path / "base.pt")
+    config = TrainConfig(**{**QUICK, "epochs": 0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (LabelWarning, MetricWarning))
+        same = train(tiny["prepared"], tmp_path / "same.pt", config=config, base=tmp_path / "base.pt")
+        assert_same_weights(base, weights(same.path))  # same vocabularies: backbone and both heads
+        assert load_checkpoint(same.path).extra["base_heads_kept"] == ["tag", "genre"]
+        # the genres one level up: a new genre head, the backbone and the tag head as the base's
+        frame = pd.read_csv(tiny["labels"])
+        frame["genre"] = [genre_top(g) for g in frame["genre"]]
+        top_csv = Path(tiny["labels"]).with_name(f"top-{tmp_path.name}.csv")  # beside the audio: paths resolve
+        frame.to_csv(top_csv, index=False)
+        top = prepare(tiny["lib"], top_csv, splits=tiny["data"] / "clips.parquet")
+        assert len(top.labels.genres) < len(tiny["prepared"].labels.genres)
+        other = train(top, tmp_path / "top.pt", config=config, base=tmp_path / "base.pt")
+        scratch = train(top, tmp_path / "scratch.pt", config=config)
+    w, w0 = weights(other.path), weights(scratch.path)
+    assert w["genre_head.weight"].shape[0] == len(top.labels.genres)
+    assert all(torch.equal(w[k], base[k]) for k in w if not k.startswith("genre_head."))
+    assert torch.equal(w["genre_head.weight"], w0["genre_head.weight"])  # the seed's fresh head
+    assert load_checkpoint(other.path).extra["base_heads_kept"] == ["tag"]
+    # a state from a run with a base is not resumed by one without, and a preset that does not fit says so
+    one = TrainConfig(**{**QUICK, "epochs": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (LabelWarning, MetricWarning))
+        train(top, tmp_path / "one.pt", config=one, base=tmp_path / "base.pt")
+    with pytest.raises(ModelError, match="other labels, splits or settings"):
+        train(top, tmp_path / "one.pt", config=one, resume=True)
+    with pytest.raises(ModelError, match="choose the matching --preset"):
+        train(top, tmp_path / "x.pt", config=TrainConfig(**{**QUICK, "model": "fast", "epochs": 0}),
+              base=tmp_path / "base.pt")

@@ -61,7 +61,7 @@ def cmd_train(args) -> int:
           f"in RAM; model {config.model}, {torch.get_num_threads()} threads")
     resume = True if args.resume else (False if args.restart else None)
     result = train(data, args.out, config=config, resume=resume, progress=_progress(args),
-                   log=lambda line: print(line, flush=True))
+                   log=lambda line: print(line, flush=True), base=args.base)
     m = result.metrics
     print(f"train: best epoch {result.best_epoch} of {m['epochs_run']}"
           + (" (stopped early)" if result.stopped_early else "") + f"; wrote {result.path} (model {result.model_id})")
@@ -155,7 +155,10 @@ def register(sub) -> None:
     s.add_argument("--ssl", default=None, metavar="DIR|LIB",
                    help="fine-tune a model's backbone contrastively on this unlabelled audio: a corpus from `mir dataset "
                         "build` (its train split), a library, or any folder of audio files")
-    s.add_argument("--base", default=None, metavar="MODEL", help="checkpoint to start from (default: the shipped model)")
+    p.add_argument("--base", default=None, metavar="MODEL",
+                   help="checkpoint to start from: with --ssl its whole model (default: the shipped model); otherwise "
+                        "its backbone, and its tag/genre heads where their vocabularies equal the labels' (default: "
+                        "random weights)")
     s.add_argument("--steps", type=int, default=1000, help="contrastive steps (default 1000)")
     s.add_argument("--ssl-batch", type=int, default=32, metavar="N", help="tracks per step, two views each (default 32)")
     s.add_argument("--ssl-lr", type=float, default=3e-4, help="AdamW learning rate (default 3e-4)")

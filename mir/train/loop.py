@@ -353,15 +353,41 @@ def load_state(path: str | os.PathLike) -> dict:
     return payload
 
 
-def _fingerprint(data: TrainingData, config: TrainConfig, model_config: ModelConfig) -> str:
+def _fingerprint(data: TrainingData, config: TrainConfig, model_config: ModelConfig, base_id: str | None = None) -> str:
     cfg = config.to_dict()
     for volatile in ("epochs", "patience"):
         cfg.pop(volatile)
-    blob = json.dumps({"data": data.fingerprint(), "train": cfg, "model": model_config.to_dict()}, sort_keys=True)
+    about = {"data": data.fingerprint(), "train": cfg, "model": model_config.to_dict()}
+    if base_id is not None:  # runs from scratch keep the fingerprint they had
+        about["base"] = base_id
+    blob = json.dumps(about, sort_keys=True)
     return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 
 
 # --- the loop ----------------------------------------------------------------------------------
+def warm_start(base: str | os.PathLike, model_config: ModelConfig, tags, genres) -> tuple[dict, str, list[str]]:
+    """What a run on ``model_config`` takes from checkpoint ``base``: ``(weights, base model id, heads
+    kept)``. The backbone always (its shape must match the preset's); the tag head and the genre head
+    only where the base's vocabulary equals the labels' (names and order); a track head never."""
+    from ..models import load_checkpoint
+
+    loaded = load_checkpoint(base)
+    mine, theirs = model_config, loaded.config
+    if (mine.n_mels, tuple(mine.widths), mine.embed_dim) != (theirs.n_mels, tuple(theirs.widths), theirs.embed_dim):
+        raise ModelError(f"{base}: its backbone (n_mels {theirs.n_mels}, widths {list(theirs.widths)}, embedding "
+                         f"{theirs.embed_dim}) differs from the preset's (n_mels {mine.n_mels}, widths "
+                         f"{list(mine.widths)}, embedding {mine.embed_dim}); choose the matching --preset")
+    drop = {"track_head."}
+    kept = []
+    for head, same in (("tag_head.", list(loaded.tags) == list(tags)), ("genre_head.", list(loaded.genres) == list(genres))):
+        if same:
+            kept.append(head.split("_")[0])
+        else:
+            drop.add(head)
+    state = {k: v for k, v in loaded.model.state_dict().items() if not any(k.startswith(d) for d in drop)}
+    return state, loaded.model_id, kept
+
+
 def init_model(model_config: ModelConfig, seed: int) -> nn.Module:
     """The untrained model a run with ``seed`` starts from (seeds torch's global RNG)."""
     torch.manual_seed(seed)
@@ -378,6 +404,7 @@ def train(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     on_epoch_end: Callable[[dict], None] | None = None,
+    base: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train a tagger on ``data`` and write it to ``out``; return what happened.
 
@@ -394,15 +421,20 @@ def train(
     log : called with one line per epoch (e.g. ``print``)
     on_epoch_end : called with the epoch's history entry after its state is saved (tests use it
         to interrupt a run)
+    base : a checkpoint to start from instead of random weights (:func:`warm_start`: its backbone, and
+        its heads where the vocabularies match); part of what a resumed state must match
     """
     t_start = time.monotonic()
     say = log or (lambda msg: None)
     out = Path(out)
     model_config = config.model_config(data.labels, data.bank.n_mels)
-    fingerprint = _fingerprint(data, config, model_config)
+    start = None if base is None else warm_start(base, model_config, data.labels.tags, data.labels.genres)
+    fingerprint = _fingerprint(data, config, model_config, None if start is None else start[1])
     train_idx, valid_idx = _check_splits(data)
     steps_per_epoch = _steps_per_epoch(len(train_idx), config)
-    run = _start_run(config, model_config, steps_per_epoch)
+    run = _start_run(config, model_config, steps_per_epoch, None if start is None else start[0])
+    if start is not None:
+        say(f"starting from {base} (model {start[1]}): backbone" + "".join(f", {h} head" for h in start[2]))
     _resume(run, last_path(out), fingerprint, resume, say)
     start_epoch = run.epoch
     batches = _Batches(data, config, train_idx)
@@ -428,6 +460,7 @@ def train(
     extra = {
         "train_config": config.to_dict(), "labels": data.labels.source, "splits": data.splits_source,
         "n_tracks": data.counts(), "fingerprint": fingerprint,
+        **({} if start is None else {"base_model": start[1], "base_heads_kept": start[2]}),
         "train_seconds": float(sum(h.get("seconds", 0.0) for h in run.history)),
     }
     mid = save_checkpoint(out, run.model, config=model_config, tags=data.labels.tags, genres=data.labels.genres,
@@ -501,9 +534,11 @@ def _steps_per_epoch(n_train: int, config: TrainConfig) -> int:
     return max(1, n_draws // config.batch_size) if n_draws >= 2 else 1
 
 
-def _start_run(config: TrainConfig, model_config: ModelConfig, steps_per_epoch: int) -> _Run:
-    """A fresh run: seeded model and numpy RNG, AdamW, warm-up + cosine schedule."""
+def _start_run(config: TrainConfig, model_config: ModelConfig, steps_per_epoch: int, weights: dict | None = None) -> _Run:
+    """A fresh run: seeded model (``weights`` loaded over it) and numpy RNG, AdamW, warm-up + cosine schedule."""
     model = init_model(model_config, config.seed)
+    if weights is not None:
+        model.load_state_dict(weights, strict=False)
     rng = np.random.default_rng(config.seed)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
