@@ -189,8 +189,9 @@ def test_listening_histories(tiny, labels):
 
 
 # --- determinism and resume -------------------------------------------------------------------------------
-def test_same_seed_is_byte_identical(tiny, tmp_path, score_cache):
-    again = build("mirdemo", "tiny", tmp_path / "again", seed=0, workers=1, progress=False,
+def test_same_seed_is_byte_identical_with_two_worker_processes(tiny, tmp_path, score_cache):
+    # the fixture was built in one process; this build renders in a pool of two (mir.parallel.process_pool)
+    again = build("mirdemo", "tiny", tmp_path / "again", seed=0, workers=2, progress=False,
                   cache_dir=score_cache, soundfonts=FONTS)
     assert _digests(again.path) == _digests(tiny.path)
 

@@ -22,7 +22,6 @@ import concurrent.futures as cf
 import datetime as _dt
 import hashlib
 import json
-import multiprocessing
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -347,8 +346,9 @@ def _run(fn, jobs: list[tuple], *, workers: int, progress, weights: list[int]):
             yield fn(*job)
             progress.update(wgt)
         return
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    from ..parallel import process_pool
+
+    with process_pool(workers) as pool:  # its workers exit with the build when it is killed
         futures = {pool.submit(fn, *job): wgt for job, wgt in zip(jobs, weights)}
         try:
             for fut in cf.as_completed(futures):
