@@ -136,6 +136,8 @@ def cmd_evaluate(args) -> int:
 
 
 def register(sub) -> None:
+    from ..models.builders import TRACK_EMBEDDINGS  # torch-free
+
     p = sub.add_parser("train", help="train a tagger (tags + genre) on a labelled library",
                        description="Train a tagger on the analysed tracks of LIB labelled in a CSV "
                                    "(track,genre,tags). Checkpoints every epoch to <out>.last.pt; "
@@ -151,14 +153,14 @@ def register(sub) -> None:
     p.add_argument("--track-head", default=None, metavar="BACKBONE",
                    help="instead of training a CNN, train a track-level head (pooled chunk outputs + chroma, "
                         "rhythm and tempo descriptors) on this trained checkpoint's frozen backbone")
-    s = p.add_argument_group("self-supervised (contrastive) training on unlabelled audio, with LIB's labels replayed")
-    s.add_argument("--ssl", default=None, metavar="DIR|LIB",
-                   help="fine-tune a model's backbone contrastively on this unlabelled audio: a corpus from `mir dataset "
-                        "build` (its train split), a library, or any folder of audio files")
     p.add_argument("--base", default=None, metavar="MODEL",
                    help="checkpoint to start from: with --ssl its whole model (default: the shipped model); otherwise "
                         "its backbone, and its tag/genre heads where their vocabularies equal the labels' (default: "
                         "random weights)")
+    s = p.add_argument_group("self-supervised (contrastive) training on unlabelled audio, with LIB's labels replayed")
+    s.add_argument("--ssl", default=None, metavar="DIR|LIB",
+                   help="fine-tune a model's backbone contrastively on this unlabelled audio: a corpus from `mir dataset "
+                        "build` (its train split), a library, or any folder of audio files")
     s.add_argument("--steps", type=int, default=1000, help="contrastive steps (default 1000)")
     s.add_argument("--ssl-batch", type=int, default=32, metavar="N", help="tracks per step, two views each (default 32)")
     s.add_argument("--ssl-lr", type=float, default=3e-4, help="AdamW learning rate (default 3e-4)")
@@ -170,7 +172,7 @@ def register(sub) -> None:
     s.add_argument("--ssl-max-seconds", type=float, default=None, metavar="S",
                    help="decode at most S seconds of each track (bounds memory; default: whole tracks)")
     p.add_argument("--track-hidden", type=int, default=128, metavar="N", help="width of the track head (default 128)")
-    p.add_argument("--track-embedding", choices=["head", "backbone"], default="head",
+    p.add_argument("--track-embedding", choices=list(TRACK_EMBEDDINGS), default="head",
                    help="the track embedding that `mir tag` stores and `mir index` indexes: the track head's hidden "
                         "layer (trained on the render labels) or the backbone's mean chunk embedding (default head)")
     p.add_argument("--seed", type=int, default=0)

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import LabelError, ParameterError
 from ..models import build_model, load_checkpoint, save_checkpoint
+from ..models.builders import TRACK_EMBEDDINGS
 from ..models.inference import predict_chunk_outputs
 from ..models.track_head import pool_chunks
 from .evaluate import score_final
@@ -56,8 +57,8 @@ class HeadConfig:
                 raise ParameterError(f"{key} must be a positive int, got {v!r}")
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
             raise ParameterError(f"patience must be an int ≥ 0, got {self.patience!r}")
-        if self.embedding not in ("head", "backbone"):
-            raise ParameterError(f"embedding must be 'head' or 'backbone', got {self.embedding!r}")
+        if self.embedding not in TRACK_EMBEDDINGS:
+            raise ParameterError(f"embedding must be one of {TRACK_EMBEDDINGS}, got {self.embedding!r}")
         for key, lo, hi in (("lr", 0.0, math.inf), ("weight_decay", 0.0, math.inf), ("dropout", 0.0, 1.0),
                             ("full_share", 0.0, 1.0)):
             v = getattr(self, key)
