@@ -525,3 +525,19 @@ def test_a_run_can_start_from_a_checkpoint_keeping_the_heads_whose_vocabulary_ma
     with pytest.raises(ModelError, match="choose the matching --preset"):
         train(top, tmp_path / "x.pt", config=TrainConfig(**{**QUICK, "model": "fast", "epochs": 0}),
               base=tmp_path / "base.pt")
+
+
+def test_a_frozen_backbone_run_trains_only_the_heads(tiny, tmp_path):
+    run(tiny, tmp_path / "base.pt")
+    base = weights(tmp_path / "base.pt")
+    config = TrainConfig(**{**QUICK, "epochs": 2, "freeze_backbone": True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (LabelWarning, MetricWarning))
+        with pytest.raises(ParameterError, match="needs a base model"):
+            train(tiny["prepared"], tmp_path / "nobase.pt", config=config)
+        frozen = train(tiny["prepared"], tmp_path / "frozen.pt", config=config, base=tmp_path / "base.pt")
+    w = weights(frozen.path)
+    heads = [k for k in w if k.startswith(("tag_head.", "genre_head."))]
+    assert all(torch.equal(w[k], base[k]) for k in w if k not in heads)  # batch-norm statistics included
+    assert any(not torch.equal(w[k], base[k]) for k in heads)
+    assert load_checkpoint(frozen.path).extra["train_config"]["freeze_backbone"] is True

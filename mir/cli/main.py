@@ -34,7 +34,7 @@ _OS_FIXES = {
 }
 
 # modules under mir.cli that register sub-commands, in help order
-COMMAND_MODULES = ["library", "dataset", "train", "gate", "adapt", "tag", "index", "similar", "recommend", "generate",
+COMMAND_MODULES = ["library", "dataset", "train", "gate", "style", "adapt", "tag", "index", "similar", "recommend", "generate",
                    "demo", "serve"]
 
 

@@ -47,8 +47,13 @@ def cmd_train(args) -> int:
         chunks_per_track=args.chunks_per_track, patience=8 if args.patience is None else args.patience,
         balance=args.balance,
         augment=aug, seed=args.seed, precision=args.precision, val_chunks=args.val_chunks,
-        chunk_frames=args.chunk_frames,
+        chunk_frames=args.chunk_frames, freeze_backbone=args.freeze_backbone,
     )
+    if args.freeze_backbone and (args.track_head or args.ssl or not args.base):
+        from ..errors import ParameterError
+
+        raise ParameterError("--freeze-backbone keeps the backbone of --base MODEL while the tag and genre heads train; "
+                             "it needs --base, and does not go with --track-head (always frozen) or --ssl (trains it)")
     lib = Library(args.library)
     data = prepare(lib, args.labels, splits=args.splits, progress=_progress(args))
     if args.track_head:
@@ -157,6 +162,8 @@ def register(sub) -> None:
                    help="checkpoint to start from: with --ssl its whole model (default: the shipped model); otherwise "
                         "its backbone, and its tag/genre heads where their vocabularies equal the labels' (default: "
                         "random weights)")
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="with --base: keep its backbone as it is and train only the tag and genre heads")
     s = p.add_argument_group("self-supervised (contrastive) training on unlabelled audio, with LIB's labels replayed")
     s.add_argument("--ssl", default=None, metavar="DIR|LIB",
                    help="fine-tune a model's backbone contrastively on this unlabelled audio: a corpus from `mir dataset "

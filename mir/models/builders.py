@@ -53,6 +53,9 @@ class ModelConfig:
     dropout: float = 0.5
     track_hidden: int = 0  # width of the track-level head (mir.models.track_head); 0 = no head
     track_embedding: str = "head"  # the track embedding of a model with a head: its hidden layer, or the backbone's
+    style_block: int = -1  # ≥ 0: index the style embedding of this block's statistics (mir.models.style)
+    style_mfcc: int = 20  # MFCCs in the style statistics
+    style_weight: float = 0.5  # weight of the MFCC part of the style embedding
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(self.widths))
@@ -66,6 +69,12 @@ class ModelConfig:
             raise ParameterError(f"track_hidden must be an int ≥ 0, got {self.track_hidden!r}")
         if self.track_embedding not in TRACK_EMBEDDINGS:
             raise ParameterError(f"track_embedding must be one of {TRACK_EMBEDDINGS}, got {self.track_embedding!r}")
+        if isinstance(self.style_block, bool) or not isinstance(self.style_block, int) or not -1 <= self.style_block < len(self.widths):
+            raise ParameterError(f"style_block must be -1 (none) or a block index below {len(self.widths)}, got {self.style_block!r}")
+        if isinstance(self.style_mfcc, bool) or not isinstance(self.style_mfcc, int) or not 1 <= self.style_mfcc <= self.n_mels:
+            raise ParameterError(f"style_mfcc must be an int in [1, n_mels={self.n_mels}], got {self.style_mfcc!r}")
+        if isinstance(self.style_weight, bool) or not isinstance(self.style_weight, (int, float)) or not self.style_weight >= 0:
+            raise ParameterError(f"style_weight must be a number ≥ 0, got {self.style_weight!r}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ParameterError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
@@ -75,8 +84,10 @@ class ModelConfig:
 
     @property
     def output_dim(self) -> int:
-        """Size of the track embedding the model outputs: the track head's width if it has one and
-        its hidden layer is the embedding, else the backbone's."""
+        """Size of the track embedding the model outputs: the style embedding's if it has a style block,
+        the track head's width if it has one and its hidden layer is the embedding, else the backbone's."""
+        if self.style_block >= 0:
+            return 2 * self.widths[self.style_block] + 2 * self.style_mfcc
         return self.track_hidden if self.track_hidden and self.track_embedding == "head" else self.embed_dim
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +99,9 @@ class ModelConfig:
             del d["track_hidden"]  # models without a track head keep the config (and model id) they had
         if self.track_embedding == "head":
             del d["track_embedding"]  # likewise models that index the head's hidden layer
+        if self.style_block < 0:
+            for key in ("style_block", "style_mfcc", "style_weight"):
+                del d[key]  # and models without a style embedding
         return d
 
     @classmethod
@@ -155,6 +169,9 @@ def build_model(config: ModelConfig) -> "ShortChunkCNN":
         n_genres=config.n_genres,
         track_hidden=config.track_hidden,
         track_embedding=config.track_embedding,
+        style_block=config.style_block,
+        style_mfcc=config.style_mfcc,
+        style_weight=config.style_weight,
     )
 
 

@@ -179,7 +179,8 @@ def predict_chunks(model: nn.Module, chunks: torch.Tensor | np.ndarray, *, preci
     """Run ``model`` on one batch ``[batch, n_mels, frames]``; per-chunk probabilities and embeddings (float32).
 
     Returns ``tag_probs [batch, n_tags]``, ``genre_probs [batch, n_genres]``, ``embedding [batch, d]``
-    (unit vectors). Runs under ``torch.inference_mode()``; bf16 autocast when ``precision`` resolves to
+    (unit vectors) and, for a model with a style block, ``stats [batch, style dim]`` (:mod:`mir.models.style`).
+    Runs under ``torch.inference_mode()``; bf16 autocast when ``precision`` resolves to
     bf16; the heads' outputs are turned into probabilities in fp32.
     """
     x = torch.as_tensor(chunks, dtype=torch.float32)
@@ -193,11 +194,14 @@ def predict_chunks(model: nn.Module, chunks: torch.Tensor | np.ndarray, *, preci
                 else contextlib.nullcontext())
     with torch.inference_mode(), autocast:
         out = model(x)
-    return {
+    result = {
         "tag_probs": torch.sigmoid(out.tags.float()).numpy(),
         "genre_probs": torch.softmax(out.genre.float(), dim=-1).numpy(),
         "embedding": F.normalize(out.embedding.float(), dim=-1).numpy(),
     }
+    if out.stats is not None:
+        result["stats"] = out.stats.float().numpy()
+    return result
 
 
 def predict_logmels(
@@ -235,7 +239,7 @@ def predict_logmels(
     Returns
     -------
     dict with ``tag_probs [n, n_tags]``, ``genre_probs [n, n_genres]``, ``embedding [n, d]`` (float32,
-    rows L2-normalised) and ``n_chunks [n]`` (int64), where ``n = len(mels)``; with a gate also
+    rows L2-normalised; the style embedding for a model with a style block) and ``n_chunks [n]`` (int64), where ``n = len(mels)``; with a gate also
     ``music [n]`` (float32, probability that the track is music).
     """
     inner = getattr(model, "_orig_mod", model)
@@ -250,6 +254,8 @@ def predict_logmels(
         from .track_head import pool_chunks
 
         result.update(head.predict(pool_chunks(per_chunk, counts), context))
+    if "stats" in result:  # a model with a style block indexes its style embedding
+        result["embedding"] = inner.style.embed(result.pop("stats"))
     if music_gate is not None:
         from .gate import gate_features
 
@@ -282,7 +288,8 @@ def predict_chunk_outputs(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per-chunk outputs of ``model`` for ``mels`` before aggregation (arguments as :func:`predict_logmels`).
 
-    Returns ``(per_chunk, counts)``: ``tag_probs``, ``genre_probs``, ``embedding`` with one row per
+    Returns ``(per_chunk, counts)``: ``tag_probs``, ``genre_probs``, ``embedding`` (and ``stats`` for a
+    model with a style block) with one row per
     chunk, grouped by track in track order, and ``counts[i]`` = chunks of track ``i``.
     """
     chunk_frames = _positive_int(chunk_frames, "chunk_frames")
@@ -302,6 +309,8 @@ def predict_chunk_outputs(
         "genre_probs": np.empty((len(plan), n_genres), np.float32),
         "embedding": np.empty((len(plan), d), np.float32),
     }
+    if getattr(inner, "style", None) is not None:
+        per_chunk["stats"] = np.empty((len(plan), inner.style.dim), np.float32)
     buf = np.empty((batch_size, n_mels, chunk_frames), dtype=np.float32)
     was_training = inner.training
     inner.eval()

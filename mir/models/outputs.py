@@ -13,3 +13,4 @@ class TaggerOutput(NamedTuple):
     tags: torch.Tensor  # [batch, n_tags] logits
     genre: torch.Tensor  # [batch, n_genres] logits
     embedding: torch.Tensor  # [batch, embed_dim], unit L2 norm
+    stats: torch.Tensor | None = None  # [batch, style dim] style statistics (mir.models.style), if the model has them

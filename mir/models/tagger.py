@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from ..errors import ParameterError
 from .blocks import ResBlock2d
 from .outputs import TaggerOutput
+from .style import StyleStats
 from .track_head import TrackHead, pooled_dim
 
 
@@ -48,6 +49,12 @@ class ShortChunkCNN(nn.Module):
         Width of the optional track-level head (:mod:`mir.models.track_head`), which turns a
         whole track's chunk outputs plus its descriptors into track outputs; 0 = none (track
         outputs are means over chunks).
+    track_embedding : str
+        With a track head: ``"head"`` (its hidden layer) or ``"backbone"`` (the mean chunk embedding).
+    style_block, style_mfcc, style_weight : int, int, float
+        ``style_block ≥ 0``: that block's channel statistics and the input's ``style_mfcc`` MFCC
+        statistics form each chunk's ``stats`` (:mod:`mir.models.style`); the track's style
+        embedding (MFCC part weighted by ``style_weight``) is then what the model indexes.
     """
 
     def __init__(
@@ -61,6 +68,9 @@ class ShortChunkCNN(nn.Module):
         n_genres: int,
         track_hidden: int = 0,
         track_embedding: str = "head",
+        style_block: int = -1,
+        style_mfcc: int = 20,
+        style_weight: float = 0.5,
     ):
         super().__init__()
         widths = [int(w) for w in widths]
@@ -77,6 +87,11 @@ class ShortChunkCNN(nn.Module):
         self.tag_head = nn.Linear(embed_dim, n_tags)
         self.genre_head = nn.Linear(embed_dim, n_genres)
         self._init_weights()
+        if not -1 <= style_block < len(widths):
+            raise ParameterError(f"style_block must be -1 (none) or a block index in [0, {len(widths)}), got {style_block}")
+        self.style_block = int(style_block)
+        self.style = (StyleStats(channels=widths[style_block], n_mels=self.n_mels, n_mfcc=style_mfcc,
+                                 mfcc_weight=style_weight) if style_block >= 0 else None)
         self.track_head = (TrackHead(in_dim=pooled_dim(embed_dim, n_tags, n_genres), hidden=track_hidden,
                                      n_tags=n_tags, n_genres=n_genres, dropout=dropout, embedding=track_embedding,
                                      backbone_dim=embed_dim) if track_hidden else None)
@@ -113,15 +128,24 @@ class ShortChunkCNN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Un-normalised shared embedding ``[batch, embed_dim]`` (input of both heads)."""
-        x = self.input_norm(self._as_image(x))
-        x = self.blocks(x)
+        return self._features(x)[0]
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The shared embedding and, for a model with a style block, the chunks' style statistics."""
+        mel = self._as_image(x)
+        x, stats = self.input_norm(mel), None
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == self.style_block:
+                stats = self.style(x, mel)
         x = torch.amax(x, dim=(2, 3))  # global max pool over what is left of freq and time
-        return self.embed_norm(self.project(x))
+        return self.embed_norm(self.project(x)), stats
 
     def forward(self, x: torch.Tensor) -> TaggerOutput:
-        h = self.features(x)
+        h, stats = self._features(x)
         z = self.dropout(F.relu(h))
-        return TaggerOutput(tags=self.tag_head(z), genre=self.genre_head(z), embedding=F.normalize(h, dim=-1))
+        return TaggerOutput(tags=self.tag_head(z), genre=self.genre_head(z), embedding=F.normalize(h, dim=-1),
+                            stats=stats)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised embedding ``[batch, embed_dim]``."""

@@ -39,11 +39,14 @@ def corpus_clips(music_dir: str | os.PathLike, nonmusic_dir: str | os.PathLike, 
 
 
 def clip_features(model, paths: Sequence[str], durations: Sequence[float], *, chunk_frames: int,
-                  max_seconds: float = 60.0, on_clip: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Gate features of audio files (at most ``max_seconds`` from each file's middle).
+                  max_seconds: float = 60.0, on_clip: Callable[[], None] | None = None,
+                  features: Callable[[dict, np.ndarray], np.ndarray] = gate_features,
+                  width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Features of audio files (at most ``max_seconds`` from each file's middle), by default the gate's.
 
-    Returns ``(features [k, 2·d] float32, kept [k] int)``: indices of the files that decoded;
-    a file mir refuses (silent, unreadable) is left out.
+    ``features(per_chunk, counts)`` turns one file's chunk outputs into a ``[1, width]`` row
+    (``width`` defaults to the gate's ``2·embed_dim``). Returns ``(features [k, width] float32,
+    kept [k] int)``: indices of the files that decoded; a file mir refuses (silent, unreadable) is left out.
     """
     from .. import audio
     from ..config import get_config
@@ -62,11 +65,11 @@ def clip_features(model, paths: Sequence[str], durations: Sequence[float], *, ch
         mel = log_mel(y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
                       fmin=cfg.fmin, fmax=cfg.fmax)
         per_chunk, counts = predict_chunk_outputs(model, [mel], chunk_frames=chunk_frames, fixed_batch=False)
-        rows.append(gate_features(per_chunk, counts)[0])
+        rows.append(features(per_chunk, counts)[0])
         kept.append(i)
         if on_clip is not None:
             on_clip()
-    d = 2 * getattr(getattr(model, "_orig_mod", model), "embed_dim")
+    d = width or 2 * getattr(getattr(model, "_orig_mod", model), "embed_dim")
     return (np.asarray(rows, np.float32).reshape(-1, d), np.asarray(kept, np.int64))
 
 

@@ -58,6 +58,9 @@ BALANCE = ("loss", "sampling", "none")
 ANALYSIS_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax")  # feature settings a checkpoint records
 
 
+HEADS = ("tag_head", "genre_head")  # what a frozen-backbone run trains
+
+
 # --- configuration -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainConfig:
@@ -83,6 +86,7 @@ class TrainConfig:
     val_chunks: int | None = None  # chunks per validation track: None = all non-overlapping ones
     precision: str = "fp32"  # fp32, bf16 (autocast) or auto
     channels_last: bool = True
+    freeze_backbone: bool = False  # train only the tag and genre heads (needs a base model's backbone)
 
     def __post_init__(self):
         if self.model not in PRESETS:
@@ -428,13 +432,16 @@ def train(
     say = log or (lambda msg: None)
     out = Path(out)
     model_config = config.model_config(data.labels, data.bank.n_mels)
+    if config.freeze_backbone and base is None:
+        raise ParameterError("freeze_backbone needs a base model whose backbone to keep (mir train --base MODEL)")
     start = None if base is None else warm_start(base, model_config, data.labels.tags, data.labels.genres)
     fingerprint = _fingerprint(data, config, model_config, None if start is None else start[1])
     train_idx, valid_idx = _check_splits(data)
     steps_per_epoch = _steps_per_epoch(len(train_idx), config)
     run = _start_run(config, model_config, steps_per_epoch, None if start is None else start[0])
     if start is not None:
-        say(f"starting from {base} (model {start[1]}): backbone" + "".join(f", {h} head" for h in start[2]))
+        say(f"starting from {base} (model {start[1]}): backbone" + " (frozen)" * config.freeze_backbone
+            + "".join(f", {h} head" for h in start[2]))
     _resume(run, last_path(out), fingerprint, resume, say)
     start_epoch = run.epoch
     batches = _Batches(data, config, train_idx)
@@ -542,7 +549,11 @@ def _start_run(config: TrainConfig, model_config: ModelConfig, steps_per_epoch: 
     rng = np.random.default_rng(config.seed)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.freeze_backbone:
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(HEADS))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, config.epochs * steps_per_epoch))
     return _Run(model, optimizer, scheduler, rng, best={"state": _clone_state(model), "score": -math.inf, "epoch": 0})
@@ -614,6 +625,10 @@ def _train_epoch(run: _Run, batches: _Batches, config: TrainConfig, steps_per_ep
     from tqdm import tqdm
 
     run.model.train()
+    if config.freeze_backbone:  # its batch-norm statistics stay the base's
+        for name, module in run.model.named_children():
+            if not name.startswith(HEADS + ("dropout",)):
+                module.eval()
     order = batches.order(run.rng)
     losses: list[float] = []
     bar = tqdm(range(steps_per_epoch), desc=f"epoch {run.epoch + 1}/{config.epochs}", unit="step",
