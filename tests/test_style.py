@@ -154,38 +154,3 @@ def test_cli_train_style_reports_and_writes(corpus, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "standardised on 6 train tracks" in out and "valid 5-NN package accuracy (6 tracks)" in out
     assert json.loads((tmp_path / "r.json").read_text())["model_id"] == load_checkpoint(tmp_path / "s.pt").model_id
-
-
-@pytest.mark.parametrize("min_tracks", [2, 100])
-def test_adapt_restandardises_the_style_block_on_a_large_enough_library(corpus, tmp_path, monkeypatch, min_tracks):
-    from helpers import write_clip
-
-    import mir.train.adapt as adapt_mod
-    from mir.catalog import Library
-    from mir.catalog.predictions import library_model
-    from mir.train.contrastive import SSLConfig
-    from mir.train.style import waves_stats
-    from mir.train.views import Views
-
-    root, base = corpus
-    train_style(root, base, tmp_path / "styled.pt", block=1, n_mfcc=8, max_seconds=2.0)
-    styled = load_checkpoint(tmp_path / "styled.pt")
-    for i in range(3):
-        write_clip(tmp_path / "music" / f"c{i}.wav", seed=i, seconds=5.0)
-    lib = Library.open_or_create(tmp_path / "lib")
-    lib.scan([tmp_path / "music"])
-    monkeypatch.setattr(adapt_mod, "MIN_REFIT_TRACKS", min_tracks)
-    torch.set_num_threads(1)
-    result = adapt_mod.adapt(lib, base=tmp_path / "styled.pt",
-                             config=SSLConfig(steps=2, batch_size=2, supervised_weight=0.0, views=Views(codec=0.0)))
-    adapted = load_checkpoint(library_model(lib))
-    assert adapted.model_id == result.model_id and adapted.config.style_block == 1
-    if min_tracks == 2:  # the library's own statistics
-        import mir.train.contrastive as c
-
-        waves = c.WaveBank.load(sorted(str(p) for p in (tmp_path / "music").iterdir()), max_seconds=60.0).waves
-        stats = waves_stats(adapted.model.eval(), waves, SR, chunk_frames=adapted.config.chunk_frames)
-        np.testing.assert_allclose(adapted.model.style.shift.numpy(), stats.mean(0), rtol=1e-4, atol=1e-4)
-        assert adapted.metrics["style_refit"]["tracks"] == 3
-    else:  # too few tracks: the corpus's standardisation stays
-        assert torch.equal(adapted.model.style.shift, styled.model.style.shift)

@@ -4,14 +4,10 @@ The base model (the library's current model, else the packaged default) keeps it
 chunk tag and genre outputs on the same views are a distillation target, so the tags it learned are
 not forgotten while the backbone learns what sets the library's own recordings apart. The result is
 written under ``LIB/models/`` and recorded as the library's model: ``mir tag`` and ``mir index`` use
-it from then on. A model with a style block (:mod:`mir.models.style`) has its style statistics
-re-standardised on the library's own tracks when there are at least ``MIN_REFIT_TRACKS`` of them
-(the adapted backbone's statistics move, and within one library its own spread is what tells tracks
-apart); with fewer, the base model's standardisation stays.
+it from then on.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Callable
@@ -21,7 +17,6 @@ import numpy as np
 from ..catalog.predictions import resolve_model, set_library_model
 from ..errors import CatalogError
 from .contrastive import SSLConfig, SSLResult, WaveBank, train_ssl
-from .style import MIN_REFIT_TRACKS, refit_style
 
 ADAPT = SSLConfig(steps=200, batch_size=32, supervised_weight=0.0, distill_weight=1.0)
 
@@ -42,12 +37,6 @@ def adapt(lib, *, base: str | os.PathLike | None = None, out: str | os.PathLike 
     bank = WaveBank.load(list(tracks["path"]), offsets=offsets, max_seconds=max_seconds, progress=progress, log=log)
     out = Path(out) if out is not None else lib.root / "models" / "adapted.pt"
     result = train_ssl(base_path, bank, out, config=config, keep_head=True, progress=progress, log=log)
-    if result.model_id and len(bank) >= MIN_REFIT_TRACKS:
-        refit = refit_style(out, bank.waves, bank.sr, out)
-        if refit is not None:
-            result = dataclasses.replace(result, model_id=refit)
-            if log is not None:
-                log(f"style statistics re-standardised on the library's {len(bank)} tracks (model {refit})")
     if result.model_id:
         set_library_model(lib, out, model_id=result.model_id, base=str(base_path), tracks=len(bank))
     return result

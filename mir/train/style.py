@@ -15,6 +15,8 @@ sound alike.
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -97,40 +99,3 @@ def train_style(music_dir, model_path, out, *, block: int = 3, n_mfcc: int = 20,
                                          thresholds=loaded.thresholds, metrics={**loaded.metrics, "style": report},
                                          analysis=loaded.analysis, extra=loaded.extra)
     return report
-
-
-#: fewest tracks whose statistics re-standardise a style block after `mir adapt`; below it the base's stay
-MIN_REFIT_TRACKS = 32
-
-
-def waves_stats(model, waves, sr: int, *, chunk_frames: int) -> np.ndarray:
-    """``[n, style dim]`` mean chunk style statistics of decoded waveforms (every non-overlapping chunk)."""
-    from ..config import get_config
-    from ..features import log_mel
-    from ..models.inference import aggregate, predict_chunk_outputs
-
-    cfg = get_config().analysis
-    if sr != cfg.sample_rate:
-        raise ParameterError(f"the waveforms are at {sr} Hz but the analysis rate is {cfg.sample_rate} Hz")
-    rows = []
-    for w in waves:
-        mel = log_mel(np.asarray(w, np.float32), sr=sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-                      n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
-        rows.append(aggregate(*predict_chunk_outputs(model, [mel], chunk_frames=chunk_frames, fixed_batch=False))["stats"][0])
-    return np.asarray(rows, np.float64)
-
-
-def refit_style(model_path, waves, sr: int, out) -> str | None:
-    """Re-standardise the style block of ``model_path`` on ``waves`` and write ``out``; its id (None: no style block)."""
-    from ..models import load_checkpoint
-    from ..models.checkpoint import save_checkpoint
-    from ..models.inference import prepare_model
-
-    loaded = load_checkpoint(model_path)
-    if loaded.model.style is None:
-        return None
-    model = loaded.model.eval()
-    model.style.set_standardisation(waves_stats(prepare_model(model), waves, sr, chunk_frames=loaded.config.chunk_frames))
-    metrics = {**loaded.metrics, "style_refit": {"tracks": len(waves), "base_model_id": loaded.model_id}}
-    return save_checkpoint(out, model, config=loaded.config, tags=loaded.tags, genres=loaded.genres,
-                           thresholds=loaded.thresholds, metrics=metrics, analysis=loaded.analysis, extra=loaded.extra)
