@@ -226,3 +226,22 @@ def test_plain_gate_round_trip():
     back = MusicGate.from_plain(g.to_plain())
     x = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]])
     np.testing.assert_allclose(back.probability(x), 1 / (1 + np.exp(-np.array([2.25, -1.75]))), rtol=1e-6)
+
+
+def test_short_crops_give_every_music_clip_a_short_copy():
+    from mir.train.gate import SHORT, short_crops
+
+    music = [{"path": f"{i}.ogg", "duration": d, "music": 1, "kind": "music"} for i, d in enumerate([300.0, 4.0, 60.0])]
+    crops = short_crops(music)
+    assert [c["path"] for c in crops] == ["0.ogg", "1.ogg", "2.ogg"] and all(c["music"] == 1 for c in crops)
+    assert all(SHORT[0] <= c["seconds"] <= SHORT[1] and c["seconds"] <= c["duration"] for c in crops)
+    assert crops == short_crops(music)  # deterministic
+
+
+def test_clip_features_honour_per_clip_lengths(clips):
+    model = load_checkpoint(clips["model"]).model
+    paths, durations = clips["paths"][:2], [4.0, 4.0]
+    whole, _ = clip_features(model, paths, durations, chunk_frames=80, max_seconds=60.0)
+    short, _ = clip_features(model, paths, durations, chunk_frames=80, max_seconds=60.0, lengths=[1.5, 60.0])
+    assert not np.allclose(whole[0], short[0]) and np.allclose(whole[1], short[1])
+    assert np.allclose(short[0][16:], 0.0)  # one chunk: no spread

@@ -4,7 +4,9 @@ Data: a ``realmusic`` corpus (music tracks; ``mir dataset build realmusic``) aga
 corpus (espeak speech, the realmusic packages' sound effects, silence, hum, noise; ``mir dataset
 build nonmusic``), by their own ``train`` / ``valid`` / ``test`` splits (whole packages, voices).
 Each clip goes through the model as ``mir tag`` sends a track (every non-overlapping chunk), at most
-``max_seconds`` from its middle; its features are :func:`mir.models.gate.gate_features`.
+``max_seconds`` from its middle; its features are :func:`mir.models.gate.gate_features`. Every music
+track also gives a short crop of 2–7 s (:func:`short_crops`), so that length does not tell music from
+effects: most effects fit in one chunk, and a one-chunk clip has zero chunk spread.
 
 Fit: scikit-learn's L2 logistic regression on standardised features, balanced class weights; the
 inverse regularisation ``C`` with the best ``valid`` ROC-AUC is kept. The fitted numbers are copied
@@ -23,6 +25,7 @@ from ..errors import AudioError, ParameterError
 from ..models.gate import GATE_KEY, MusicGate, gate_features
 
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+SHORT = (2.0, 7.0)  # seconds of the short music crops: the span of most sound effects
 SPLITS = ("train", "valid", "test")
 
 
@@ -34,19 +37,32 @@ def corpus_clips(music_dir: str | os.PathLike, nonmusic_dir: str | os.PathLike, 
         raise ParameterError(f"split must be one of {SPLITS}, got {split!r}")
     music = sorted(realmusic.tracks(music_dir, split=split), key=lambda r: r["path"])
     other = sorted(nonmusic.clips(nonmusic_dir, split=split), key=lambda r: r["path"])
-    return ([{"path": r["path"], "duration": r["duration"], "music": 1, "kind": "music"} for r in music]
+    whole = [{"path": r["path"], "duration": r["duration"], "music": 1, "kind": "music"} for r in music]
+    return (whole + short_crops(whole)
             + [{"path": r["path"], "duration": r["duration"], "music": 0, "kind": r["kind"]} for r in other])
+
+
+def short_crops(music: list[dict], *, low: float = SHORT[0], high: float = SHORT[1], seed: int = 0) -> list[dict]:
+    """One short crop (``seconds`` in ``[low, high]``, from the middle) of every music clip, as music.
+
+    Most sound effects are shorter than two chunks, and no soundtrack is: without short music the gate
+    learns that a one-chunk clip (chunk spread zero) is not music, and calls every short song noise.
+    """
+    rng = np.random.default_rng(seed)
+    lengths = rng.uniform(low, high, size=len(music))
+    return [c | {"seconds": round(float(min(s, c["duration"])), 3), "crop": "short"} for c, s in zip(music, lengths)]
 
 
 def clip_features(model, paths: Sequence[str], durations: Sequence[float], *, chunk_frames: int,
                   max_seconds: float = 60.0, on_clip: Callable[[], None] | None = None,
                   features: Callable[[dict, np.ndarray], np.ndarray] = gate_features,
-                  width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  width: int | None = None, lengths: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features of audio files (at most ``max_seconds`` from each file's middle), by default the gate's.
 
     ``features(per_chunk, counts)`` turns one file's chunk outputs into a ``[1, width]`` row
     (``width`` defaults to the gate's ``2·embed_dim``). Returns ``(features [k, width] float32,
     kept [k] int)``: indices of the files that decoded; a file mir refuses (silent, unreadable) is left out.
+    ``lengths[i]``: at most this many seconds of file ``i`` (within ``max_seconds``).
     """
     from .. import audio
     from ..config import get_config
@@ -56,7 +72,7 @@ def clip_features(model, paths: Sequence[str], durations: Sequence[float], *, ch
     cfg = get_config().analysis
     rows, kept = [], []
     for i, (path, duration) in enumerate(zip(paths, durations)):
-        seconds = min(float(duration), max_seconds)
+        seconds = min(float(duration), max_seconds, max_seconds if lengths is None else float(lengths[i]))
         try:
             y = audio.load(path, sr=cfg.sample_rate, offset=max(0.0, (float(duration) - seconds) / 2),
                            duration=seconds)
@@ -117,22 +133,26 @@ def split_features(model, clips: list[dict], *, chunk_frames: int, max_seconds: 
                    cache: Path | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """``(features, labels, kept clips)`` of ``clips``; read from / written to ``cache`` (``.npz``) when given."""
     paths = [c["path"] for c in clips]
+    lengths = [float(c.get("seconds", max_seconds)) for c in clips]
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
-            if list(z["paths"]) == paths and float(z["max_seconds"]) == max_seconds:
+            if (list(z["paths"]) == paths and float(z["max_seconds"]) == max_seconds
+                    and "lengths" in z and list(z["lengths"]) == lengths):
                 kept = z["kept"]
                 return z["features"], np.array([clips[i]["music"] for i in kept]), [clips[i] for i in kept]
     from tqdm import tqdm
 
     with tqdm(total=len(clips), disable=not progress, unit="clip") as bar:
         feats, kept = clip_features(model, paths, [c["duration"] for c in clips], chunk_frames=chunk_frames,
-                                    max_seconds=max_seconds, on_clip=lambda: bar.update())
+                                    max_seconds=max_seconds, on_clip=lambda: bar.update(),
+                                    lengths=[c.get("seconds", max_seconds) for c in clips])
     if cache is not None:
         from ..atomic import write_with
 
         def save(tmp):
             with open(tmp, "wb") as fh:
-                np.savez(fh, paths=np.array(paths), kept=kept, features=feats, max_seconds=max_seconds)
+                np.savez(fh, paths=np.array(paths), kept=kept, features=feats, max_seconds=max_seconds,
+                         lengths=np.array(lengths))
 
         write_with(cache, save)
     return feats, np.array([clips[i]["music"] for i in kept]), [clips[i] for i in kept]
@@ -167,7 +187,8 @@ def train_gate(music_dir, nonmusic_dir, model_path, out, *, max_seconds: float =
         "max_seconds": max_seconds, "C": fit["C"], "valid_auc_by_C": fit["valid_auc"],
         "valid_auc": round(roc_auc(vy, p_valid), 4), "test_auc": round(roc_auc(ty, p_test), 4),
         "test_auc_per_kind": {str(k): round(roc_auc(ty[(kinds == k) | (ty == 1)], p_test[(kinds == k) | (ty == 1)]), 4)
-                              for k in sorted(set(kinds) - {"music"})},
+                              for k in sorted(set(kinds[ty == 0]))},
+        "short_music_seconds": list(SHORT),
     }
     report["model_id"] = write_gated(loaded, gate, out, metrics=report)
     return report
