@@ -11,8 +11,9 @@ packages' effects, silence, hum, noise), at most ``--nonmusic-per-kind`` per kin
 
 Embeddings compared (each model given; the shipped default always):
 
-- ``<model> indexed``: what ``mir tag`` stores and ``mir index`` searches — for a model with a track
-  head its 128-d track-head vector — computed by :func:`mir.tagging.predict_files` on the excerpt files;
+- ``<model> indexed``: what ``mir tag`` stores and ``mir index`` searches (the style embedding of a
+  model with a style block, else the track head's or the backbone's vector, as the model says),
+  computed by :func:`mir.tagging.predict_files` on the excerpt files;
 - ``<model> backbone``: the backbone's 256-d chunk embeddings averaged over half-overlapping chunks
   (hop ≈ half a chunk, spread over the excerpt), L2-normalised;
 - ``mfcc``: mean and standard deviation of 20 MFCCs (librosa), each dimension standardised with

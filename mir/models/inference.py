@@ -239,7 +239,8 @@ def predict_logmels(
     Returns
     -------
     dict with ``tag_probs [n, n_tags]``, ``genre_probs [n, n_genres]``, ``embedding [n, d]`` (float32,
-    rows L2-normalised; the style embedding for a model with a style block) and ``n_chunks [n]`` (int64), where ``n = len(mels)``; with a gate also
+    rows L2-normalised; the style embedding for a model with a style block) and ``n_chunks [n]``
+    (int64), where ``n = len(mels)``; with a gate also
     ``music [n]`` (float32, probability that the track is music).
     """
     inner = getattr(model, "_orig_mod", model)
