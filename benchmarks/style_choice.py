@@ -9,7 +9,7 @@ Standardisation statistics come from the ``train`` split: one 10 s excerpt from 
 
 For every backbone block of the model (``--model``, default the shipped one) the excerpts get that
 block's channel statistics (:func:`mir.models.style.channel_stats`, averaged over non-overlapping
-chunks) and MFCC statistics (:class:`mir.models.style.StyleStats`), standardised with the train
+chunks) and MFCC statistics (:func:`mir.models.style.mfcc_stats`), standardised with the train
 statistics and combined as :meth:`~mir.models.style.StyleStats.embed` does, for each MFCC weight.
 Measures (:mod:`mir.train.retrieval_metrics`): same-recording P@3 and 5-NN balanced accuracy by
 package (neighbours from other tracks), beside the backbone's chunk mean and the MFCC part alone.
@@ -61,10 +61,10 @@ def features(model, waves: list[np.ndarray], chunk_frames: int) -> dict[str, np.
     from mir.config import get_config
     from mir.features import log_mel
     from mir.models.inference import chunk_starts, cut_chunks
-    from mir.models.style import StyleStats, channel_stats
+    from mir.models.style import channel_stats, dct_matrix, mfcc_stats
 
     cfg = get_config().analysis
-    mfcc = StyleStats(channels=1, n_mels=model.n_mels, n_mfcc=20, mfcc_weight=1.0)
+    dct = torch.from_numpy(dct_matrix(model.n_mels, 20)).float()
     rows: dict[str, list[np.ndarray]] = {}
     model.eval()
     for y in waves:
@@ -75,7 +75,7 @@ def features(model, waves: list[np.ndarray], chunk_frames: int) -> dict[str, np.
             for i, block in enumerate(model.blocks):
                 h = block(h)
                 rows.setdefault(f"block {i}", []).append(channel_stats(h).mean(0).numpy())
-            rows.setdefault("mfcc", []).append(mfcc(torch.zeros(len(x), 1, 1, 1), x)[:, 2:].mean(0).numpy())
+            rows.setdefault("mfcc", []).append(mfcc_stats(x, dct).mean(0).numpy())
             emb = torch.nn.functional.normalize(model.features(x), dim=-1).mean(0)
             rows.setdefault("backbone", []).append(torch.nn.functional.normalize(emb, dim=0).numpy())
     return {k: np.asarray(v, np.float64) for k, v in rows.items()}

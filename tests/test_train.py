@@ -541,3 +541,25 @@ def test_a_frozen_backbone_run_trains_only_the_heads(tiny, tmp_path):
     assert all(torch.equal(w[k], base[k]) for k in w if k not in heads)  # batch-norm statistics included
     assert any(not torch.equal(w[k], base[k]) for k in heads)
     assert load_checkpoint(frozen.path).extra["train_config"]["freeze_backbone"] is True
+
+
+def test_fingerprint_of_whole_model_runs_is_unchanged_by_the_freeze_option():
+    """States saved before ``freeze_backbone`` existed still resume: the field is hashed only when set."""
+    import hashlib
+    import json
+
+    from mir.models import debug
+    from mir.train.loop import _fingerprint
+
+    class Data:
+        def fingerprint(self):
+            return "data"
+
+    model_config = debug(n_tags=3, n_genres=2)
+    cfg = TrainConfig(**QUICK).to_dict()
+    for key in ("epochs", "patience", "freeze_backbone"):
+        cfg.pop(key)
+    before = hashlib.blake2b(json.dumps({"data": "data", "train": cfg, "model": model_config.to_dict()},
+                                        sort_keys=True).encode(), digest_size=8).hexdigest()
+    assert _fingerprint(Data(), TrainConfig(**QUICK), model_config) == before
+    assert _fingerprint(Data(), TrainConfig(**{**QUICK, "freeze_backbone": True}), model_config) != before

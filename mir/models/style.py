@@ -45,6 +45,14 @@ def channel_stats(h: torch.Tensor) -> torch.Tensor:
     return torch.cat([flat.mean(dim=2), flat.std(dim=2, unbiased=False)], dim=1)
 
 
+def mfcc_stats(mel_db: torch.Tensor, dct: torch.Tensor) -> torch.Tensor:
+    """``[b, 2·n_mfcc]``: mean and standard deviation over time of the MFCCs ``dct @ mel`` of log-mels
+    ``mel_db [b, 1, n_mels, T]`` (``dct``: :func:`dct_matrix` as a tensor), in fp32 even under autocast."""
+    with torch.autocast("cpu", enabled=False):
+        mfcc = torch.einsum("km,bmt->bkt", dct, mel_db.float()[:, 0])
+        return torch.cat([mfcc.mean(dim=2), mfcc.std(dim=2, unbiased=False)], dim=1)
+
+
 class StyleStats(nn.Module):
     """Per-chunk style statistics and the track-level style embedding (see the module docstring)."""
 
@@ -65,9 +73,7 @@ class StyleStats(nn.Module):
 
     def forward(self, block_out: torch.Tensor, mel_db: torch.Tensor) -> torch.Tensor:
         """Raw statistics ``[b, dim]`` of a chunk batch: the style block's output and the log-mel input ``[b, 1, n_mels, T]``."""
-        with torch.autocast("cpu", enabled=False):  # statistics in fp32 even under bf16 autocast
-            mfcc = torch.einsum("km,bmt->bkt", self.dct, mel_db.float()[:, 0])
-            return torch.cat([channel_stats(block_out), mfcc.mean(dim=2), mfcc.std(dim=2, unbiased=False)], dim=1)
+        return torch.cat([channel_stats(block_out), mfcc_stats(mel_db, self.dct)], dim=1)
 
     def set_standardisation(self, stats: np.ndarray) -> None:
         """Freeze per-value mean and std of training tracks' statistics ``[n, dim]`` (no spread: scale 1)."""

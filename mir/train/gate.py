@@ -145,7 +145,7 @@ def split_features(model, clips: list[dict], *, chunk_frames: int, max_seconds: 
     with tqdm(total=len(clips), disable=not progress, unit="clip") as bar:
         feats, kept = clip_features(model, paths, [c["duration"] for c in clips], chunk_frames=chunk_frames,
                                     max_seconds=max_seconds, on_clip=lambda: bar.update(),
-                                    lengths=[c.get("seconds", max_seconds) for c in clips])
+                                    lengths=lengths)
     if cache is not None:
         from ..atomic import write_with
 

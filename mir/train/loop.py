@@ -361,6 +361,8 @@ def _fingerprint(data: TrainingData, config: TrainConfig, model_config: ModelCon
     cfg = config.to_dict()
     for volatile in ("epochs", "patience"):
         cfg.pop(volatile)
+    if not cfg["freeze_backbone"]:
+        del cfg["freeze_backbone"]  # runs that train the whole model keep the fingerprint they had
     about = {"data": data.fingerprint(), "train": cfg, "model": model_config.to_dict()}
     if base_id is not None:  # runs from scratch keep the fingerprint they had
         about["base"] = base_id

@@ -76,6 +76,7 @@ def train_style(music_dir, model_path, out, *, block: int = 3, n_mfcc: int = 20,
     if not -1 < block < loaded.config.n_blocks:
         raise ParameterError(f"--block must name one of the model's blocks, 0 to {loaded.config.n_blocks - 1}; got {block}")
     model, config = with_style(loaded, block=block, n_mfcc=n_mfcc, weight=weight)
+    model = prepare_model(model)
     chunk = loaded.config.chunk_frames
     stats, _, train_rows = corpus_stats(model, music_dir, "train", chunk_frames=chunk, max_seconds=max_seconds,
                                         progress=progress)
@@ -85,7 +86,7 @@ def train_style(music_dir, model_path, out, *, block: int = 3, n_mfcc: int = 20,
     model.style.set_standardisation(stats)
     report = {"base_model_id": loaded.model_id, "block": block, "n_mfcc": n_mfcc, "mfcc_weight": weight,
               "max_seconds": max_seconds, "train_tracks": len(train_rows)}
-    v_stats, v_emb, v_rows = corpus_stats(prepare_model(model), music_dir, "valid", chunk_frames=chunk,
+    v_stats, v_emb, v_rows = corpus_stats(model, music_dir, "valid", chunk_frames=chunk,
                                           max_seconds=max_seconds, progress=progress)
     packages = [r["package"] for r in v_rows]
     report["valid_tracks"] = len(v_rows)
