@@ -142,6 +142,21 @@ def test_mixture_weights_are_fitted_to_the_better_component(rng):
     assert np.allclose(Mixture.from_dict(mix.to_dict()).probs(np.full(k, 1 / k), [0, 0, 0]), step)
 
 
+
+def test_sampling_cache_equals_the_fitted_cache(rng):
+    """Mixture.probs (sampling, one step at a time) and cache_probs (fitting, a whole sequence) agree."""
+    from mir.generate.mixture import Mixture, cache_probs
+
+    k = 6
+    uni = rng.dirichlet(np.ones(k))
+    tokens = rng.integers(0, k, size=40)
+    for gamma, decay in ((1.0, 1.0), (3.0, 0.95)):
+        fitted = cache_probs(tokens, k, uni, gamma, decay)
+        mix = Mixture(np.array([0.0, 0.0, 1.0]), np.full((k + 1, k), 1 / k), uni, gamma, decay)
+        for t in (0, 1, 7, 39):
+            assert np.allclose(mix.probs(np.full(k, 1 / k), tokens[:t].tolist()), fitted[t])
+
+
 # --- sampling -------------------------------------------------------------------------------------
 def make_pool(n_tracks: int, per_track: int, k: int, rng) -> Pool:
     track = np.repeat(np.arange(n_tracks), per_track)
