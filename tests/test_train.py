@@ -123,6 +123,72 @@ def test_wrong_columns_is_an_error(tiny, tmp_path):
         resolve_labels(tiny["lib"], bad)
 
 
+def weighted_labels(tiny, path: Path, weight_of) -> Path:
+    """The tiny labels (absolute paths) with a ``weight`` column: ``weight_of(row index)`` (a string)."""
+    frame = pd.read_csv(tiny["labels"], keep_default_na=False)
+    frame["track"] = [str(tiny["data"] / t) for t in frame["track"]]
+    frame["weight"] = [weight_of(i) for i in range(len(frame))]
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_label_weights_are_read_checked_and_kept_by_subsets(tiny, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LabelWarning)
+        plain = resolve_labels(tiny["lib"], tiny["labels"])
+        weighted = resolve_labels(tiny["lib"], weighted_labels(tiny, tmp_path / "w.csv", lambda i: ["", "2", "0.5"][i % 3]))
+    assert plain.weights is None
+    assert weighted.hashes == plain.hashes and weighted.weights.tolist() == [[1.0, 2.0, 0.5][i % 3] for i in range(N_TINY)]
+    assert weighted.subset(np.arange(3)).weights.tolist() == [1.0, 2.0, 0.5]
+    assert weighted.fingerprint() != plain.fingerprint()
+    for bad in ("-1", "x", "inf", "nan"):
+        path = weighted_labels(tiny, tmp_path / "bad.csv", lambda i: bad if i == 4 else "1")
+        with pytest.raises(LabelError, match=rf"bad.csv line 6: weight '{bad}' is not a number ≥ 0"):
+            resolve_labels(tiny["lib"], path)
+    zero = weighted_labels(tiny, tmp_path / "zero.csv", lambda i: "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LabelWarning)
+        data = prepare(tiny["lib"], zero, splits=tiny["splits"])
+    with pytest.raises(LabelError, match="every training track has weight 0"):
+        train(data, tmp_path / "m.pt", config=TrainConfig(**{**QUICK, "epochs": 1}))
+
+
+def test_draw_counts_have_the_weights_as_expectation(rng):
+    from mir.train.data import draw_counts
+
+    assert draw_counts(None, 4, rng).tolist() == [1, 1, 1, 1]
+    w = np.array([0.0, 1.0, 3.0, 0.25, 2.5])
+    draws = np.stack([draw_counts(w, 5, rng) for _ in range(4000)])
+    assert (draws[:, :3] == [0, 1, 3]).all() and set(np.unique(draws[:, 3])) == {0, 1} and set(np.unique(draws[:, 4])) == {2, 3}
+    np.testing.assert_allclose(draws.mean(axis=0), w, atol=0.03)
+
+
+def test_weighted_epochs_draw_tracks_by_weight(tiny, tmp_path):
+    """A weight-0 track is never drawn, a weight-3 track three times as often as a weight-1 track; in
+    chunk training, with genre-balanced sampling on top, and in track-head training."""
+    from mir.train.loop import _Batches, _check_splits
+    from mir.train.track_head import HeadConfig, _HeadEpochs
+
+    path = weighted_labels(tiny, tmp_path / "w.csv", lambda i: ["0", "1", "3"][i % 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LabelWarning)
+        data = prepare(tiny["lib"], path, splits=tiny["splits"])
+    train_idx, _ = _check_splits(data)
+    w = data.labels.weights
+    for balance in ("loss", "sampling"):
+        batches = _Batches(data, TrainConfig(**{**QUICK, "balance": balance}), train_idx)
+        rows = np.concatenate([batches.order(np.random.default_rng(s)) for s in range(30)])
+        counts = np.bincount(rows, minlength=len(w))[train_idx]
+        assert counts[w[train_idx] == 0].sum() == 0
+        if balance == "loss":  # exact multiples: integer weights
+            assert (counts == 30 * QUICK["chunks_per_track"] * w[train_idx]).all()
+        else:
+            assert counts[w[train_idx] == 3].mean() > 2 * counts[w[train_idx] == 1].mean()
+    epochs = _HeadEpochs.__new__(_HeadEpochs)  # just its draw: the order of one epoch
+    epochs.weights, epochs.train_idx, epochs.rng = w[train_idx], train_idx, np.random.default_rng(0)
+    assert (np.bincount(epochs.order(), minlength=len(train_idx)) == w[train_idx]).all()
+
+
 def test_empty_label_set_is_an_error(tiny, tmp_path):
     first = tiny["labels"].read_text().splitlines()[1].split(",")[0]
     bad = write_csv(tmp_path / "labels.csv", f"track,genre,tags\n{first},,\n")

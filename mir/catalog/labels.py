@@ -7,7 +7,10 @@ A UTF-8 CSV with a header row and exactly the columns ``track,genre,tags``:
            two-level genre (``folk/jig``), and a flat name is read as its own leaf
 ``tags``   zero or more tags separated by ``|`` (e.g. ``strings|minor|fast``)
 
-Every row needs a track and at least one label. Tracks are unique.
+An optional fourth column ``weight`` (a number ≥ 0, empty = 1) says how much a track counts in
+training: ``mir train`` draws it ``weight`` times as often as a track of weight 1 (e.g. 3 for a
+smaller collection trained beside a larger one, 0 to keep a track out of training but in the
+file). Every row needs a track and at least one label. Tracks are unique.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from .. import atomic
 from ..errors import LabelError
 
 COLUMNS = ("track", "genre", "tags")
+WEIGHT = "weight"  # the optional fourth column
 TAG_SEPARATOR = "|"
 
 
@@ -69,7 +73,8 @@ def split_tags(text: str) -> tuple[str, ...]:
 
 def load_labels(path: str | os.PathLike, *, check_files: bool = False):
     """Read a labels file into a DataFrame with columns ``track`` (str), ``genre`` (str, ``""``
-    when absent) and ``tags`` (tuple of str), in file order.
+    when absent) and ``tags`` (tuple of str), in file order; plus ``weight`` (float) when the file
+    has that column.
 
     Raises :class:`~mir.errors.LabelError` naming the file and line for a missing file, wrong
     header, empty track, duplicate track, a row without any label, or (``check_files=True``)
@@ -90,18 +95,22 @@ def load_labels(path: str | os.PathLike, *, check_files: bool = False):
     except StopIteration:
         raise LabelError(f"{path}: empty file; expected a header line '{','.join(COLUMNS)}'") from None
     header = [h.strip().lower() for h in header]
-    if tuple(header) != COLUMNS:
-        raise LabelError(f"{path} line 1: columns are {header}; expected exactly {list(COLUMNS)} (track,genre,tags)")
-    tracks, genres, tags = [], [], []
+    if tuple(header) not in (COLUMNS, COLUMNS + (WEIGHT,)):
+        raise LabelError(f"{path} line 1: columns are {header}; expected exactly {list(COLUMNS)} (track,genre,tags), "
+                         f"optionally followed by {WEIGHT!r}")
+    width = len(header)
+    tracks, genres, tags, weights = [], [], [], []
     first_line: dict[str, int] = {}
     for row in reader:
         line = reader.line_num
         if not row or all(not c.strip() for c in row):
             continue
-        if len(row) != len(COLUMNS):
-            raise LabelError(f"{path} line {line}: {len(row)} fields, expected {len(COLUMNS)} (track,genre,tags); "
+        if len(row) != width:
+            raise LabelError(f"{path} line {line}: {len(row)} fields, expected {width} ({','.join(header)}); "
                              "quote fields that contain commas")
-        track, genre, tag_text = (c.strip() for c in row)
+        track, genre, tag_text = (c.strip() for c in row[:3])
+        if width > 3:
+            weights.append(_weight(row[3].strip(), path, line))
         if not track:
             raise LabelError(f"{path} line {line}: empty track")
         if track in first_line:
@@ -120,7 +129,23 @@ def load_labels(path: str | os.PathLike, *, check_files: bool = False):
         if missing:
             raise LabelError(f"{path}: {len(missing)} track(s) not found relative to {path.parent}, "
                              f"e.g. line {first_line[missing[0]]}: {missing[0]!r}")
-    return pd.DataFrame({"track": tracks, "genre": genres, "tags": tags})
+    frame = pd.DataFrame({"track": tracks, "genre": genres, "tags": tags})
+    if width > 3:
+        frame[WEIGHT] = weights
+    return frame
+
+
+def _weight(text: str, path: Path, line: int) -> float:
+    """A row's training weight: empty means 1; otherwise a finite number ≥ 0."""
+    if not text:
+        return 1.0
+    try:
+        w = float(text)
+    except ValueError:
+        w = float("nan")
+    if not (w >= 0 and w != float("inf")):
+        raise LabelError(f"{path} line {line}: weight {text!r} is not a number ≥ 0 (leave it empty for 1)")
+    return w
 
 
 def format_labels(rows) -> str:

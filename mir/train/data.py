@@ -115,6 +115,8 @@ class LabelSet:
     y_tags : np.ndarray [shape=(n, n_tags)], float32 in {0, 1}
     y_genre : np.ndarray [shape=(n,)], int64 in ``[-1, n_genres)``; -1 = no genre label
     source : the labels file
+    weights : np.ndarray [shape=(n,)] float64 ≥ 0, how often training draws each track (1 = as usual);
+        None when the file has no ``weight`` column
     """
 
     hashes: tuple[str, ...]
@@ -124,6 +126,7 @@ class LabelSet:
     y_tags: np.ndarray = field(repr=False)
     y_genre: np.ndarray = field(repr=False)
     source: str = ""
+    weights: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -134,6 +137,8 @@ class LabelSet:
         h.update(json.dumps([self.hashes, self.tags, self.genres]).encode())
         h.update(np.ascontiguousarray(self.y_tags, dtype=np.uint8).tobytes())
         h.update(np.ascontiguousarray(self.y_genre, dtype=np.int64).tobytes())
+        if self.weights is not None:  # labels without weights keep the fingerprint they had
+            h.update(np.ascontiguousarray(self.weights, dtype=np.float64).tobytes())
         return h.hexdigest()
 
     def subset(self, mask_or_index) -> "LabelSet":
@@ -141,7 +146,7 @@ class LabelSet:
         return LabelSet(
             hashes=tuple(self.hashes[i] for i in idx), refs=tuple(self.refs[i] for i in idx),
             tags=self.tags, genres=self.genres, y_tags=self.y_tags[idx], y_genre=self.y_genre[idx],
-            source=self.source,
+            source=self.source, weights=None if self.weights is None else self.weights[idx],
         )
 
 
@@ -189,10 +194,34 @@ def resolve_labels(
         raise LabelError(f"{labels_path}: no genre occurs on {min_count} or more tracks; the genre column "
                          "must name one genre per track")
     y_tags, y_genre = _label_matrices(rows, tag_vocab, genre_vocab)
+    weights = None
+    if "weight" in frame.columns:
+        of_ref = dict(zip(frame["track"], frame["weight"]))
+        weights = np.array([of_ref[r[1]] for r in rows], dtype=np.float64)
     return LabelSet(
         hashes=tuple(r[0] for r in rows), refs=tuple(r[1] for r in rows), tags=tuple(tag_vocab),
-        genres=tuple(genre_vocab), y_tags=y_tags, y_genre=y_genre, source=str(labels_path),
+        genres=tuple(genre_vocab), y_tags=y_tags, y_genre=y_genre, source=str(labels_path), weights=weights,
     )
+
+
+def train_weights(labels: LabelSet, train_idx: np.ndarray) -> np.ndarray | None:
+    """The training tracks' weights (None when the labels have none); raises when they are all 0."""
+    if labels.weights is None:
+        return None
+    w = labels.weights[train_idx]
+    if len(w) and not w.sum() > 0:
+        raise LabelError(f"{labels.source}: every training track has weight 0; give some a weight > 0")
+    return w
+
+
+def draw_counts(weights: np.ndarray | None, n: int, rng: np.random.Generator) -> np.ndarray:
+    """How many times an epoch draws each of ``n`` tracks: ``weights`` rounded at random, so that each
+    track's expected count is its weight (all 1 when ``weights`` is None)."""
+    if weights is None:
+        return np.ones(n, dtype=np.int64)
+    w = np.asarray(weights, dtype=np.float64)
+    base = np.floor(w)
+    return (base + (rng.random(len(w)) < w - base)).astype(np.int64)
 
 
 def _match_tracks(lib, labels_path: Path, frame) -> tuple[list[tuple], list[str], list[tuple[str, str]]]:

@@ -48,7 +48,8 @@ from ..errors import LabelError, ModelError, ParameterError
 from ..models import ModelConfig, build_model, preset, save_checkpoint
 from ..models.builders import PRESETS
 from ..models.inference import predict_logmels, resolve_precision
-from .data import Augment, LabelSet, LabelWarning, LogmelBank, hash_splits, load_splits, require_analysed, resolve_labels
+from .data import (Augment, LabelSet, LabelWarning, LogmelBank, draw_counts, hash_splits, load_splits, require_analysed,
+                   resolve_labels, train_weights)
 from .evaluate import score_final
 from .metrics import MetricWarning, calibrate_thresholds
 
@@ -439,7 +440,9 @@ def train(
     start = None if base is None else warm_start(base, model_config, data.labels.tags, data.labels.genres)
     fingerprint = _fingerprint(data, config, model_config, None if start is None else start[1])
     train_idx, valid_idx = _check_splits(data)
-    steps_per_epoch = _steps_per_epoch(len(train_idx), config)
+    w = train_weights(data.labels, train_idx)
+    n_train = len(train_idx) if w is None else max(1, int(round(w.sum())))  # expected draws with weights
+    steps_per_epoch = _steps_per_epoch(n_train, config)
     run = _start_run(config, model_config, steps_per_epoch, None if start is None else start[0])
     if start is not None:
         say(f"starting from {base} (model {start[1]}): backbone" + " (frozen)" * config.freeze_backbone
@@ -585,18 +588,25 @@ class _Batches:
         labels = data.labels
         self.bank, self.config, self.train_idx = data.bank, config, train_idx
         self.pos_weight, self.genre_w = class_weights(labels, train_idx, config.balance)
+        self.weights = train_weights(labels, train_idx)
         self.sample_p = _genre_balanced_p(labels.y_genre[train_idx], len(labels.genres)) \
             if config.balance == "sampling" else None
+        if self.sample_p is not None and self.weights is not None:  # the labels' weights on top of genre balance
+            p = self.sample_p * self.weights
+            self.sample_p = p / p.sum()
         self.autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if resolve_precision(config.precision) == "bf16"
                          else contextlib.nullcontext())
         self.y_tags, self.y_genre = torch.from_numpy(labels.y_tags), torch.from_numpy(labels.y_genre)
         self.buf = np.empty((config.batch_size, data.bank.n_mels, config.chunk_frames), dtype=np.float32)
 
     def order(self, rng: np.random.Generator) -> np.ndarray:
-        """Training rows in the order one epoch visits them (``chunks_per_track`` draws per track)."""
+        """Training rows in the order one epoch visits them (``chunks_per_track`` draws per track, times
+        the track's weight when the labels have weights)."""
         if self.sample_p is None:
-            return rng.permutation(np.repeat(self.train_idx, self.config.chunks_per_track))
-        return rng.choice(self.train_idx, size=len(self.train_idx) * self.config.chunks_per_track, p=self.sample_p)
+            rows = np.repeat(self.train_idx, draw_counts(self.weights, len(self.train_idx), rng))
+            return rng.permutation(np.repeat(rows, self.config.chunks_per_track))
+        n = len(self.train_idx) if self.weights is None else int(round(self.weights.sum()))
+        return rng.choice(self.train_idx, size=n * self.config.chunks_per_track, p=self.sample_p)
 
     def loss(self, model: nn.Module, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """Loss of random augmented chunks of rows ``idx``."""

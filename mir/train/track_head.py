@@ -8,7 +8,8 @@
 The backbone runs once over every labelled track's non-overlapping chunks. Each epoch then pools
 a random subset of every training track's chunks (all of them half of the time, so the head also
 learns from what ``--chunks N`` tagging sees) and takes AdamW steps on the same loss the backbone
-was trained with. Validation pools all chunks, as inference does; the best epoch by macro ROC-AUC
+was trained with; a labels file with a ``weight`` column draws each track that many times per epoch
+on average. Validation pools all chunks, as inference does; the best epoch by macro ROC-AUC
 over tags and genres is kept (early stopping), thresholds are calibrated on the valid split, and
 the whole model (backbone + head, a new model id) is written with
 :func:`mir.models.save_checkpoint`. Seeded runs are reproducible. A run takes seconds to minutes,
@@ -32,6 +33,7 @@ from ..models.builders import TRACK_EMBEDDINGS
 from ..models.inference import predict_chunk_outputs
 from ..models.track_head import pool_chunks
 from .evaluate import score_final
+from .data import draw_counts, train_weights
 from .loop import ANALYSIS_KEYS, TrainingData, class_weights, robust_thresholds, tagging_loss, validation_scores
 
 
@@ -197,15 +199,23 @@ class _HeadEpochs:
         self.y_tags = torch.from_numpy(labels.y_tags.astype(np.float32))
         self.y_genre = torch.from_numpy(labels.y_genre.astype(np.int64))
         self.optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.weights = train_weights(labels, train_idx)  # the labels' weights: draws per epoch
         self.rng = np.random.default_rng(config.seed)
         self.ctx = torch.from_numpy(data.context[train_idx])
+
+    def order(self) -> np.ndarray:
+        """Positions in ``train_idx`` in the order one epoch visits them (each ``weight`` times on average)."""
+        n = len(self.train_idx)
+        if self.weights is None:
+            return self.rng.permutation(n)
+        return self.rng.permutation(np.repeat(np.arange(n), draw_counts(self.weights, n, self.rng)))
 
     def run(self) -> float:
         """Train one epoch; its mean loss."""
         self.head.train()
         rows, drawn = _draw(self.counts, self.rng, self.config.full_share)
         pooled = torch.from_numpy(pool_chunks({k: v[rows] for k, v in self.chunks.items()}, drawn))
-        order = self.rng.permutation(len(self.train_idx))
+        order = self.order()
         losses = []
         for b in range(0, len(order), self.config.batch_size):
             sel = order[b : b + self.config.batch_size]
