@@ -154,3 +154,11 @@ def test_cli_train_style_reports_and_writes(corpus, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "standardised on 6 train tracks" in out and "valid 5-NN package accuracy (6 tracks)" in out
     assert json.loads((tmp_path / "r.json").read_text())["model_id"] == load_checkpoint(tmp_path / "s.pt").model_id
+
+
+def test_train_style_defaults_to_the_last_block(corpus, tmp_path):
+    root, base = corpus
+    report = train_style(root, base, tmp_path / "styled.pt", n_mfcc=4, max_seconds=2.0)
+    config = load_checkpoint(tmp_path / "styled.pt").config
+    assert report["block"] == config.style_block == config.n_blocks - 1
+    assert report["mfcc_weight"] == config.style_weight == 0.7

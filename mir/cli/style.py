@@ -1,6 +1,6 @@
 """`mir train-style`: give a model a style embedding fitted on a real corpus and write the new checkpoint.
 
-    mir train-style --music DIR [--model M] --out M2 [--block 3] [--mfcc 20] [--mfcc-weight 0.5]
+    mir train-style --music DIR [--model M] --out M2 [--block I] [--mfcc 20] [--mfcc-weight 0.7]
 """
 from __future__ import annotations
 
@@ -39,10 +39,11 @@ def register(sub) -> None:
     p.add_argument("--model", "-m", type=Path, default=None,
                    help="checkpoint to extend (default: the packaged mir/models/default/default.pt)")
     p.add_argument("--out", type=Path, required=True, metavar="PATH", help="where to write the new checkpoint")
-    p.add_argument("--block", type=int, default=3, metavar="I", help="backbone block whose statistics are used (default 3)")
+    p.add_argument("--block", type=int, default=None, metavar="I",
+                   help="backbone block whose statistics are used (default: the last)")
     p.add_argument("--mfcc", type=int, default=20, metavar="N", help="MFCCs in the statistics (default 20)")
-    p.add_argument("--mfcc-weight", type=float, default=0.5, metavar="W",
-                   help="weight of the MFCC part against the block part (default 0.5)")
+    p.add_argument("--mfcc-weight", type=float, default=0.7, metavar="W",
+                   help="weight of the MFCC part against the block part (default 0.7)")
     p.add_argument("--max-seconds", type=float, default=60.0, metavar="S",
                    help="seconds from the middle of each track that go through the model (default 60)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the report as JSON")

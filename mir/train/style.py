@@ -61,9 +61,11 @@ def with_style(loaded, *, block: int, n_mfcc: int, weight: float):
     return model.eval(), config
 
 
-def train_style(music_dir, model_path, out, *, block: int = 3, n_mfcc: int = 20, weight: float = 0.5,
+def train_style(music_dir, model_path, out, *, block: int | None = None, n_mfcc: int = 20, weight: float = 0.7,
                 max_seconds: float = 60.0, progress: bool = False) -> dict:
-    """Fit the style standardisation of ``model_path`` with ``block`` on ``music_dir``'s train split; write ``out``.
+    """Fit the style standardisation of ``model_path`` with ``block`` (None: the last) on ``music_dir``'s
+    train split; write ``out``. The defaults are what ``benchmarks/style_choice.py`` chose for the shipped
+    backbone.
 
     Returns a report: model ids, track counts, and valid 5-NN package accuracy of both embeddings.
     """
@@ -73,6 +75,8 @@ def train_style(music_dir, model_path, out, *, block: int = 3, n_mfcc: int = 20,
     from .retrieval_metrics import knn_balanced_accuracy
 
     loaded = load_checkpoint(model_path)
+    if block is None:
+        block = loaded.config.n_blocks - 1
     if not -1 < block < loaded.config.n_blocks:
         raise ParameterError(f"--block must name one of the model's blocks, 0 to {loaded.config.n_blocks - 1}; got {block}")
     model, config = with_style(loaded, block=block, n_mfcc=n_mfcc, weight=weight)
