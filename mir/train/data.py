@@ -7,7 +7,8 @@ Conventions
   to the labels file's folder, or an absolute path; it is resolved through the library's
   files table (:class:`TrackResolver`).
 - :class:`LabelSet` holds one row per resolved track: ``y_tags [n, n_tags]`` float32 in {0, 1}
-  and ``y_genre [n]`` int64 class index, ``-1`` where the row has no (known) genre.
+  and ``y_genre [n]`` int64 class index, ``-1`` where the row has no (known) genre; ``weights [n]``
+  when the file has the optional ``weight`` column (how often training draws each track).
 - Splits are strings ``"train"``, ``"valid"``, ``"test"``, or ``""`` (not in any split).
 - Log-mels: ``[n_mels, frames]`` in dB (see :mod:`mir.features.logmel`); chunks are
   ``[batch, n_mels, chunk_frames]`` float32. Frames past a track's end are padded with
