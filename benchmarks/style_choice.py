@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from real_audio import SECONDS, SR, excerpt_offsets, select_music  # noqa: E402
 
 WEIGHTS = (0.0, 0.3, 0.5, 0.7, 1.0)
+SHRINKAGES = (0.0, 0.3, 0.5, 0.7)  # whitening's covariance shrinkage; 0 = no whitening
 
 
 def excerpts(rdir: Path, split: str, per_package: int, *, whole: bool) -> tuple[list[np.ndarray], list[int], list[str]]:
@@ -104,8 +105,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", type=Path, default=None, help="checkpoint whose backbone to measure (default: the shipped one)")
     ap.add_argument("--subsets", type=int, default=40, help="random 4-package draws to average over")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "style_choice.json")
-    ap.add_argument("--against", default=None, metavar="B,W",
-                    help="also compare the chosen setting draw by draw with block B at MFCC weight W")
+    ap.add_argument("--against", default=None, metavar="B,W[,S]",
+                    help="also compare the chosen setting draw by draw with block B at MFCC weight W (whitening S)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
 
@@ -113,6 +114,7 @@ def main(argv=None) -> int:
 
     from mir.models import load_checkpoint
     from mir.models.checkpoint import default_checkpoint
+    from mir.models.style import shrunk_whitening
     from mir.train.retrieval_metrics import knn_balanced_accuracy, same_recording_precision
 
     torch.set_num_threads(args.threads)
@@ -146,25 +148,37 @@ def main(argv=None) -> int:
 
     rows = [score("backbone chunk mean", lambda fit, ev: feats["backbone"][ev]),
             score("mfcc statistics", lambda fit, ev: z("mfcc", fit, ev))]
+    def style(fit: np.ndarray, ev: np.ndarray, b: int, w: float, shrink: float) -> np.ndarray:
+        """As StyleStats.embed: parts standardised on ``fit``, unit-normed, weighted; whitened on ``fit``."""
+        def combined(rows):
+            return np.hstack([_unit(z(f"block {b}", fit, rows)), w * _unit(z("mfcc", fit, rows))])
+        v = combined(ev)
+        if shrink:
+            mean, white = shrunk_whitening(combined(fit), shrink)
+            v = (v - mean) @ white
+        return _unit(v)
+
     candidates = []
     for b in range(len(loaded.model.blocks)):
         for w in WEIGHTS:
-            r = score(f"block {b} + mfcc x {w}", lambda fit, ev, b=b, w=w: _unit(np.hstack(
-                [_unit(z(f"block {b}", fit, ev)), w * _unit(z("mfcc", fit, ev))])))
-            candidates.append({**r, "block": b, "weight": w})
+            for shrink in SHRINKAGES:
+                name = f"block {b} + mfcc x {w}" + (f", whiten {shrink}" if shrink else "")
+                r = score(name, lambda fit, ev, b=b, w=w, shrink=shrink: style(fit, ev, b, w, shrink))
+                candidates.append({**r, "block": b, "weight": w, "whiten": shrink})
     rows += candidates
     best = max(candidates, key=lambda r: r["mean"])
     print(f"{len(set(groups))} tracks, {len(groups)} excerpts from {len(set(packages))} train+valid packages; "
           f"{len(subsets)} draws of 4 packages ({time.time() - t0:.0f} s)")
-    print(f"{'embedding':28s} {'P@3':>6s} {'±':>5s} {'5NN-pkg':>8s} {'±':>5s} {'mean':>6s}")
+    print(f"{'embedding':40s} {'P@3':>6s} {'±':>5s} {'5NN-pkg':>8s} {'±':>5s} {'mean':>6s}")
     for r in rows:
-        print(f"{r['embedding']:28s} {r['p_at_3']:6.3f} {r['se_p_at_3']:5.3f} {r['knn5_package']:8.3f} "
+        print(f"{r['embedding']:40s} {r['p_at_3']:6.3f} {r['se_p_at_3']:5.3f} {r['knn5_package']:8.3f} "
               f"{r['se_knn5_package']:5.3f} {r['mean']:6.3f}")
-    print(f"chosen: block {best['block']}, MFCC weight {best['weight']}")
+    print(f"chosen: block {best['block']}, MFCC weight {best['weight']}, whitening shrinkage {best['whiten']}")
     paired = None
     if args.against:
-        b, w = args.against.split(",")
-        other = next(r for r in candidates if r["block"] == int(b) and r["weight"] == float(w))
+        b, w, shrink = (args.against.split(",") + ["0"])[:3]
+        other = next(r for r in candidates
+                     if r["block"] == int(b) and r["weight"] == float(w) and r["whiten"] == float(shrink))
         paired = {"against": other["embedding"]}
         for key in ("p_at_3", "knn5_package"):
             d = np.asarray(best[f"draws_{key}"]) - np.asarray(other[f"draws_{key}"])
@@ -174,7 +188,7 @@ def main(argv=None) -> int:
                   f"{(d > 0).sum()} and behind on {(d < 0).sum()} of {len(d)} draws")
     report = {"model": loaded.model_id, "packages": sorted(set(packages)), "tracks": len(set(groups)),
               "excerpts": len(groups), "subsets": subsets, "results": rows,
-              "chosen": {"block": best["block"], "weight": best["weight"]}, "paired": paired}
+              "chosen": {"block": best["block"], "weight": best["weight"], "whiten": best["whiten"]}, "paired": paired}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")

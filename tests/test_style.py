@@ -162,3 +162,54 @@ def test_train_style_defaults_to_the_last_block(corpus, tmp_path):
     config = load_checkpoint(tmp_path / "styled.pt").config
     assert report["block"] == config.style_block == config.n_blocks - 1
     assert report["mfcc_weight"] == config.style_weight == 0.7
+
+
+def test_shrunk_whitening_inverts_the_shrunk_covariance():
+    from mir.models.style import shrunk_whitening
+
+    x = np.random.default_rng(2).normal(size=(40, 6)) @ np.diag([5.0, 2.0, 1.0, 1.0, 0.5, 0.1])
+    for s in (0.3, 0.5, 1.0):
+        mean, w = shrunk_whitening(x, s)
+        cov = np.cov(x, rowvar=False, bias=True)
+        shrunk = (1 - s) * cov + s * np.trace(cov) / 6 * np.eye(6)
+        np.testing.assert_allclose(mean, x.mean(axis=0))
+        np.testing.assert_allclose(w, w.T, atol=1e-12)
+        np.testing.assert_allclose(w @ shrunk @ w, np.eye(6), atol=1e-10)
+    np.testing.assert_allclose(shrunk_whitening(x, 1.0)[1], np.eye(6) / np.sqrt(np.trace(cov) / 6))  # no rotation
+    with pytest.raises(ParameterError, match=r"shrinkage must be in \(0, 1\]"):
+        shrunk_whitening(x, 0.0)
+    with pytest.raises(ParameterError, match="vectors that vary"):
+        shrunk_whitening(np.ones((5, 3)), 0.5)
+
+
+def test_whitened_style_embedding_is_the_whitened_combination(corpus, tmp_path):
+    from mir.models.style import shrunk_whitening
+    from mir.train.style import corpus_stats
+
+    root, base = corpus
+    report = train_style(root, base, tmp_path / "w.pt", block=1, n_mfcc=8, whiten=0.5, max_seconds=2.0)
+    plain = train_style(root, base, tmp_path / "p.pt", block=1, n_mfcc=8, whiten=0.0, max_seconds=2.0)
+    w, p = load_checkpoint(tmp_path / "w.pt"), load_checkpoint(tmp_path / "p.pt")
+    assert report["whiten"] == w.config.style_whiten == 0.5 and "style_whiten" in w.config.to_dict()
+    assert p.config.style_whiten == 0.0 and "style_whiten" not in p.config.to_dict()  # unwhitened: config as before
+    assert "style.whiten" in w.model.state_dict() and "style.whiten" not in p.model.state_dict()
+    assert report["model_id"] != plain["model_id"]
+    stats, _, _ = corpus_stats(w.model, root, "train", chunk_frames=w.config.chunk_frames, max_seconds=2.0)
+    v = w.model.style.combine(stats)
+    mean, white = shrunk_whitening(v, 0.5)
+    ref = (v - mean) @ white
+    np.testing.assert_allclose(w.model.style.embed(stats), ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(p.model.style.embed(stats), v / np.linalg.norm(v, axis=1, keepdims=True), atol=1e-6)
+    with pytest.raises(ParameterError, match="--whiten must be a shrinkage"):
+        train_style(root, base, tmp_path / "bad.pt", whiten=1.5)
+
+
+def test_cli_train_style_defaults_equal_the_functions():
+    import inspect
+
+    from mir.cli.main import build_parser
+
+    args = build_parser().parse_args(["train-style", "--music", "m", "--out", "o.pt"])
+    defaults = inspect.signature(train_style).parameters
+    assert (args.block, args.mfcc, args.mfcc_weight, args.whiten, args.max_seconds) == tuple(
+        defaults[k].default for k in ("block", "n_mfcc", "weight", "whiten", "max_seconds"))

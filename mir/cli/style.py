@@ -1,6 +1,6 @@
 """`mir train-style`: give a model a style embedding fitted on a real corpus and write the new checkpoint.
 
-    mir train-style --music DIR [--model M] --out M2 [--block I] [--mfcc 20] [--mfcc-weight 0.7]
+    mir train-style --music DIR [--model M] --out M2 [--block I] [--mfcc 20] [--mfcc-weight 0.7] [--whiten 0.7]
 """
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ def cmd_train_style(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     report = train_style(args.music, args.model or default_checkpoint(), args.out, block=args.block,
-                         n_mfcc=args.mfcc, weight=args.mfcc_weight, max_seconds=args.max_seconds,
+                         n_mfcc=args.mfcc, weight=args.mfcc_weight, whiten=args.whiten, max_seconds=args.max_seconds,
                          progress=not args.quiet and sys.stderr.isatty())
-    print(f"train-style: block {report['block']}, {report['n_mfcc']} MFCCs weighted {report['mfcc_weight']}; "
+    print(f"train-style: block {report['block']}, {report['n_mfcc']} MFCCs weighted {report['mfcc_weight']}, "
+          f"whitening shrinkage {report['whiten']}; "
           f"standardised on {report['train_tracks']} train tracks")
     if "valid_knn5_package" in report:
         k = report["valid_knn5_package"]
@@ -44,6 +45,8 @@ def register(sub) -> None:
     p.add_argument("--mfcc", type=int, default=20, metavar="N", help="MFCCs in the statistics (default 20)")
     p.add_argument("--mfcc-weight", type=float, default=0.7, metavar="W",
                    help="weight of the MFCC part against the block part (default 0.7)")
+    p.add_argument("--whiten", type=float, default=0.7, metavar="S",
+                   help="whiten the embedding with covariance shrinkage S in (0, 1]; 0 = no whitening (default 0.7)")
     p.add_argument("--max-seconds", type=float, default=60.0, metavar="S",
                    help="seconds from the middle of each track that go through the model (default 60)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the report as JSON")

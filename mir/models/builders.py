@@ -56,6 +56,7 @@ class ModelConfig:
     style_block: int = -1  # ≥ 0: index the style embedding of this block's statistics (mir.models.style)
     style_mfcc: int = 20  # MFCCs in the style statistics
     style_weight: float = 0.5  # weight of the MFCC part of the style embedding
+    style_whiten: float = 0.0  # > 0: whiten the style embedding with this covariance shrinkage (0 = no whitening)
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(self.widths))
@@ -75,6 +76,8 @@ class ModelConfig:
             raise ParameterError(f"style_mfcc must be an int in [1, n_mels={self.n_mels}], got {self.style_mfcc!r}")
         if isinstance(self.style_weight, bool) or not isinstance(self.style_weight, (int, float)) or not self.style_weight >= 0:
             raise ParameterError(f"style_weight must be a number ≥ 0, got {self.style_weight!r}")
+        if isinstance(self.style_whiten, bool) or not isinstance(self.style_whiten, (int, float)) or not 0 <= self.style_whiten <= 1:
+            raise ParameterError(f"style_whiten must be a shrinkage in [0, 1] (0 = no whitening), got {self.style_whiten!r}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ParameterError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
@@ -102,6 +105,8 @@ class ModelConfig:
         if self.style_block < 0:
             for key in ("style_block", "style_mfcc", "style_weight"):
                 del d[key]  # and models without a style embedding
+        if self.style_block < 0 or not self.style_whiten:
+            del d["style_whiten"]  # and style embeddings without whitening
         return d
 
     @classmethod
@@ -172,6 +177,7 @@ def build_model(config: ModelConfig) -> "ShortChunkCNN":
         style_block=config.style_block,
         style_mfcc=config.style_mfcc,
         style_weight=config.style_weight,
+        style_whiten=config.style_whiten,
     )
 
 

@@ -51,10 +51,11 @@ class ShortChunkCNN(nn.Module):
         outputs are means over chunks).
     track_embedding : str
         With a track head: ``"head"`` (its hidden layer) or ``"backbone"`` (the mean chunk embedding).
-    style_block, style_mfcc, style_weight : int, int, float
+    style_block, style_mfcc, style_weight, style_whiten : int, int, float, float
         ``style_block ≥ 0``: that block's channel statistics and the input's ``style_mfcc`` MFCC
         statistics form each chunk's ``stats`` (:mod:`mir.models.style`); the track's style
-        embedding (MFCC part weighted by ``style_weight``) is then what the model indexes.
+        embedding (MFCC part weighted by ``style_weight``, whitened with covariance shrinkage
+        ``style_whiten`` when > 0) is then what the model indexes.
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class ShortChunkCNN(nn.Module):
         style_block: int = -1,
         style_mfcc: int = 20,
         style_weight: float = 0.5,
+        style_whiten: float = 0.0,
     ):
         super().__init__()
         widths = [int(w) for w in widths]
@@ -91,7 +93,7 @@ class ShortChunkCNN(nn.Module):
             raise ParameterError(f"style_block must be -1 (none) or a block index in [0, {len(widths)}), got {style_block}")
         self.style_block = int(style_block)
         self.style = (StyleStats(channels=widths[style_block], n_mels=self.n_mels, n_mfcc=style_mfcc,
-                                 mfcc_weight=style_weight) if style_block >= 0 else None)
+                                 mfcc_weight=style_weight, shrinkage=style_whiten) if style_block >= 0 else None)
         self.track_head = (TrackHead(in_dim=pooled_dim(embed_dim, n_tags, n_genres), hidden=track_hidden,
                                      n_tags=n_tags, n_genres=n_genres, dropout=dropout, embedding=track_embedding,
                                      backbone_dim=embed_dim) if track_hidden else None)

@@ -22,6 +22,8 @@ import numpy as np
 
 from ..errors import ParameterError
 
+WHITEN = 0.7  # the default whitening shrinkage: what benchmarks/style_choice.py chose for the shipped backbone
+
 
 def _stats_and_embedding(per_chunk: dict, counts: np.ndarray) -> np.ndarray:
     from ..models.inference import aggregate
@@ -48,21 +50,24 @@ def corpus_stats(model, music_dir, split: str, *, chunk_frames: int, max_seconds
     return feats[:, :dim], feats[:, dim:], [rows[i] for i in kept]
 
 
-def with_style(loaded, *, block: int, n_mfcc: int, weight: float):
-    """A copy of ``loaded``'s model with a style block (standardisation not yet fitted) and its config."""
+def with_style(loaded, *, block: int, n_mfcc: int, weight: float, whiten: float = 0.0):
+    """A copy of ``loaded``'s model with a style block (standardisation and whitening not yet fitted)
+    and its config."""
     from ..models.builders import build_model
 
-    config = dataclasses.replace(loaded.config, style_block=block, style_mfcc=n_mfcc, style_weight=weight)
+    config = dataclasses.replace(loaded.config, style_block=block, style_mfcc=n_mfcc, style_weight=weight,
+                                 style_whiten=whiten)
     model = build_model(config)
     state = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("style.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or set(missing) != {"style.shift", "style.scale"}:
+    fitted = {"style.shift", "style.scale"} | ({"style.center", "style.whiten"} if whiten else set())
+    if unexpected or set(missing) != fitted:
         raise ParameterError(f"cannot add a style block to model {loaded.model_id}: missing {missing}, unexpected {unexpected}")
     return model.eval(), config
 
 
 def train_style(music_dir, model_path, out, *, block: int | None = None, n_mfcc: int = 20, weight: float = 0.7,
-                max_seconds: float = 60.0, progress: bool = False) -> dict:
+                whiten: float = WHITEN, max_seconds: float = 60.0, progress: bool = False) -> dict:
     """Fit the style standardisation of ``model_path`` with ``block`` (None: the last) on ``music_dir``'s
     train split; write ``out``. The defaults are what ``benchmarks/style_choice.py`` chose for the shipped
     backbone.
@@ -79,7 +84,9 @@ def train_style(music_dir, model_path, out, *, block: int | None = None, n_mfcc:
         block = loaded.config.n_blocks - 1
     if not -1 < block < loaded.config.n_blocks:
         raise ParameterError(f"--block must name one of the model's blocks, 0 to {loaded.config.n_blocks - 1}; got {block}")
-    model, config = with_style(loaded, block=block, n_mfcc=n_mfcc, weight=weight)
+    if not (isinstance(whiten, (int, float)) and 0 <= whiten <= 1):
+        raise ParameterError(f"--whiten must be a shrinkage in [0, 1] (0 = no whitening), got {whiten!r}")
+    model, config = with_style(loaded, block=block, n_mfcc=n_mfcc, weight=weight, whiten=whiten)
     model = prepare_model(model)
     chunk = loaded.config.chunk_frames
     stats, _, train_rows = corpus_stats(model, music_dir, "train", chunk_frames=chunk, max_seconds=max_seconds,
@@ -88,7 +95,9 @@ def train_style(music_dir, model_path, out, *, block: int | None = None, n_mfcc:
         raise ParameterError(f"{music_dir}: the train split has {len(train_rows)} usable music track(s); "
                              "the style standardisation needs at least 2 (build the corpus with `mir dataset build realmusic`)")
     model.style.set_standardisation(stats)
-    report = {"base_model_id": loaded.model_id, "block": block, "n_mfcc": n_mfcc, "mfcc_weight": weight,
+    if whiten:
+        model.style.set_whitening(stats)
+    report = {"base_model_id": loaded.model_id, "block": block, "n_mfcc": n_mfcc, "mfcc_weight": weight, "whiten": whiten,
               "max_seconds": max_seconds, "train_tracks": len(train_rows)}
     v_stats, v_emb, v_rows = corpus_stats(model, music_dir, "valid", chunk_frames=chunk,
                                           max_seconds=max_seconds, progress=progress)
