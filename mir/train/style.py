@@ -4,8 +4,9 @@ The style statistics come from one backbone block and the MFCCs; nothing is trai
 Fitting freezes their standardisation: the mean and standard deviation, over the ``train`` tracks of
 a ``realmusic`` corpus (``mir dataset build realmusic``), of each track's mean chunk statistics (at
 most ``max_seconds`` from the middle of each track, every non-overlapping chunk, as ``mir tag`` sends a
-track). The new checkpoint has the same weights, heads and music gate; its model id differs through
-the style block and the frozen statistics.
+track), and, with ``whiten > 0``, the shrunk-covariance whitening of the same tracks' combined
+vectors (:func:`mir.models.style.shrunk_whitening`). The new checkpoint has the same weights, heads
+and music gate; its model id differs through the style block and the frozen statistics.
 
 The report scores the ``valid`` tracks, whole, by 5-nearest-neighbour balanced accuracy of their
 package (neighbours from other tracks; chance ``1 / packages``) for the style embedding and for the
