@@ -605,7 +605,7 @@ class _Batches:
         if self.sample_p is None:
             rows = np.repeat(self.train_idx, draw_counts(self.weights, len(self.train_idx), rng))
             return rng.permutation(np.repeat(rows, self.config.chunks_per_track))
-        n = len(self.train_idx) if self.weights is None else int(round(self.weights.sum()))
+        n = len(self.train_idx) if self.weights is None else max(1, int(round(self.weights.sum())))
         return rng.choice(self.train_idx, size=n * self.config.chunks_per_track, p=self.sample_p)
 
     def loss(self, model: nn.Module, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
