@@ -1,13 +1,14 @@
-"""How the style embedding's block and MFCC weight are chosen: grouped cross-validation over the
+"""How the style embedding's block, MFCC weight and whitening are chosen: grouped cross-validation over the
 packages of the ``train`` and ``valid`` splits (never the ``test`` packages).
 
-    python benchmarks/style_choice.py --realmusic DIR [--model M] [--subsets 40] [--out benchmarks/results/style_choice.json]
+    python benchmarks/style_choice.py --realmusic DIR [--model M] [--subsets 40] [--against B,W[,S]]
+                                      [--out benchmarks/results/style_choice.json]
 
 Data (as ``benchmarks/real_audio.py``): for every ``train`` and ``valid`` package, its tracks of at
 least 40 s, at most 12 per package, 4 excerpts of 10 s each at the centres of the track's quarters.
 
 Measure: ``--subsets`` random draws of 4 packages (as many as the test split has), each scored with
-the other packages' excerpts as the standardisation statistics: same-recording P@3 and 5-NN balanced
+the other packages' excerpts as the standardisation and whitening statistics: same-recording P@3 and 5-NN balanced
 accuracy by package (neighbours from other tracks), averaged over the draws, with a standard error.
 A single split of three valid packages (what chose the first style block) is too small to rank
 candidates: neighbouring settings differ there by more than the effects being chosen.
@@ -15,11 +16,13 @@ candidates: neighbouring settings differ there by more than the effects being ch
 For every backbone block of the model (``--model``, default the shipped one) the excerpts get that
 block's channel statistics (:func:`mir.models.style.channel_stats`, averaged over non-overlapping
 chunks) and MFCC statistics (:func:`mir.models.style.mfcc_stats`), standardised and combined as
-:meth:`~mir.models.style.StyleStats.embed` does, for each MFCC weight; the backbone's chunk mean and
-the MFCC part alone are scored beside them.
+:meth:`~mir.models.style.StyleStats.embed` does, for each MFCC weight and whitening shrinkage
+(:func:`mir.models.style.shrunk_whitening`; 0 = none); the backbone's chunk mean and the MFCC part
+alone are scored beside them.
 
-The rule: the block and weight with the highest mean of the two measures. Prints a table and
-writes JSON; nothing asserts.
+The rule: the block, weight and shrinkage with the highest mean of the two measures. ``--against``
+compares the chosen setting draw by draw with another. Prints a table and writes JSON; nothing
+asserts.
 """
 from __future__ import annotations
 
