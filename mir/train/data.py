@@ -215,6 +215,13 @@ def train_weights(labels: LabelSet, train_idx: np.ndarray) -> np.ndarray | None:
     return w
 
 
+def draw_order(idx: np.ndarray, weights: np.ndarray | None, rng: np.random.Generator, *, repeats: int = 1) -> np.ndarray:
+    """``idx`` in the random order one epoch visits them: each entry ``repeats`` times, times its
+    weight (:func:`draw_counts`; once each when ``weights`` is None)."""
+    rows = np.repeat(idx, draw_counts(weights, len(idx), rng))
+    return rng.permutation(np.repeat(rows, repeats))
+
+
 def draw_counts(weights: np.ndarray | None, n: int, rng: np.random.Generator) -> np.ndarray:
     """How many times an epoch draws each of ``n`` tracks: ``weights`` rounded at random, so that each
     track's expected count is its weight (all 1 when ``weights`` is None)."""

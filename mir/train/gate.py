@@ -72,7 +72,7 @@ def clip_features(model, paths: Sequence[str], durations: Sequence[float], *, ch
     cfg = get_config().analysis
     rows, kept = [], []
     for i, (path, duration) in enumerate(zip(paths, durations)):
-        seconds = min(float(duration), max_seconds, max_seconds if lengths is None else float(lengths[i]))
+        seconds = min(float(duration), max_seconds if lengths is None else min(max_seconds, float(lengths[i])))
         try:
             y = audio.load(path, sr=cfg.sample_rate, offset=max(0.0, (float(duration) - seconds) / 2),
                            duration=seconds)

@@ -48,7 +48,7 @@ from ..errors import LabelError, ModelError, ParameterError
 from ..models import ModelConfig, build_model, preset, save_checkpoint
 from ..models.builders import PRESETS
 from ..models.inference import predict_logmels, resolve_precision
-from .data import (Augment, LabelSet, LabelWarning, LogmelBank, draw_counts, hash_splits, load_splits, require_analysed,
+from .data import (Augment, LabelSet, LabelWarning, LogmelBank, draw_order, hash_splits, load_splits, require_analysed,
                    resolve_labels, train_weights)
 from .evaluate import score_final
 from .metrics import MetricWarning, calibrate_thresholds
@@ -440,16 +440,14 @@ def train(
     start = None if base is None else warm_start(base, model_config, data.labels.tags, data.labels.genres)
     fingerprint = _fingerprint(data, config, model_config, None if start is None else start[1])
     train_idx, valid_idx = _check_splits(data)
-    w = train_weights(data.labels, train_idx)
-    n_train = len(train_idx) if w is None else max(1, int(round(w.sum())))  # expected draws with weights
-    steps_per_epoch = _steps_per_epoch(n_train, config)
+    batches = _Batches(data, config, train_idx)
+    steps_per_epoch = _steps_per_epoch(batches.n_tracks, config)
     run = _start_run(config, model_config, steps_per_epoch, None if start is None else start[0])
     if start is not None:
         say(f"starting from {base} (model {start[1]}): backbone" + " (frozen)" * config.freeze_backbone
             + "".join(f", {h} head" for h in start[2]))
     _resume(run, last_path(out), fingerprint, resume, say)
     start_epoch = run.epoch
-    batches = _Batches(data, config, train_idx)
     step_losses: list[float] = []
     while run.epoch < config.epochs and not run.stopped:
         t0 = time.monotonic()
@@ -589,6 +587,8 @@ class _Batches:
         self.bank, self.config, self.train_idx = data.bank, config, train_idx
         self.pos_weight, self.genre_w = class_weights(labels, train_idx, config.balance)
         self.weights = train_weights(labels, train_idx)
+        # tracks one epoch draws (each chunks_per_track times): with weights, their expected number
+        self.n_tracks = len(train_idx) if self.weights is None else max(1, int(round(self.weights.sum())))
         self.sample_p = _genre_balanced_p(labels.y_genre[train_idx], len(labels.genres)) \
             if config.balance == "sampling" else None
         if self.sample_p is not None and self.weights is not None:  # the labels' weights on top of genre balance
@@ -603,10 +603,8 @@ class _Batches:
         """Training rows in the order one epoch visits them (``chunks_per_track`` draws per track, times
         the track's weight when the labels have weights)."""
         if self.sample_p is None:
-            rows = np.repeat(self.train_idx, draw_counts(self.weights, len(self.train_idx), rng))
-            return rng.permutation(np.repeat(rows, self.config.chunks_per_track))
-        n = len(self.train_idx) if self.weights is None else max(1, int(round(self.weights.sum())))
-        return rng.choice(self.train_idx, size=n * self.config.chunks_per_track, p=self.sample_p)
+            return draw_order(self.train_idx, self.weights, rng, repeats=self.config.chunks_per_track)
+        return rng.choice(self.train_idx, size=self.n_tracks * self.config.chunks_per_track, p=self.sample_p)
 
     def loss(self, model: nn.Module, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """Loss of random augmented chunks of rows ``idx``."""

@@ -16,8 +16,6 @@ sound alike.
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 import numpy as np
 

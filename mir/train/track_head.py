@@ -33,7 +33,7 @@ from ..models.builders import TRACK_EMBEDDINGS
 from ..models.inference import predict_chunk_outputs
 from ..models.track_head import pool_chunks
 from .evaluate import score_final
-from .data import draw_counts, train_weights
+from .data import draw_order, train_weights
 from .loop import ANALYSIS_KEYS, TrainingData, class_weights, robust_thresholds, tagging_loss, validation_scores
 
 
@@ -205,10 +205,7 @@ class _HeadEpochs:
 
     def order(self) -> np.ndarray:
         """Positions in ``train_idx`` in the order one epoch visits them (each ``weight`` times on average)."""
-        n = len(self.train_idx)
-        if self.weights is None:
-            return self.rng.permutation(n)
-        return self.rng.permutation(np.repeat(np.arange(n), draw_counts(self.weights, n, self.rng)))
+        return draw_order(np.arange(len(self.train_idx)), self.weights, self.rng)
 
     def run(self) -> float:
         """Train one epoch; its mean loss."""
