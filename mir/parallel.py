@@ -12,7 +12,6 @@ only run mir's functions, so they are started as if the caller had no main scrip
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import os
 import sys
 import threading

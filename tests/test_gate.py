@@ -3,7 +3,6 @@ tagging, and ``--music-only`` in similar filters, recommend re-ranking and playl
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 import numpy as np
 import pandas as pd

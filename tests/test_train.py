@@ -167,7 +167,7 @@ def test_weighted_epochs_draw_tracks_by_weight(tiny, tmp_path):
     """A weight-0 track is never drawn, a weight-3 track three times as often as a weight-1 track; in
     chunk training, with genre-balanced sampling on top, and in track-head training."""
     from mir.train.loop import _Batches, _check_splits
-    from mir.train.track_head import HeadConfig, _HeadEpochs
+    from mir.train.track_head import _HeadEpochs
 
     path = weighted_labels(tiny, tmp_path / "w.csv", lambda i: ["0", "1", "3"][i % 3])
     with warnings.catch_warnings():

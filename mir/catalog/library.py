@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
 import pandas as pd
 
 from .. import __version__, atomic, audio
 from ..config import get_config
-from ..errors import AudioError, CatalogError, ParameterError, TrackNotFoundError
+from ..errors import AudioError, CatalogError, TrackNotFoundError
 from .scan import FileStat, Unreadable, content_hash, track_id_of, walk_audio
 from .stages import DESCRIPTOR_COLUMNS, stage_versions
 from .store import ArrayStore, PartTable, StageStore

@@ -35,7 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..errors import ParameterError
 from ._checks import check_audio, mel_params
 from .keys import PITCH_CLASSES  # noqa: F401 (re-exported)
-from .confidence import KEY_CONFIDENT, RHYTHM_FACTORS, TEMPO_CONFIDENT, tempo_confidence  # noqa: F401 (re-exported)
+from .confidence import RHYTHM_FACTORS
 from .logmel import FrameStream, LogMelStream, hann_window, power_spectrum
 
 DESCRIPTORS = ("tempo", "key", "loudness")
