@@ -121,12 +121,22 @@ def test_mismatched_manifest_is_refused(lib):
         open_library_index(lib)
 
 
-def test_audio_seed_finds_its_own_track(lib, tagged_lib):
+def test_audio_seed_finds_its_own_track(lib, tagged_lib, tmp_path):
     li = build_library_index(lib)
     track = lib.tracks().sort_values("track_id").iloc[5]
     res = similar(li, audio=track["path"], k=3)
     assert res[0]["track_id"] == track["track_id"] and res[0]["score"] > 0.999
     assert "BPM" in res[0]["explanation"] and res[0]["why"]["key_relation"] == "same key"
+    # it is named as the query file itself, also from a copy elsewhere; other files are not
+    copy = shutil.copy(track["path"], tmp_path / "copy.flac")
+    res = similar(li, audio=copy, k=3)
+    assert res.seeds[0]["same_as"] == track["track_id"] and res[0]["explanation"].startswith("the query file itself; ")
+    assert res[0]["why"]["same_audio"] and not any("same_audio" in r["why"] for r in res[1:])
+    other = tmp_path / "other.flac"
+    audio.save(other, synth(999, 4.0), SR)
+    res = similar(li, audio=other, k=3)
+    assert res.seeds[0]["same_as"] is None and not any("same_audio" in r["why"] for r in res)
+    assert lib.track_of_file(other) is None and lib.track_of_file(copy) == track["track_id"]
 
 
 def test_model_is_named_by_id_prefix_or_checkpoint(lib, tagged_lib, tmp_path):

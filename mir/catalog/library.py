@@ -181,6 +181,15 @@ class Library:
             raise TrackNotFoundError(f"track reference {ref!r} is ambiguous ({len(rows)} tracks match); give more characters")
         raise TrackNotFoundError(f"no track {ref!r} in library {str(self.root)!r} (give a track id or a scanned file path)")
 
+    def track_of_file(self, path: str | os.PathLike) -> str | None:
+        """Id of the catalogued track whose audio ``path`` holds (same bytes, or bytes that mir's tag
+        writing made from it), wherever the file lies; None when the library has no such track."""
+        digest = content_hash(path)
+        digest = self.aliases().get(digest, digest)
+        rows = self.tracks()
+        hit = rows[rows["hash"] == digest]
+        return None if hit.empty else str(hit["track_id"].iloc[0])
+
     def aliases(self) -> dict[str, str]:
         """Hash of a file's bytes -> the track hash it belongs to (files whose tags mir rewrote)."""
         frame = self._read("aliases.parquet", ALIAS_COLUMNS)

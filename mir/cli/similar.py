@@ -34,7 +34,8 @@ def cmd_similar(args) -> int:
         return 0
     for seed in results.seeds if args.audio else ():
         if seed["track_id"] is None:
-            print(f"query {seed['seed']}: tags {', '.join(seed['tags']) or 'none'}"
+            print(f"query {seed['seed']}" + (f" (library track {seed['same_as'][:12]})" if seed["same_as"] else "")
+                  + f": tags {', '.join(seed['tags']) or 'none'}"
                   + (f"; {seed['bpm']:.0f} BPM" if seed["bpm"] else "") + (f"; {seed['key']}" if seed["key"] else ""))
     if results:
         print(f"{'#':>2}  {'score':>6}  {'track':12}  {'artist':18}  {'title':28}  why")

@@ -46,6 +46,7 @@ class Seed:
     tempo: float | None = None
     key: str | None = None
     mode: str | None = None
+    same_as: str | None = None  # an audio file's track in the library (same audio), if any
 
 
 def _value(v):
@@ -79,7 +80,8 @@ def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | o
                          "give the checkpoint that tagged the library")
     a = analyse_file(loaded, path)
     desc = a.descriptors
-    return Seed(os.fspath(path), a.embedding, None, a.tags, float(desc["tempo"]) or None, desc["key"], desc["mode"])
+    return Seed(os.fspath(path), a.embedding, None, a.tags, float(desc["tempo"]) or None, desc["key"], desc["mode"],
+                same_as=li.lib.track_of_file(path))
 
 
 def soft_min(sims: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray:
@@ -160,6 +162,9 @@ def explain(row: pd.Series, seed: Seed | None, tags: Sequence[str] = (), tag_pro
     """Structured reasons and a one-line text for one result against its nearest seed."""
     why: dict = {"seed": seed.label if seed else None}
     parts = []
+    if seed is not None and seed.same_as is not None and row.name == seed.same_as:
+        why["same_audio"] = True
+        parts.append("the query file itself")
     if seed is not None:
         mine = [str(t) for t in row["tags"]]
         shared = [t for t in seed.tags if t in mine][:4]
@@ -230,8 +235,9 @@ def similar(li: LibraryIndex, *, tracks: Sequence[str] = (), audio: str | os.Pat
                     "artist": _value(row.get("artist")), "title": _value(row.get("title")),
                     "score": round(float(score), 6), "explanation": why.pop("text"), "why": why})
     return Results(out, k=k, shortfall=shortfall(meta, filters, exclude, k, len(out)),
-                   seeds=[{"seed": s.label, "track_id": s.track_id, "tags": list(s.tags), "bpm": s.tempo,
-                           "key": key_name(s.key, s.mode) if s.key and s.mode else None} for s in seeds])
+                   seeds=[{"seed": s.label, "track_id": s.track_id, "same_as": s.same_as, "tags": list(s.tags),
+                           "bpm": s.tempo, "key": key_name(s.key, s.mode) if s.key and s.mode else None}
+                          for s in seeds])
 
 
 class Results(list):
