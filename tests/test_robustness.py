@@ -223,6 +223,16 @@ def test_analyze_rejects_zero_or_negative_workers(tmp_path, capsys):
             analyze(lib, workers=bad)
 
 
+@pytest.mark.parametrize("command", [["demo", "--dir", "{tmp}/demo"], ["dataset", "build", "mirdemo", "--size", "tiny",
+                                                                       "--out", "{tmp}/tiny"]])
+def test_demo_and_dataset_build_reject_zero_workers_before_any_work(command, tmp_path, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    with pytest.raises(SystemExit) as exc:
+        main(args + ["--workers", "0"])
+    assert exc.value.code == 2 and "--workers: must be a whole number of worker processes >= 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing was rendered
+
+
 def test_failures_table_is_not_padded_and_json_export_has_plain_slashes(tmp_path, capsys):
     music = tmp_path / "music"
     corpus.write(music / "good.wav", corpus.clip(1), "wav")

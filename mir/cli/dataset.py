@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .library import positive_workers
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("dataset", help="build or inspect built-in datasets (offline)",
@@ -23,7 +25,8 @@ def register(subparsers) -> None:
                    help="mirdemo only (required there): tiny: 84 x 6 s clips; demo: 714 x 30 s; full: 9,660 x 30 s")
     b.add_argument("--out", required=True, help="output folder")
     b.add_argument("--seed", type=int, default=0, help="random seed; same seed -> identical files (default 0)")
-    b.add_argument("--workers", type=int, default=None, help="worker processes (default: config, 0 = all cores)")
+    b.add_argument("--workers", type=positive_workers, default=None,
+                   help="worker processes (default: the config's runtime.workers, where 0 = all cores)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.add_argument("--soundfonts", default=None,
                    help="mirdemo only: comma-separated GM soundfonts to draw from per clip (TimGM6mb, FluidR3_GM, "

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..features.keys import PITCH_CLASSES
+from .library import positive_workers
 
 
 def _truth_check(lib, data: Path) -> list[str]:
@@ -263,7 +264,7 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="build the demo collection; scan, analyse, tag and index it; query, recommend, generate; print a summary")
     p.add_argument("--dir", default="mir-demo", help="folder for the collection and its library (default: ./mir-demo)")
     p.add_argument("--size", choices=["tiny", "demo", "full"], default="demo")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--workers", type=positive_workers, default=None, help="worker processes (default: all cores)")
     p.add_argument("--no-generate", dest="generate", action="store_false",
                    help="skip the generation step (training the generator, one 30 s piece)")
     p.set_defaults(func=cmd_demo)
