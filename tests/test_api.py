@@ -650,6 +650,7 @@ def test_browser_library_track_upload_and_user_pages(browser, served):
         wait_for(browser, lambda d: d.execute_script("return document.getElementById('spectrogram').naturalWidth") > 0)
         assert img is None or img[0] == 800
         assert all(li.find_elements(By.TAG_NAME, "audio") for li in css("#similar li"))
+        assert css("#track-music")[0].text == "–"  # the debug model has no music gate
         browser.save_screenshot(str(ARTIFACTS / "serve-track.png"))
 
         browser.get(url + "/#/upload")
@@ -657,6 +658,7 @@ def test_browser_library_track_upload_and_user_pages(browser, served):
         wait_for(browser, lambda d: css("#upload-result")[0].is_displayed() and len(css("#upload-similar li")) >= 5)
         assert len(css("#upload-tags .tagbar")) == len(TAGS)
         assert css("#upload-similar li a")[0].text == "Cy – Song 5"  # the file itself is in the library: nearest first
+        assert css("#upload-music")[0].text == "–"
         browser.save_screenshot(str(ARTIFACTS / "serve-upload.png"))
 
         browser.get(url + "/#/user/u1")

@@ -3,6 +3,8 @@ tagging, and ``--music-only`` in similar filters, recommend re-ranking and playl
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -178,6 +180,33 @@ def test_api_track_detail_gives_the_music_probability(library, gated, clips):
     with TestClient(create_app(library.root, read_only=True)) as client:
         d = client.get(f"/tracks/{frame['track_id'][0]}").json()
     assert d["model_id"] == report.model_id and d["music"] == pytest.approx(float(frame["music"][0]))
+
+
+def test_loose_files_and_uploads_get_the_music_probability(library, gated, clips, capsys):
+    """`mir tag FILE…` and the API's /analyze give the same music probability as tagging a library."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from mir.api import create_app
+
+    paths = [clips["paths"][i] for i in (16, 17)]  # m08 (music), n08 (noise)
+    assert cli(["tag", *paths, "--model", str(gated["path"]), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    stored = load_tags(library, tag(library, model=gated["path"]).model_id).set_index("path")
+    for r in rows:
+        assert r["music"] == pytest.approx(float(stored.loc[str(Path(r["path"]).resolve()), "music"]), abs=1e-4)
+    assert rows[0]["music"] >= 0.5 > rows[1]["music"]
+    assert cli(["tag", *paths, "--model", str(gated["path"])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["file", "genre", "BPM", "key", "music", "tags"]
+    assert "(no)" not in lines[1] and "(no)" in lines[2] and "not music to the music gate" in lines[-1]
+    assert cli(["tag", paths[0], "--model", str(clips["model"]), "--json"]) == 0  # no gate: no music
+    assert json.loads(capsys.readouterr().out)[0]["music"] is None
+    with TestClient(create_app(library.root, read_only=True)) as client:
+        a = client.post("/analyze", content=Path(paths[1]).read_bytes(), headers={"content-type": "audio/wav"}).json()
+    assert a["model_id"] == gated["model_id"] and a["music"] == pytest.approx(rows[1]["music"], abs=1e-4)
 
 
 def meta(music):

@@ -20,7 +20,7 @@ from ..config import get_config  # noqa: F401 - re-exported
 from ..errors import AudioError, CatalogError, MirError, ModelError, ParameterError, TrackNotFoundError
 from ..catalog.predictions import load_tags, model_info, resolve_model_id, tagged_models
 from ..similar import Filters, LibraryIndex, index_status, open_library_index, similar, update_library_index
-from ..similar.audio_file import describe_file, run_tagger
+from ..models.audio_file import describe_file, run_tagger
 from ..similar.library import track_metadata
 from ..models import load_checkpoint
 from ..models.inference import prepare_model
@@ -64,7 +64,8 @@ def checkpoint_of(lib: Library, model_id: str) -> str:
 def analyze_file(lib: Library, model_id: str, path: str | os.PathLike) -> dict:
     """Decode ``path`` and run the library's model on it, as ``mir tag`` does for a track (not added).
 
-    Returns tags (decided), tag and genre probabilities, genre, embedding, tempo, key, mode, duration.
+    Returns tags (decided), tag and genre probabilities, genre, embedding, tempo, key, mode, duration and
+    the music probability (None for a model without a music gate).
     """
     ckpt = checkpoint_of(lib, model_id)
     loaded, model = _loaded(ckpt, os.stat(ckpt).st_mtime_ns)
@@ -78,6 +79,7 @@ def analyze_file(lib: Library, model_id: str, path: str | os.PathLike) -> dict:
         "genre_probs": dict(zip(loaded.genres, map(float, a.genre_probs))),
         "tempo": desc.get("tempo"), "key": desc.get("key"), "mode": desc.get("mode"),
         "embedding": [float(v) for v in a.embedding],
+        "music": a.music,
     }
 
 

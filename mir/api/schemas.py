@@ -92,6 +92,7 @@ class Analysis(BaseModel):
     key: str | None
     mode: str | None
     embedding: list[float]
+    music: float | None = Field(None, description="probability that the file is music (models with a music gate)")
     added: str | None = Field(None, description="track id, when ?add=true catalogued the file")
     similar: list[SimilarResult] | None = None
 

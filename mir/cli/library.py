@@ -247,6 +247,7 @@ def _show_tags(tagged: dict, row, info: dict, *, all_tags: bool) -> None:
     """The model's genre and tags; with ``all_tags`` every tag with its threshold, and why each
     exclusive group's member won."""
     from ..models.decisions import Measured, decide
+    from ..models.gate import MUSIC_THRESHOLD
 
     top = sorted(tagged["genre_probs"].items(), key=lambda kv: -kv[1])[:3]
     print(f"model      {tagged['model_id']} ({tagged['n_chunks']} chunks, {tagged['precision']})")
@@ -254,7 +255,7 @@ def _show_tags(tagged: dict, row, info: dict, *, all_tags: bool) -> None:
     decided = ", ".join(f"{name} {tagged['tag_probs'][name]:.2f}" for name in tagged["tags"])
     print(f"pred tags  {decided or '-'}")
     if tagged.get("music") is not None:
-        print(f"music      {tagged['music']:.2f}" + ("" if tagged["music"] >= 0.5 else " (not music)"))
+        print(f"music      {tagged['music']:.2f}" + ("" if tagged["music"] >= MUSIC_THRESHOLD else " (not music)"))
     if not all_tags:
         return
     threshold = dict(zip(info["tags"], info["thresholds"]))

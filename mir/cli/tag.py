@@ -48,7 +48,6 @@ def cmd_tag(args) -> int:
 
 def _loose_files(paths: list[str], args) -> int:
     """``mir tag FILE…``: print what the model and the descriptors make of audio files (no library)."""
-    from ..features.keys import key_name
     from ..tagging import tag_files
 
     used = [o for o, v in (("--write-tags", args.write_tags), ("--restore-tags", args.restore_tags),
@@ -64,19 +63,33 @@ def _loose_files(paths: list[str], args) -> int:
     if args.json:
         print(json.dumps(rows, indent=1, ensure_ascii=False))
     else:
-        width = min(40, max(len(os.path.basename(r["path"])) for r in rows))
-        print(f"{'file':{width}}  {'genre':16}  {'BPM':>5}  {'key':10}  tags")
-        for r in rows:
-            name = os.path.basename(r["path"])
-            name = name if len(name) <= width else name[: width - 1] + "…"
-            if r["error"]:
-                print(f"{name:{width}}  error: {r['error']}")
-                continue
-            bpm = f"{r['bpm']:5.0f}" if r["bpm"] else "    -"
-            print(f"{name:{width}}  {r['genre']:16}  {bpm}  {key_name(r['key'], r['mode']) or '-':10}  "
-                  f"{', '.join(r['tags']) or '-'}")
-        print(f"model {rows[0]['model_id']}; files are not added to any library")
+        _print_loose(rows)
     return 1 if any(r["error"] for r in rows) else 0
+
+
+def _print_loose(rows: list[dict]) -> None:
+    """The table of ``mir tag FILE…``: one line per file; a music column when the model has a gate."""
+    from ..features.keys import key_name
+    from ..models.gate import MUSIC_THRESHOLD
+
+    width = min(40, max(len(os.path.basename(r["path"])) for r in rows))
+    gwidth = max([16] + [len(r["genre"]) for r in rows if r["genre"]])
+    gated = any(r["music"] is not None for r in rows)
+    print(f"{'file':{width}}  {'genre':{gwidth}}  {'BPM':>5}  {'key':10}  " + ("music      " if gated else "") + "tags")
+    for r in rows:
+        name = os.path.basename(r["path"])
+        name = name if len(name) <= width else name[: width - 1] + "…"
+        if r["error"]:
+            print(f"{name:{width}}  error: {r['error']}")
+            continue
+        bpm = f"{r['bpm']:5.0f}" if r["bpm"] else "    -"
+        music = ""
+        if gated:
+            music = f"{r['music']:.2f}" + (" (no)" if r["music"] < MUSIC_THRESHOLD else "     ") + "  "
+        print(f"{name:{width}}  {r['genre']:{gwidth}}  {bpm}  {key_name(r['key'], r['mode']) or '-':10}  {music}"
+              f"{', '.join(r['tags']) or '-'}")
+    note = f"; (no): music probability below {MUSIC_THRESHOLD}, not music to the music gate" if gated else ""
+    print(f"model {rows[0]['model_id']}; files are not added to any library{note}")
 
 
 def _write(lib: Library, model_id: str, args) -> None:

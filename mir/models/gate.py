@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import ModelError, ParameterError
 
 GATE_KEY = "music_gate"  # key in a checkpoint's ``extra``
+MUSIC_THRESHOLD = 0.5  # below this music probability a track counts as not music
 FEATURES = "chunk_embedding_mean_std"
 
 

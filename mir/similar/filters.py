@@ -26,10 +26,10 @@ import pandas as pd
 from ..errors import ParameterError
 from ..features.keys import PITCH_CLASSES
 from ..index.base import PAD_ID, PAD_SCORE, VectorIndex, check_k
+from ..models.gate import MUSIC_THRESHOLD  # music-only keeps tracks at or above it
 
 _FLATS = {"DB": "C#", "EB": "D#", "GB": "F#", "AB": "G#", "BB": "A#", "CB": "B", "FB": "E", "E#": "F", "B#": "C"}
 MAX_ROUNDS = 40
-MUSIC_THRESHOLD = 0.5  # music-only keeps tracks whose music probability is at least this
 
 
 def music_mask(music, model_id: str = "") -> np.ndarray:

@@ -67,7 +67,7 @@ def track_seed(li: LibraryIndex, ref: str) -> Seed:
 def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None) -> Seed:
     """An audio file analysed on the fly with the index's model (decoded, embedded, described; not added)."""
     from ..models import load_checkpoint
-    from .audio_file import analyse_file
+    from ..models.audio_file import analyse_file
 
     info = model_info(li.lib, li.model_id)
     ckpt = checkpoint or info.get("checkpoint")

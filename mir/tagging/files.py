@@ -85,21 +85,20 @@ def _prefetched(pool: ThreadPoolExecutor, fn, items: list, ahead: int) -> Iterat
 
 def tag_files(paths: Sequence[str | os.PathLike], *, model: str | os.PathLike | None = None,
               cfg: AnalysisConfig | None = None) -> list[dict]:
-    """Tags, genre, BPM and key of audio files outside a library (``mir tag FILE…``), one at a time.
+    """Tags, genre, BPM, key and music probability of audio files outside a library (``mir tag FILE…``),
+    one at a time.
 
     ``model``: a checkpoint file (default: the packaged model). Returns one dict per path: ``path``,
     ``genre``, ``genre_prob``, ``tags`` (decided as in a library, see :mod:`mir.models.decisions`),
-    ``tag_probs``, ``bpm``, ``key``, ``mode``, ``key_confidence``, ``model_id``, ``error`` (the message
-    of a file that could not be read, whose other fields are None).
+    ``tag_probs``, ``bpm``, ``key``, ``mode``, ``key_confidence``, ``music`` (the music gate's
+    probability; None for a model without a gate), ``model_id``, ``error`` (the message of a file that
+    could not be read, whose other fields are None).
     """
-    from .. import audio
     from ..errors import MirError
-    from ..features import describe_with_logmel
     from ..models import load_checkpoint
+    from ..models.audio_file import describe_file, run_tagger
     from ..models.checkpoint import default_checkpoint
-    from ..models.decisions import Measured, decide
     from ..models.inference import prepare_model
-    from ..models.track_head import context_of
 
     cfg = cfg or get_config().analysis
     loaded = load_checkpoint(model if model is not None else default_checkpoint())
@@ -108,25 +107,20 @@ def tag_files(paths: Sequence[str | os.PathLike], *, model: str | os.PathLike | 
     out = []
     for path in paths:
         row = dict.fromkeys(("genre", "genre_prob", "tags", "tag_probs", "bpm", "key", "mode", "key_confidence",
-                             "error"))
+                             "music", "error"))
         row.update(path=os.fspath(path), model_id=loaded.model_id)
         try:
-            y = audio.load(path, sr=cfg.sample_rate)
+            duration, mel, desc = describe_file(path, cfg=cfg)
         except MirError as exc:
             row["error"] = str(exc)
             out.append(row)
             continue
-        mel, desc = describe_with_logmel(y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-                                         n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
-        pred = predict_logmels(net, [mel], chunk_frames=loaded.config.chunk_frames,
-                               context=context_of(desc) if loaded.model.track_head is not None else None)
-        probs, genre_probs = pred["tag_probs"][0], pred["genre_probs"][0]
-        decision = decide(probs[None, :], loaded.thresholds, list(loaded.tags),
-                          measured=[Measured.from_descriptors(desc)])[0]
-        best = int(np.argmax(genre_probs))
-        row.update(genre=loaded.genres[best], genre_prob=round(float(genre_probs[best]), 4), tags=decision.tags,
-                   tag_probs={t: round(float(p), 4) for t, p in zip(loaded.tags, probs)},
+        a = run_tagger(loaded, mel, desc, duration=duration, model=net)
+        best = int(np.argmax(a.genre_probs))
+        row.update(genre=loaded.genres[best], genre_prob=round(float(a.genre_probs[best]), 4), tags=a.tags,
+                   tag_probs={t: round(float(p), 4) for t, p in zip(loaded.tags, a.tag_probs)},
                    bpm=round(float(desc["tempo"]), 1) or None, key=desc["key"], mode=desc["mode"],
-                   key_confidence=round(float(desc["key_confidence"]), 3))
+                   key_confidence=round(float(desc["key_confidence"]), 3),
+                   music=None if a.music is None else round(a.music, 4))
         out.append(row)
     return out

@@ -31,6 +31,7 @@ from ..catalog.stages import stage_versions
 from ..config import AnalysisConfig, get_config
 from ..errors import ModelError, ParameterError
 from ..models.decisions import DECISION_RULES, Measured, decide
+from ..models.gate import MUSIC_THRESHOLD
 from ..models.inference import DEFAULT_BATCH_SIZE, resolve_precision
 from .worker import TagSettings, load_group, tag_group, tag_loaded
 
@@ -44,7 +45,7 @@ class TagReport:
     todo: int = 0
     done: int = 0
     failed: int = 0
-    non_music: int | None = None  # tracks of this run with music probability < 0.5 (None: the model has no gate)
+    non_music: int | None = None  # tracks of this run with music probability < MUSIC_THRESHOLD (None: no gate)
     already: int = 0
     skipped_failed: int = 0
     skipped_unanalysed: int = 0
@@ -58,7 +59,7 @@ class TagReport:
         s = (f"model {self.model_id}: {self.done} tracks tagged, {self.failed} failed, "
              f"{self.already} already tagged")
         if self.non_music is not None:
-            s += f", {self.non_music} of them not music (music gate p < 0.5)"
+            s += f", {self.non_music} of them not music (music gate p < {MUSIC_THRESHOLD})"
         if self.analysed:
             s += f", {self.analysed} analysed first"
         if self.skipped_failed:
@@ -290,7 +291,7 @@ class _Writer:
             self.report.done += 1
             self.report.chunks += row["n_chunks"]
             if "music" in row:
-                self.report.non_music += int(row["music"] < 0.5)
+                self.report.non_music += int(row["music"] < MUSIC_THRESHOLD)
             self.report.audio_seconds += self.duration.get(row["hash"], 0.0)
         for f in result["failures"]:
             self.failures.append(f)

@@ -109,12 +109,16 @@ async function track(id) {
     $("#track-genre").textContent = [t.genre, t.genre_pred ? `predicted ${t.genre_pred}` : null].filter(Boolean).join(", ") || "–";
     $("#track-bpm").textContent = fmt(t.descriptors.tempo, 1);
     $("#track-key").textContent = keyText(t.descriptors.key, t.descriptors.mode);
+    $("#track-music").textContent = musicText(t.music);
     $("#track-model").textContent = t.model_id || "not tagged";
     tagBars($("#tags"), t.tag_probs, t.tags);
     const sim = await api(`/similar?track=${t.track_id}&k=10`);
     resultList($("#similar"), sim.results);
   } catch (err) { fail($("#track-meta"), err); }
 }
+
+// the music gate's probability (0.5 as in mir.models.gate.MUSIC_THRESHOLD), or – without a gate
+const musicText = (p) => p == null ? "–" : `${fmt(p, 2)}${p < 0.5 ? " (not music)" : ""}`;
 
 // --- upload -------------------------------------------------------------------------------------
 async function analyse(file) {
@@ -130,6 +134,7 @@ async function analyse(file) {
     $("#upload-genre").textContent = a.genre;
     $("#upload-bpm").textContent = fmt(a.bpm, 1);
     $("#upload-key").textContent = keyText(a.key, a.mode);
+    $("#upload-music").textContent = musicText(a.music);
     tagBars($("#upload-tags"), a.tag_probs, a.tags);
     resultList($("#upload-similar"), a.similar || []);
     $("#upload-result").hidden = false;
