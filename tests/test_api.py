@@ -553,7 +553,7 @@ def test_openapi_contract(served):
                 check()
             except Exception as exc:  # every operation runs; failures are reported together
                 failures.append(f"{operations[-1]}: {exc}")
-    assert len(operations) == 14 and not failures, "\n\n".join(failures)
+    assert len(operations) == 17 and not failures, "\n\n".join(failures)
 
 
 # --- a real server and a real browser ----------------------------------------------------------------

@@ -150,3 +150,91 @@ def test_page_has_the_generate_form(gen_served):
         assert 'id="generate-form"' in page and 'id="gen-progress"' in page and 'id="gen-player"' in page
         js = c.get("/static/app.js").text
         assert "/generate" in js and "/jobs/${job.id}" in js
+
+
+def test_jobs_are_listed_and_finished_ones_removed(lib_path, gen_served):
+    with TestClient(create_app(lib_path)) as c:
+        assert c.get("/jobs").json() == {"total": 0, "jobs": []}
+        first = wait_done(c, c.post("/generate", json={"tracks": gen_served["ids"][:1], "duration": 10}).json()["id"])
+        second = wait_done(c, c.post("/generate", json={"tags": [TAGS[0]], "duration": 10}).json()["id"])
+        listed = c.get("/jobs").json()
+        assert listed["total"] == 2 and [j["id"] for j in listed["jobs"]] == [second["id"], first["id"]]
+        assert [j["id"] for j in c.get("/jobs?limit=1&offset=1").json()["jobs"]] == [first["id"]]
+        assert c.get("/jobs?status=failed").json() == {"total": 0, "jobs": []}
+        assert c.get("/jobs?status=nope").status_code == 422
+        assert c.post(f"/jobs/{first['id']}/cancel").status_code == 409  # already done
+        jobs = lib_path / "serve" / "jobs"
+        assert (jobs / f"{first['id']}.wav").is_file()
+        assert c.delete(f"/jobs/{first['id']}").status_code == 204
+        assert not list(jobs.glob(f"{first['id']}*")) and c.get(f"/jobs/{first['id']}").status_code == 404
+        assert c.delete(f"/jobs/{first['id']}").status_code == 404 and c.post(f"/jobs/{'a' * 32}/cancel").status_code == 404
+        assert c.get("/jobs").json()["total"] == 1
+    with TestClient(create_app(lib_path, read_only=True)) as c:
+        assert c.delete(f"/jobs/{second['id']}").status_code == 403
+        assert c.post(f"/jobs/{second['id']}/cancel").status_code == 403
+        assert c.get("/jobs").json()["total"] == 1
+
+
+def blocking_run(gate):
+    """A job body that makes progress until ``gate`` is set, then writes a file."""
+    def run(params, out, progress):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"partial")
+        while not gate.wait(0.01):
+            progress(0.5, "sampling")
+        progress(1.0, "done")
+        return {"params": params}
+    return run
+
+
+def wait_status(jobs, job_id, status, timeout=10.0):
+    end = time.monotonic() + timeout
+    while jobs.get(job_id)["status"] != status:
+        assert time.monotonic() < end, jobs.get(job_id)
+        time.sleep(0.01)
+    return jobs.get(job_id)
+
+
+def test_cancel_a_queued_and_a_running_job(tmp_path):
+    import threading
+
+    from mir.api.jobs import JobFinished, Jobs
+
+    gate = threading.Event()
+    jobs = Jobs(tmp_path / "jobs", blocking_run(gate))
+    running, queued = jobs.submit({"n": 1}), jobs.submit({"n": 2})
+    wait_status(jobs, running["id"], "running")
+    now = jobs.cancel(queued["id"])
+    assert now["status"] == "cancelled" and jobs.get(queued["id"])["status"] == "cancelled"
+    asked = jobs.cancel(running["id"])
+    assert asked["status"] == "running" and asked["cancel_requested"]
+    stopped = wait_status(jobs, running["id"], "cancelled")
+    assert "cancelled by a client" in stopped["error"] and stopped["result"] is None
+    assert not jobs.audio_path(running["id"]).exists() and not jobs.cancel_path(running["id"]).exists()
+    with pytest.raises(JobFinished, match="already cancelled"):
+        jobs.cancel(running["id"])
+    gate.set()  # the next job runs to the end
+    done = jobs.submit({"n": 3})
+    assert wait_status(jobs, done["id"], "done")["result"]["provenance"] == {"params": {"n": 3}}
+    assert jobs.get(queued["id"])["started"] is None  # the cancelled queued job never started
+    assert [j["id"] for j in jobs.records()] == [done["id"], queued["id"], running["id"]]
+    assert [j["id"] for j in jobs.records("cancelled")] == [queued["id"], running["id"]]
+
+
+def test_a_job_queued_in_another_server_process_is_cancelled_through_the_folder(tmp_path):
+    import threading
+
+    from mir.api.jobs import Jobs
+
+    gate = threading.Event()
+    owner, other = Jobs(tmp_path / "jobs", blocking_run(gate)), Jobs(tmp_path / "jobs", blocking_run(gate))
+    busy, waiting = owner.submit({"n": 1}), owner.submit({"n": 2})
+    wait_status(owner, busy["id"], "running")
+    other._orphaned = lambda job: False  # in one test process the owner's pid is alive by construction
+    assert other.cancel(waiting["id"])["status"] == "cancelled"
+    assert other.cancel(busy["id"])["cancel_requested"]  # the owner stops it at its next step
+    wait_status(owner, busy["id"], "cancelled")
+    gate.set()
+    last = owner.submit({"n": 3})
+    wait_status(owner, last["id"], "done")
+    assert owner.get(waiting["id"])["status"] == "cancelled" and owner.get(waiting["id"])["started"] is None

@@ -1,15 +1,16 @@
-"""``POST /generate`` starts a generation job; ``GET /jobs/{id}`` follows it; ``GET /jobs/{id}/audio`` plays the piece."""
+"""``POST /generate`` starts a generation job; ``GET /jobs/{id}`` follows it; ``GET /jobs/{id}/audio`` plays the piece;
+``GET /jobs`` lists jobs, ``POST /jobs/{id}/cancel`` stops one, ``DELETE /jobs/{id}`` removes a finished one."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from . import deps
-from .jobs import MAX_WAITING
+from .jobs import MAX_WAITING, JobFinished
 from .queries import _track_ids
-from .schemas import Error, GenerateFilters, GenerateRequest, Job
+from .schemas import Error, GenerateFilters, GenerateRequest, Job, JobList
 
 router = APIRouter(tags=["generate"], responses={422: {"model": Error, "description": "a parameter is malformed"}})
 JOB_ID = r"^[0-9a-f]{32}$"
@@ -70,6 +71,53 @@ def start_generate(request: Request, body: GenerateRequest):
     return JSONResponse(Job(**job).model_dump(), status_code=202, headers={"Location": f"/jobs/{job['id']}"})
 
 
+@router.get("/jobs", response_model=JobList)
+def list_jobs(request: Request,
+              status: Annotated[Literal["queued", "running", "done", "failed", "cancelled"] | None,
+                                Query(description="only jobs in this state")] = None,
+              limit: Annotated[int, Query(ge=1, le=500)] = 50,
+              offset: Annotated[int, Query(ge=0)] = 0):
+    """The server's generation jobs, newest first (those of earlier servers of this library too)."""
+    jobs = request.app.state.service.jobs.records(status)
+    return {"total": len(jobs), "jobs": jobs[offset:offset + limit]}
+
+
+def _writable(request: Request, what: str) -> None:
+    if request.app.state.service.read_only:
+        raise HTTPException(403, f"this server is read-only (--read-only): it does not {what}")
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=Job, responses={
+    **NO_JOB, 202: {"model": Job, "description": "running: it stops at its next step (cancel_requested)"},
+    403: {"model": Error, "description": "a read-only server"},
+    409: {"model": Error, "description": "the job has already finished"}})
+def cancel_job(request: Request, job_id: JobId):
+    """Cancel a job: a queued one at once (200, status cancelled), a running one at its next step (202)."""
+    _writable(request, "cancel jobs")
+    try:
+        job = request.app.state.service.jobs.cancel(job_id)
+    except JobFinished as exc:
+        raise HTTPException(409, str(exc)) from None
+    if job is None:
+        raise HTTPException(404, f"no job {job_id}")
+    return JSONResponse(Job(**job).model_dump(), status_code=202 if job["status"] == "running" else 200)
+
+
+@router.delete("/jobs/{job_id}", status_code=204, response_class=Response, responses={
+    **NO_JOB, 403: {"model": Error, "description": "a read-only server"},
+    409: {"model": Error, "description": "the job is queued or running: cancel it first"}})
+def delete_job(request: Request, job_id: JobId):
+    """Remove a finished job (done, failed or cancelled): its record, audio and provenance."""
+    _writable(request, "remove jobs")
+    try:
+        found = request.app.state.service.jobs.remove(job_id)
+    except JobFinished as exc:
+        raise HTTPException(409, str(exc)) from None
+    if not found:
+        raise HTTPException(404, f"no job {job_id}")
+    return Response(status_code=204)
+
+
 def _job(request: Request, job_id: str) -> dict:
     job = request.app.state.service.jobs.get(job_id)
     if job is None:
@@ -79,7 +127,7 @@ def _job(request: Request, job_id: str) -> dict:
 
 @router.get("/jobs/{job_id}", response_model=Job, responses=NO_JOB)
 def get_job(request: Request, job_id: JobId):
-    """A job's status (queued, running, done, failed), progress (0-1) and stage; when done, the audio URL
+    """A job's status (queued, running, done, failed, cancelled), progress (0-1) and stage; when done, the audio URL
     and the provenance; when failed, the error."""
     return _job(request, job_id)
 

@@ -5,7 +5,11 @@ A job is ``<id>.json`` (written atomically at every change of state, and at most
 ``<id>.provenance.json`` that :func:`mir.generate.generate` writes beside it. The job runs in the
 server process, so it goes on when the client that started it disconnects. A job left ``queued``
 or ``running`` by a server that is gone (a restart, a crash) reads as ``failed``, and a new server
-writes that down when it starts; finished jobs are never removed.
+writes that down when it starts.
+
+Cancelling writes ``<id>.cancel``: a queued job is ``cancelled`` at once and never starts, a running
+one stops at its next progress step (both also when another server process of the same library owns
+it). A finished job (done, failed, cancelled) stays until it is removed (:meth:`Jobs.remove`).
 """
 from __future__ import annotations
 
@@ -25,6 +29,15 @@ LOG = logging.getLogger("mir.api")
 SAVE_EVERY_S = 0.5
 MAX_WAITING = 16  # queued jobs beyond which POST /generate answers 503
 UNFINISHED = ("queued", "running")
+FINISHED = ("done", "failed", "cancelled")
+
+
+class Cancelled(Exception):
+    """Raised in a running job's progress callback once the job is cancelled."""
+
+
+class JobFinished(Exception):
+    """Cancelling a finished job, or removing an unfinished one."""
 
 
 def _pid_alive(pid) -> bool:
@@ -36,7 +49,8 @@ def _pid_alive(pid) -> bool:
 
 
 class Jobs:
-    """The job area of one server: ``submit`` a job, ``get`` its record, ``audio`` its file."""
+    """The job area of one server: ``submit`` a job, ``get`` its record (``records``: all of them),
+    ``cancel`` it, ``remove`` a finished one, ``audio_path`` its file."""
 
     def __init__(self, folder: str | os.PathLike, run, *, writable: bool = True):
         """``run(params, out, progress)`` makes the piece at ``out`` and returns its provenance."""
@@ -55,6 +69,14 @@ class Jobs:
 
     def audio_path(self, job_id: str) -> Path:
         return self.folder / f"{job_id}.wav"
+
+    def cancel_path(self, job_id: str) -> Path:
+        return self.folder / f"{job_id}.cancel"
+
+    def _files(self, job_id: str) -> list[Path]:
+        """Everything a job leaves in the folder, its record last."""
+        return [self.audio_path(job_id), self.folder / f"{job_id}.provenance.json", self.cancel_path(job_id),
+                self.path(job_id)]
 
     def _save(self, job: dict) -> None:
         atomic.write_text(self.path(job["id"]), json.dumps(job, indent=1))
@@ -78,6 +100,62 @@ class Jobs:
         except FileNotFoundError:
             return None
         return self._fail_orphan(job) if self._orphaned(job) else job
+
+    def records(self, status: str | None = None) -> list[dict]:
+        """Every job's record, newest first; ``status``: only jobs in that state."""
+        if not self.folder.is_dir():
+            return []
+        jobs = []
+        for path in self.folder.glob("*.json"):
+            if path.name.endswith(".provenance.json"):
+                continue
+            job = self.get(path.stem)
+            if job is not None and (status is None or job["status"] == status):
+                jobs.append(job)
+        return sorted(jobs, key=lambda j: (j.get("created") or 0.0, j["id"]), reverse=True)
+
+    def cancel(self, job_id: str) -> dict | None:
+        """Cancel a queued or running job; returns its record (None: no such job).
+
+        A queued job is ``cancelled`` at once; a running one keeps ``running`` with ``cancel_requested``
+        until its next progress step ends it. Raises :class:`JobFinished` for a finished job.
+        """
+        with self._lock:  # the worker starts a job under the same lock
+            job = self.get(job_id)
+            if job is None:
+                return None
+            if job["status"] not in UNFINISHED:
+                raise JobFinished(f"job {job_id} is already {job['status']}; nothing to cancel")
+            atomic.write_text(self.cancel_path(job_id), "")
+            if job["status"] == "queued":
+                job = self._cancelled(job)
+            else:
+                job = {**job, "cancel_requested": True}
+        return job
+
+    def remove(self, job_id: str) -> bool:
+        """Delete a finished job's record, audio and provenance; False: no such job. Raises
+        :class:`JobFinished` for a job that is still queued or running."""
+        job = self.get(job_id)
+        if job is None:
+            return False
+        if job["status"] not in FINISHED:
+            raise JobFinished(f"job {job_id} is {job['status']}; cancel it first (POST /jobs/{job_id}/cancel)")
+        for path in self._files(job_id):
+            path.unlink(missing_ok=True)
+        self._saved.pop(job_id, None)
+        return True
+
+    def _cancelled(self, job: dict) -> dict:
+        """Write ``job`` down as cancelled (its partial files gone) and return the record."""
+        for path in self._files(job["id"])[:2]:
+            path.unlink(missing_ok=True)
+        job.update(status="cancelled", stage="cancelled", finished=time.time(), result=None,
+                   error=f"cancelled by a client (POST /jobs/{job['id']}/cancel)")
+        job.pop("cancel_requested", None)
+        self._save(job)
+        self.cancel_path(job["id"]).unlink(missing_ok=True)
+        return job
 
     def recover(self) -> int:
         """Write down as failed the jobs a stopped server left unfinished; returns how many."""
@@ -119,15 +197,23 @@ class Jobs:
         while True:
             job = self._queue.get()
             try:
+                with self._lock:
+                    current = self.get(job["id"])
+                    if current is None or current["status"] == "cancelled":  # cancelled while it waited
+                        continue
+                    if self.cancel_path(job["id"]).exists():  # asked just now, from another process
+                        self._cancelled(current)
+                        continue
+                    job.update(status="running", started=time.time(), stage="starting")
+                    self._save(job)
                 self._run_one(job)
             except Exception:  # never let the worker die: the next job must still run
                 LOG.exception("job %s could not be recorded", job["id"])
 
     def _run_one(self, job: dict) -> None:
-        job.update(status="running", started=time.time(), stage="starting")
-        self._save(job)
-
         def progress(fraction: float, stage: str) -> None:
+            if fraction < 1.0 and self.cancel_path(job["id"]).exists():
+                raise Cancelled(job["id"])
             job.update(progress=round(float(fraction), 3), stage=stage)
             if time.monotonic() - self._saved.get(job["id"], 0.0) >= SAVE_EVERY_S:
                 self._save(job)
@@ -136,6 +222,10 @@ class Jobs:
             prov = self.run(job["params"], self.audio_path(job["id"]), progress)
             job.update(status="done", progress=1.0, stage="done",
                        result={"audio": f"/jobs/{job['id']}/audio", "provenance": prov})
+        except Cancelled:
+            with self._lock:
+                self._cancelled(job)
+            return
         except deps.MirError as exc:
             job.update(status="failed", error=str(exc))
         except Exception as exc:
@@ -143,3 +233,4 @@ class Jobs:
             job.update(status="failed", error=f"internal error ({type(exc).__name__}: {exc}); the server log has the details")
         job["finished"] = time.time()
         self._save(job)
+        self.cancel_path(job["id"]).unlink(missing_ok=True)  # a cancel that came after the last step

@@ -195,7 +195,7 @@ class JobResult(BaseModel):
 
 class Job(BaseModel):
     id: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
     progress: float = Field(ge=0, le=1)
     stage: str
     params: dict
@@ -204,3 +204,9 @@ class Job(BaseModel):
     finished: float | None = None
     result: JobResult | None = None
     error: str | None = None
+    cancel_requested: bool = Field(False, description="a running job asked to stop: it ends at its next step")
+
+
+class JobList(BaseModel):
+    total: int = Field(description="jobs in the requested state (all states when none was given)")
+    jobs: list[Job] = Field(description="newest first, ``offset`` and ``limit`` applied")

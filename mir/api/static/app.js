@@ -203,6 +203,13 @@ async function startGenerate() {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
     });
     bar.hidden = false;
+    const cancel = $("#gen-cancel");
+    cancel.hidden = false;
+    cancel.disabled = false;
+    cancel.onclick = async () => {
+      cancel.disabled = true;
+      try { await api(`/jobs/${job.id}/cancel`, { method: "POST" }); } catch (err) { fail(status, err); }
+    };
     while (job.status === "queued" || job.status === "running") {
       bar.value = job.progress;
       status.textContent = `${job.status}: ${job.stage} (${Math.round(100 * job.progress)} %)`;
@@ -211,6 +218,8 @@ async function startGenerate() {
       job = await api(`/jobs/${job.id}`);
     }
     bar.value = job.progress;
+    cancel.hidden = true;
+    if (job.status === "cancelled") { bar.hidden = true; status.textContent = `cancelled: job ${job.id}`; return; }
     if (job.status === "failed") throw new Error(job.error);
     const p = job.result.provenance;
     status.textContent = `done: job ${job.id}`;
@@ -223,7 +232,7 @@ async function startGenerate() {
       sources.append(el("li", {}, el("a", { href: `#/track/${id}`, textContent: id.slice(0, 12) }), ` ${beats} beats`));
     }
     $("#gen-result").hidden = false;
-  } catch (err) { bar.hidden = true; fail(status, err); }
+  } catch (err) { bar.hidden = true; $("#gen-cancel").hidden = true; fail(status, err); }
 }
 
 // --- wiring -------------------------------------------------------------------------------------
