@@ -79,3 +79,12 @@ def pytest_configure(config):
         from mir.features.beats import warm_up
 
         warm_up()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless chromium for the web page's tests (``browser.chromium``), one per test module."""
+    from browser import chromium
+
+    with chromium() as driver:
+        yield driver

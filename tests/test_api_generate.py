@@ -238,3 +238,38 @@ def test_a_job_queued_in_another_server_process_is_cancelled_through_the_folder(
     last = owner.submit({"n": 3})
     wait_status(owner, last["id"], "done")
     assert owner.get(waiting["id"])["status"] == "cancelled" and owner.get(waiting["id"])["started"] is None
+
+
+def test_browser_generates_a_piece_and_cancels_a_job(browser, lib_path, gen_served):
+    """The generate page: a real piece plays with its sources listed; a job held running is cancelled by the button."""
+    import threading
+
+    from selenium.webdriver.common.by import By
+
+    from browser import ARTIFACTS, live_server, wait_for
+
+    css = lambda sel: browser.find_elements(By.CSS_SELECTOR, sel)  # noqa: E731
+    app = create_app(lib_path)
+    with live_server(app) as url:
+        browser.get(f"{url}/#/generate/{gen_served['ids'][0]}")
+        wait_for(browser, lambda d: css("#gen-tracks")[0].get_attribute("value") == gen_served["ids"][0])
+        duration = css("#gen-duration")[0]
+        duration.clear()
+        duration.send_keys("10")
+        css("#generate-form button")[0].click()
+        wait_for(browser, lambda d: css("#gen-result")[0].is_displayed(), timeout=60)
+        assert css("#gen-status")[0].text.startswith("done: job ") and not css("#gen-cancel")[0].is_displayed()
+        assert "BPM" in css("#gen-summary")[0].text and len(css("#gen-sources li")) >= 1
+        wait_for(browser, lambda d: d.execute_script("return document.getElementById('gen-player').readyState") >= 1)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "serve-generate.png"))
+
+        gate = threading.Event()
+        app.state.service.jobs.run = blocking_run(gate)  # the next job runs until cancelled
+        css("#generate-form button")[0].click()
+        wait_for(browser, lambda d: css("#gen-cancel")[0].is_displayed() and "running" in css("#gen-status")[0].text)
+        css("#gen-cancel")[0].click()
+        wait_for(browser, lambda d: css("#gen-status")[0].text.startswith("cancelled: job "))
+        job_id = css("#gen-status")[0].text.split()[-1]
+        assert app.state.service.jobs.get(job_id)["status"] == "cancelled" and not css("#gen-result")[0].is_displayed()
+        gate.set()
