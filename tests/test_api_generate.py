@@ -208,6 +208,8 @@ def test_cancel_a_queued_and_a_running_job(tmp_path):
     assert now["status"] == "cancelled" and jobs.get(queued["id"])["status"] == "cancelled"
     asked = jobs.cancel(running["id"])
     assert asked["status"] == "running" and asked["cancel_requested"]
+    (jobs.folder / f"{'0' * 32}.json").write_text("{not json")  # a damaged record is left out of the list
+    assert {j["id"] for j in jobs.records()} == {running["id"], queued["id"]}
     stopped = wait_status(jobs, running["id"], "cancelled")
     assert "cancelled by a client" in stopped["error"] and stopped["result"] is None
     assert not jobs.audio_path(running["id"]).exists() and not jobs.cancel_path(running["id"]).exists()

@@ -95,11 +95,16 @@ class Jobs:
                          "start it again with POST /generate"}
 
     def get(self, job_id: str) -> dict | None:
+        """A job's record (None: no such job); a running job that was asked to stop says ``cancel_requested``."""
         try:
             job = json.loads(self.path(job_id).read_text())
         except FileNotFoundError:
             return None
-        return self._fail_orphan(job) if self._orphaned(job) else job
+        if self._orphaned(job):
+            return self._fail_orphan(job)
+        if job["status"] in UNFINISHED and self.cancel_path(job_id).exists():
+            job["cancel_requested"] = True
+        return job
 
     def records(self, status: str | None = None) -> list[dict]:
         """Every job's record, newest first; ``status``: only jobs in that state."""
@@ -109,7 +114,11 @@ class Jobs:
         for path in self.folder.glob("*.json"):
             if path.name.endswith(".provenance.json"):
                 continue
-            job = self.get(path.stem)
+            try:
+                job = self.get(path.stem)
+            except (OSError, json.JSONDecodeError, KeyError):  # a damaged record: left out, not a failed listing
+                LOG.warning("job record %s cannot be read; left out of the list", path)
+                continue
             if job is not None and (status is None or job["status"] == status):
                 jobs.append(job)
         return sorted(jobs, key=lambda j: (j.get("created") or 0.0, j["id"]), reverse=True)
@@ -127,11 +136,7 @@ class Jobs:
             if job["status"] not in UNFINISHED:
                 raise JobFinished(f"job {job_id} is already {job['status']}; nothing to cancel")
             atomic.write_text(self.cancel_path(job_id), "")
-            if job["status"] == "queued":
-                job = self._cancelled(job)
-            else:
-                job = {**job, "cancel_requested": True}
-        return job
+            return self._cancelled(job) if job["status"] == "queued" else self.get(job_id)
 
     def remove(self, job_id: str) -> bool:
         """Delete a finished job's record, audio and provenance; False: no such job. Raises
