@@ -207,6 +207,12 @@ def test_loose_files_and_uploads_get_the_music_probability(library, gated, clips
     with TestClient(create_app(library.root, read_only=True)) as client:
         a = client.post("/analyze", content=Path(paths[1]).read_bytes(), headers={"content-type": "audio/wav"}).json()
     assert a["model_id"] == gated["model_id"] and a["music"] == pytest.approx(rows[1]["music"], abs=1e-4)
+    from mir.similar import build_library_index, similar
+
+    res = similar(build_library_index(library, gated["model_id"]), audio=paths[1], k=2)
+    assert res.seeds[0]["music"] == pytest.approx(rows[1]["music"], abs=1e-4)
+    assert cli(["similar", str(library.root), "--model", gated["model_id"], "--audio", paths[1], "-k", "1"]) == 0
+    assert f"music {rows[1]['music']:.2f} (not music)" in capsys.readouterr().out.splitlines()[0]
 
 
 def meta(music):

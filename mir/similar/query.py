@@ -47,6 +47,7 @@ class Seed:
     key: str | None = None
     mode: str | None = None
     same_as: str | None = None  # an audio file's track in the library (same audio), if any
+    music: float | None = None  # an audio file's music probability (models with a music gate)
 
 
 def _value(v):
@@ -81,7 +82,7 @@ def audio_seed(li: LibraryIndex, path: str | os.PathLike, *, checkpoint: str | o
     a = analyse_file(loaded, path)
     desc = a.descriptors
     return Seed(os.fspath(path), a.embedding, None, a.tags, float(desc["tempo"]) or None, desc["key"], desc["mode"],
-                same_as=li.lib.track_of_file(path))
+                same_as=li.lib.track_of_file(path), music=a.music)
 
 
 def soft_min(sims: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray:
@@ -236,8 +237,8 @@ def similar(li: LibraryIndex, *, tracks: Sequence[str] = (), audio: str | os.Pat
                     "score": round(float(score), 6), "explanation": why.pop("text"), "why": why})
     return Results(out, k=k, shortfall=shortfall(meta, filters, exclude, k, len(out)),
                    seeds=[{"seed": s.label, "track_id": s.track_id, "same_as": s.same_as, "tags": list(s.tags),
-                           "bpm": s.tempo, "key": key_name(s.key, s.mode) if s.key and s.mode else None}
-                          for s in seeds])
+                           "bpm": s.tempo, "key": key_name(s.key, s.mode) if s.key and s.mode else None,
+                           "music": s.music} for s in seeds])
 
 
 class Results(list):
