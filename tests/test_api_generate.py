@@ -275,3 +275,9 @@ def test_browser_generates_a_piece_and_cancels_a_job(browser, lib_path, gen_serv
         job_id = css("#gen-status")[0].text.split()[-1]
         assert app.state.service.jobs.get(job_id)["status"] == "cancelled" and not css("#gen-result")[0].is_displayed()
         gate.set()
+        # the recent pieces: newest first, a player for the done one, Remove for finished ones
+        wait_for(browser, lambda d: [li.get_attribute("class") for li in css("#jobs li")] == ["job cancelled", "job done"])
+        assert css("#jobs li.done audio") and [b.text for b in css("#jobs li button")] == ["Remove", "Remove"]
+        css("#jobs li.cancelled button")[0].click()
+        wait_for(browser, lambda d: [li.get_attribute("class") for li in css("#jobs li")] == ["job done"])
+        assert app.state.service.jobs.get(job_id) is None

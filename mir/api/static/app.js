@@ -184,6 +184,37 @@ let generating = 0;  // the poll loop of the newest job; older loops stop when i
 function generateView(seed) {
   show("generate-view");
   if (seed) $("#gen-tracks").value = seed;
+  jobList();
+}
+
+// the 20 newest jobs (GET /jobs): a player for each finished piece, Cancel while queued or running,
+// Remove once finished
+async function jobList() {
+  const target = $("#jobs");
+  try {
+    const { jobs } = await api("/jobs?limit=20");
+    target.replaceChildren();
+    for (const job of jobs) {
+      const when = new Date(job.created * 1000).toLocaleString();
+      const seeds = [...(job.params.track_ids || []).map((t) => t.slice(0, 12)), ...(job.params.tags || [])].join(", ");
+      const item = el("li", { className: `job ${job.status}` },
+        el("span", { textContent: `${job.status} · ${when} · ${job.params.duration} s from ${seeds || job.params.user || "?"}` }));
+      if (job.status === "done") item.append(el("audio", { controls: true, preload: "none", src: job.result.audio }));
+      if (job.status === "failed") item.append(el("span", { className: "why", textContent: job.error }));
+      const unfinished = job.status === "queued" || job.status === "running";
+      const button = el("button", { type: "button", textContent: unfinished ? "Cancel" : "Remove" });
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        try {
+          await api(unfinished ? `/jobs/${job.id}/cancel` : `/jobs/${job.id}`, { method: unfinished ? "POST" : "DELETE" });
+        } catch (err) { fail($("#gen-status"), err); }
+        jobList();
+      });
+      item.append(" ", button);
+      target.append(item);
+    }
+    if (!jobs.length) target.append(el("li", { className: "muted", textContent: "none yet" }));
+  } catch (err) { fail($("#gen-status"), err); }
 }
 
 const list = (v) => v.split(",").map((x) => x.trim()).filter(Boolean);
@@ -203,6 +234,7 @@ async function startGenerate() {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
     });
     bar.hidden = false;
+    jobList();
     const cancel = $("#gen-cancel");
     cancel.hidden = false;
     cancel.disabled = false;
@@ -219,6 +251,7 @@ async function startGenerate() {
     }
     bar.value = job.progress;
     cancel.hidden = true;
+    jobList();
     if (job.status === "cancelled") { bar.hidden = true; status.textContent = `cancelled: job ${job.id}`; return; }
     if (job.status === "failed") throw new Error(job.error);
     const p = job.result.provenance;
