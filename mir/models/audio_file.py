@@ -40,9 +40,9 @@ def describe_file(path: str | os.PathLike, *, cfg=None) -> tuple[float, np.ndarr
 def run_tagger(loaded, mel: np.ndarray, desc: dict, *, duration: float, model=None) -> FileAnalysis:
     """The model of ``loaded`` (a :class:`~mir.models.LoadedModel`) on one track's log-mel and
     descriptors; ``model``: its prepared module (default: :func:`~mir.models.inference.prepare_model`)."""
-    from ..models.decisions import Measured, decide
-    from ..models.inference import predict_logmels, prepare_model
-    from ..models.track_head import context_of
+    from .decisions import Measured, decide
+    from .inference import predict_logmels, prepare_model
+    from .track_head import context_of
 
     model = prepare_model(loaded.model) if model is None else model
     out = predict_logmels(model, [mel], chunk_frames=loaded.config.chunk_frames,
