@@ -43,6 +43,11 @@ def _check_ready(svc) -> None:
     deps.load_segments(svc.lib)  # CatalogError (409) naming `mir analyze`
 
 
+def _writable(request: Request, what: str) -> None:
+    if request.app.state.service.read_only:
+        raise HTTPException(403, f"this server is read-only (--read-only): it does not {what}")
+
+
 @router.post("/generate", status_code=202, response_model=Job, responses={
     403: {"model": Error, "description": "a read-only server"},
     404: {"model": Error, "description": "an unknown seed track, or no --events for a user seed"},
@@ -50,9 +55,8 @@ def _check_ready(svc) -> None:
     503: {"model": Error, "description": "too many jobs waiting"}})
 def start_generate(request: Request, body: GenerateRequest):
     """Start generating a piece from the seeds (tracks, tags and/or a user); follow it at ``GET /jobs/{id}``."""
+    _writable(request, "generate")
     svc = request.app.state.service
-    if svc.read_only:
-        raise HTTPException(403, "this server is read-only (--read-only): it does not generate")
     if not body.tracks and not [t for t in body.tags if t.strip()] and body.user is None:
         raise HTTPException(422, "give at least one seed: tracks, tags or user")
     if body.user is not None and svc.events is None:
@@ -82,24 +86,13 @@ def list_jobs(request: Request,
     return {"total": len(jobs), "jobs": jobs[offset:offset + limit]}
 
 
-def _writable(request: Request, what: str) -> None:
-    if request.app.state.service.read_only:
-        raise HTTPException(403, f"this server is read-only (--read-only): it does not {what}")
-
-
 @router.post("/jobs/{job_id}/cancel", response_model=Job, responses={
     **NO_JOB, 202: {"model": Job, "description": "running: it stops at its next step (cancel_requested)"},
     403: {"model": Error, "description": "a read-only server"},
     409: {"model": Error, "description": "the job has already finished"}})
 def cancel_job(request: Request, job_id: JobId):
     """Cancel a job: a queued one at once (200, status cancelled), a running one at its next step (202)."""
-    _writable(request, "cancel jobs")
-    try:
-        job = request.app.state.service.jobs.cancel(job_id)
-    except JobFinished as exc:
-        raise HTTPException(409, str(exc)) from None
-    if job is None:
-        raise HTTPException(404, f"no job {job_id}")
+    job = _change_job(request, job_id, "cancel jobs", request.app.state.service.jobs.cancel)
     return JSONResponse(Job(**job).model_dump(), status_code=202 if job["status"] == "running" else 200)
 
 
@@ -108,14 +101,21 @@ def cancel_job(request: Request, job_id: JobId):
     409: {"model": Error, "description": "the job is queued or running: cancel it first"}})
 def delete_job(request: Request, job_id: JobId):
     """Remove a finished job (done, failed or cancelled): its record, audio and provenance."""
-    _writable(request, "remove jobs")
+    _change_job(request, job_id, "remove jobs", request.app.state.service.jobs.remove)
+    return Response(status_code=204)
+
+
+def _change_job(request: Request, job_id: str, what: str, change):
+    """``change(job_id)`` (:meth:`Jobs.cancel` or :meth:`Jobs.remove`) on a writable server: 403 when read-only,
+    409 when the job's state refuses it, 404 when there is no such job; else its result."""
+    _writable(request, what)
     try:
-        found = request.app.state.service.jobs.remove(job_id)
+        result = change(job_id)
     except JobFinished as exc:
         raise HTTPException(409, str(exc)) from None
-    if not found:
+    if not result:
         raise HTTPException(404, f"no job {job_id}")
-    return Response(status_code=204)
+    return result
 
 
 def _job(request: Request, job_id: str) -> dict:

@@ -73,10 +73,15 @@ class Jobs:
     def cancel_path(self, job_id: str) -> Path:
         return self.folder / f"{job_id}.cancel"
 
-    def _files(self, job_id: str) -> list[Path]:
-        """Everything a job leaves in the folder, its record last."""
-        return [self.audio_path(job_id), self.folder / f"{job_id}.provenance.json", self.cancel_path(job_id),
-                self.path(job_id)]
+    def _outputs(self, job_id: str) -> list[Path]:
+        """What a job's run writes: its audio and the provenance beside it."""
+        return [self.audio_path(job_id), self.folder / f"{job_id}.provenance.json"]
+
+    def _record_paths(self) -> list[Path]:
+        """The job records in the folder (``<id>.json``; not the provenance files)."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.glob("*.json") if not p.name.endswith(".provenance.json"))
 
     def _save(self, job: dict) -> None:
         atomic.write_text(self.path(job["id"]), json.dumps(job, indent=1))
@@ -108,12 +113,8 @@ class Jobs:
 
     def records(self, status: str | None = None) -> list[dict]:
         """Every job's record, newest first; ``status``: only jobs in that state."""
-        if not self.folder.is_dir():
-            return []
         jobs = []
-        for path in self.folder.glob("*.json"):
-            if path.name.endswith(".provenance.json"):
-                continue
+        for path in self._record_paths():
             try:
                 job = self.get(path.stem)
             except (OSError, json.JSONDecodeError, KeyError):  # a damaged record: left out, not a failed listing
@@ -146,14 +147,14 @@ class Jobs:
             return False
         if job["status"] not in FINISHED:
             raise JobFinished(f"job {job_id} is {job['status']}; cancel it first (POST /jobs/{job_id}/cancel)")
-        for path in self._files(job_id):
+        for path in [*self._outputs(job_id), self.cancel_path(job_id), self.path(job_id)]:  # the record last
             path.unlink(missing_ok=True)
         self._saved.pop(job_id, None)
         return True
 
     def _cancelled(self, job: dict) -> dict:
         """Write ``job`` down as cancelled (its partial files gone) and return the record."""
-        for path in self._files(job["id"])[:2]:
+        for path in self._outputs(job["id"]):
             path.unlink(missing_ok=True)
         job.update(status="cancelled", stage="cancelled", finished=time.time(), result=None,
                    error=f"cancelled by a client (POST /jobs/{job['id']}/cancel)")
@@ -168,9 +169,7 @@ class Jobs:
             return 0
         atomic.clean_stale_temps(self.folder)
         n = 0
-        for path in sorted(self.folder.glob("*.json")):
-            if path.name.endswith(".provenance.json"):
-                continue
+        for path in self._record_paths():
             try:
                 job = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):

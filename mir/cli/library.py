@@ -27,6 +27,13 @@ def positive_workers(text: str) -> int:
     return value
 
 
+def music_text(p: float) -> str:
+    """A music probability as the commands print it: ``0.68``, or ``0.06 (not music)`` below the gate's threshold."""
+    from ..models.gate import MUSIC_THRESHOLD
+
+    return f"{p:.2f}" + (" (not music)" if p < MUSIC_THRESHOLD else "")
+
+
 def _listed(kind: str, rows: list[tuple[str, str]], library: str) -> None:
     for _, msg in rows[:20]:
         print(f"  {kind}: {msg}", file=sys.stderr)
@@ -247,7 +254,6 @@ def _show_tags(tagged: dict, row, info: dict, *, all_tags: bool) -> None:
     """The model's genre and tags; with ``all_tags`` every tag with its threshold, and why each
     exclusive group's member won."""
     from ..models.decisions import Measured, decide
-    from ..models.gate import MUSIC_THRESHOLD
 
     top = sorted(tagged["genre_probs"].items(), key=lambda kv: -kv[1])[:3]
     print(f"model      {tagged['model_id']} ({tagged['n_chunks']} chunks, {tagged['precision']})")
@@ -255,7 +261,7 @@ def _show_tags(tagged: dict, row, info: dict, *, all_tags: bool) -> None:
     decided = ", ".join(f"{name} {tagged['tag_probs'][name]:.2f}" for name in tagged["tags"])
     print(f"pred tags  {decided or '-'}")
     if tagged.get("music") is not None:
-        print(f"music      {tagged['music']:.2f}" + ("" if tagged["music"] >= MUSIC_THRESHOLD else " (not music)"))
+        print(f"music      {music_text(tagged['music'])}")
     if not all_tags:
         return
     threshold = dict(zip(info["tags"], info["thresholds"]))

@@ -18,8 +18,8 @@ def _filters(args):
 
 def cmd_similar(args) -> int:
     from ..catalog.predictions import resolve_model
-    from ..models.gate import MUSIC_THRESHOLD
     from ..similar import open_library_index, similar
+    from .library import music_text
 
     lib = Library(args.library)
     ref = resolve_model(lib, args.model)
@@ -38,8 +38,7 @@ def cmd_similar(args) -> int:
             print(f"query {seed['seed']}" + (f" (library track {seed['same_as'][:12]})" if seed["same_as"] else "")
                   + f": tags {', '.join(seed['tags']) or 'none'}"
                   + (f"; {seed['bpm']:.0f} BPM" if seed["bpm"] else "") + (f"; {seed['key']}" if seed["key"] else "")
-                  + (f"; music {seed['music']:.2f}" + (" (not music)" if seed["music"] < MUSIC_THRESHOLD else "")
-                     if seed["music"] is not None else ""))
+                  + (f"; music {music_text(seed['music'])}" if seed["music"] is not None else ""))
     if results:
         print(f"{'#':>2}  {'score':>6}  {'track':12}  {'artist':18}  {'title':28}  why")
     for r in results:
