@@ -251,6 +251,10 @@ def test_browser_generates_a_piece_and_cancels_a_job(browser, lib_path, gen_serv
     from browser import ARTIFACTS, live_server, wait_for
 
     css = lambda sel: browser.find_elements(By.CSS_SELECTOR, sel)  # noqa: E731
+    # read the job list in one script call: the page re-renders it, so elements found first can go stale
+    jobs_shown = lambda: browser.execute_script(  # noqa: E731
+        "return [...document.querySelectorAll('#jobs li')].map((li) => [li.className, "
+        "[...li.querySelectorAll('button')].map((b) => b.textContent), li.querySelectorAll('audio').length]);")
     app = create_app(lib_path)
     with live_server(app) as url:
         browser.get(f"{url}/#/generate/{gen_served['ids'][0]}")
@@ -276,8 +280,8 @@ def test_browser_generates_a_piece_and_cancels_a_job(browser, lib_path, gen_serv
         assert app.state.service.jobs.get(job_id)["status"] == "cancelled" and not css("#gen-result")[0].is_displayed()
         gate.set()
         # the recent pieces: newest first, a player for the done one, Remove for finished ones
-        wait_for(browser, lambda d: [li.get_attribute("class") for li in css("#jobs li")] == ["job cancelled", "job done"])
-        assert css("#jobs li.done audio") and [b.text for b in css("#jobs li button")] == ["Remove", "Remove"]
+        wait_for(browser, lambda d: [c for c, _, _ in jobs_shown()] == ["job cancelled", "job done"])
+        assert jobs_shown() == [["job cancelled", ["Remove"], 0], ["job done", ["Remove"], 1]]
         css("#jobs li.cancelled button")[0].click()
-        wait_for(browser, lambda d: [li.get_attribute("class") for li in css("#jobs li")] == ["job done"])
+        wait_for(browser, lambda d: [c for c, _, _ in jobs_shown()] == ["job done"])
         assert app.state.service.jobs.get(job_id) is None

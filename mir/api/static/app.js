@@ -189,10 +189,14 @@ function generateView(seed) {
 
 // the 20 newest jobs (GET /jobs): a player for each finished piece, Cancel while queued or running,
 // Remove once finished
+let listing = 0;  // the newest GET /jobs call: an older answer arriving later is not drawn over it
+
 async function jobList() {
   const target = $("#jobs");
+  const mine = ++listing;
   try {
     const { jobs } = await api("/jobs?limit=20");
+    if (mine !== listing) return;
     target.replaceChildren();
     for (const job of jobs) {
       const when = new Date(job.created * 1000).toLocaleString();
